@@ -1,0 +1,52 @@
+"""medground — biomedical refer-and-ground models (BiRD, MedPLIB) on CPU and GPU.
+
+Load a checkpoint, ground phrases to boxes, refer to regions, segment, chat,
+evaluate prediction files as the papers do, and check grounding datasets.
+Everything heavy runs in the C library (``medground._C``).
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from . import _C
+from .errors import (
+    DTypeError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    MedgroundError,
+    MedgroundIOError,
+    NotFoundError,
+    OutOfMemoryError,
+    ShapeError,
+    UnsafeError,
+    UnsupportedError,
+)
+
+
+def set_num_threads(n_threads: int = 0, blas: str | None = None) -> None:
+    """Threads (0 = all cores) and GEMM provider ('onednn' or 'openblas') for medground's work."""
+    _C.set_num_threads(int(n_threads), blas)
+
+
+def get_num_threads() -> int:
+    """Threads medground uses."""
+    return _C.get_num_threads()
+
+
+__all__ = [
+    "__version__",
+    "set_num_threads",
+    "get_num_threads",
+    "MedgroundError",
+    "InvalidArgumentError",
+    "FormatError",
+    "ShapeError",
+    "DTypeError",
+    "MedgroundIOError",
+    "OutOfMemoryError",
+    "NotFoundError",
+    "UnsupportedError",
+    "UnsafeError",
+    "InternalError",
+]

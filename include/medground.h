@@ -339,6 +339,93 @@ mg_status mg_image_info(const char *path, int *width, int *height, int *channels
 mg_status mg_image_load(const char *path, mg_image *out);
 mg_status mg_image_load_memory(const uint8_t *bytes, size_t n_bytes, mg_image *out);
 void mg_image_free(mg_image *image);
+/* mg_image_info for a file held in memory (same formats and limits). */
+mg_status mg_image_info_memory(const uint8_t *bytes, size_t n_bytes, int *width, int *height,
+                               int *channels);
+/* A borrowed view of the image's pixels as a tensor [H, W, C]. */
+mg_status mg_image_as_tensor(const mg_image *image, mg_tensor *out);
+
+/* --- preprocessing kernels ------------------------------------------------
+ * Images are tensors [H, W] or [H, W, C] (C in 1..4), interleaved, any byte
+ * strides; outputs are caller-provided (strided views allowed). */
+
+/* Filters with PIL's numbering (Image.Resampling.BILINEAR = 2, BICUBIC = 3). */
+typedef enum mg_resample {
+    MG_RESAMPLE_BILINEAR = 2, /* triangle, support 1 */
+    MG_RESAMPLE_BICUBIC = 3,  /* Keys cubic a = -0.5, support 2 */
+} mg_resample;
+
+/* PIL Image.resize(size, filter) bit for bit: antialiased on downscale (the
+ * support grows by in/out), separable horizontal-then-vertical passes.
+ * u8: PIL's 22-bit fixed-point coefficients with rounding and clipping after
+ * each pass (mode L/RGB; channels are independent, as PIL's RGBX — RGBA is
+ * NOT premultiplied as PIL.resize does for mode RGBA). f32: double
+ * accumulation, float storage per pass (PIL mode F). src and dst have the
+ * same dtype and channel count; dst's shape gives the output size. ctx may
+ * be NULL (single thread); otherwise rows are spread over its pool. */
+mg_status mg_image_resize(mg_context *ctx, const mg_tensor *src, mg_resample filter,
+                          mg_tensor *dst);
+
+/* To RGB u8 [H, W, 3] as PIL's convert('RGB'): gray replicated, alpha
+ * dropped. 16-bit input (u16) follows PIL: one-channel 16-bit (mode I;16)
+ * saturates, min(v, 255); 16-bit with color or alpha (PNG RGB/RGBA/LA 16)
+ * keeps the high byte, v >> 8. */
+mg_status mg_image_to_rgb8(const mg_tensor *src, mg_tensor *dst);
+
+/* y = round(clamp((x * slope + intercept - lower) / (upper - lower), 0, 1) * 255)
+ * into u8 of the same shape; half rounds up. src: u8/u16/i16/i32/f32/f64.
+ * A DICOM linear VOI window (PS3.3 C.11.2.1.2.1) of center c, width w is
+ * lower = c - 0.5 - (w - 1) / 2, upper = c - 0.5 + (w - 1) / 2. */
+mg_status mg_image_window(const mg_tensor *src, double slope, double intercept, double lower,
+                          double upper, mg_tensor *dst);
+
+/* A borrowed view of the centered height x width region (top = (H - height)
+ * / 2, left = (W - width) / 2, floored, as HF image_transforms.center_crop). */
+mg_status mg_image_center_crop(const mg_tensor *src, int64_t height, int64_t width,
+                               mg_tensor *view);
+
+/* Copies src into the larger dst (same dtype and channels) and fills the
+ * rest with value[c] (per channel; converted to dst's dtype). centered:
+ * top = (H' - H) / 2, left = (W' - W) / 2 floored; else top-left. */
+mg_status mg_image_pad(const mg_tensor *src, const double *value, bool centered, mg_tensor *dst);
+
+/* dst[c, y, x] = (src[y, x, c] / divisor - mean[c]) / std[c] in f32 (the
+ * order torchvision ToTensor+Normalize and HF CLIPImageProcessor use).
+ * src u8 or f32 [H, W, C]; dst f32 [C, H, W] (a strided view is fine). */
+mg_status mg_image_normalize(const mg_tensor *src, float divisor, const float *mean,
+                             const float *std, mg_tensor *dst);
+
+#define MG_IMAGE_CLIP_MEAN {0.48145466f, 0.4578275f, 0.40821073f}
+#define MG_IMAGE_CLIP_STD {0.26862954f, 0.26130258f, 0.27577711f}
+#define MG_IMAGE_IMAGENET_MEAN_255 {123.675f, 116.28f, 103.53f}
+#define MG_IMAGE_IMAGENET_STD_255 {58.395f, 57.12f, 57.375f}
+
+/* Where the original image lies in a preprocessed tensor: original pixel
+ * (x, y) maps to (x * scale_x + pad_left, y * scale_y + pad_top), with
+ * scale = resized / original per axis. */
+typedef struct mg_image_geometry {
+    int original_width, original_height;
+    int resized_width, resized_height;
+    double scale_x, scale_y;
+    int pad_left, pad_top;
+    int output_width, output_height;
+} mg_image_geometry;
+
+/* Each pipeline takes any image mg_image_to_rgb8 accepts and writes f32
+ * out[3, size, size]. geometry may be NULL.
+ * Qwen-VL / BiRD: PIL BICUBIC squash to size x size (448), /255, CLIP
+ * mean/std. */
+mg_status mg_image_preprocess_qwen(mg_context *ctx, const mg_tensor *image, int size,
+                                   mg_tensor *out, mg_image_geometry *geometry);
+/* MedPLIB CLIP-336: resize the longest side to size with PIL BILINEAR (new
+ * side int(side * size / longest + 0.5)), center-pad to size x size with
+ * (122, 116, 104), /255, CLIP mean/std. */
+mg_status mg_image_preprocess_clip_pad(mg_context *ctx, const mg_tensor *image, int size,
+                                       mg_tensor *out, mg_image_geometry *geometry);
+/* MedPLIB SAM-Med2D branch: longest side to size (256) with PIL BILINEAR,
+ * (x - ImageNet mean*255) / (std*255) on 0..255, then center-pad with 0. */
+mg_status mg_image_preprocess_sam(mg_context *ctx, const mg_tensor *image, int size,
+                                  mg_tensor *out, mg_image_geometry *geometry);
 
 /* ====================== end of image input =============================== */
 

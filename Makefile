@@ -17,13 +17,33 @@ CC ?= gcc
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
 	-Iinclude -Icsrc -I/usr/include/stb -pthread
 OPT ?= -O3
-CFLAGS := $(CFLAGS_BASE) $(OPT) -g $(EXTRA_CFLAGS)
-LIBS := -ldnnl -lopenblas -lcjson -lpcre2-8 -lstemmer -lstb -lm -lpthread
+CFLAGS = $(CFLAGS_BASE) $(OPT) -g $(CUDA_DEFINE) $(EXTRA_CFLAGS)
+LIBS = -ldnnl -lopenblas -lcjson -lpcre2-8 -lstemmer -lstb -lm -lpthread $(CUDA_LIBS)
 
 # Every C file of the library (not the Python glue) goes into libmedground.
 LIB_SOURCES := $(shell find csrc -name '*.c' -not -path 'csrc/python/*' | sort)
 PY_SOURCES := $(shell find csrc/python -name '*.c' | sort)
 LIB_OBJECTS := $(patsubst csrc/%.c,build/obj/%.o,$(LIB_SOURCES))
+
+# CUDA backend: built when nvcc is found, unless MG_CUDA=0. cudart is linked
+# statically, so the library loads (and reports "no GPU") on machines without
+# a driver; cuBLAS is loaded at run time when present.
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+ifeq ($(NVCC),)
+MG_CUDA ?= 0
+else
+MG_CUDA ?= 1
+endif
+ifeq ($(MG_CUDA),1)
+CUDA_HOME ?= $(if $(wildcard /usr/local/cuda/lib64),/usr/local/cuda,$(patsubst %/bin/nvcc,%,$(realpath $(NVCC))))
+CUDA_SOURCES := $(shell find csrc -name '*.cu' | sort)
+CUDA_OBJECTS := $(patsubst csrc/%.cu,build/obj/%.cu.o,$(CUDA_SOURCES))
+LIB_OBJECTS += $(CUDA_OBJECTS)
+CUDA_DEFINE := -DMG_HAVE_CUDA
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt
+NVCC_FLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Xcompiler -Wall -Iinclude -Icsrc \
+	-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+endif
 PY_OBJECTS := $(patsubst csrc/%.c,build/obj/%.o,$(PY_SOURCES))
 DEPFILES := $(LIB_OBJECTS:.o=.d) $(PY_OBJECTS:.o=.d)
 
@@ -70,6 +90,11 @@ build/obj/%.o: csrc/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC  $<"
 	@$(CC) $(CFLAGS) $(if $(filter csrc/python/%,$<),$(PY_INCLUDES)) -MMD -MP -c $< -o $@
+
+build/obj/%.cu.o: csrc/%.cu
+	@mkdir -p $(dir $@)
+	@echo "  NVCC $<"
+	@$(NVCC) $(NVCC_FLAGS) -MMD -MP -c $< -o $@
 
 build/libmedground.a: $(LIB_OBJECTS)
 	@rm -f $@.tmp && ar rcs $@.tmp $^ && mv $@.tmp $@

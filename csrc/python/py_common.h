@@ -42,6 +42,8 @@ PyObject *mg_py_array_from_tensor(const mg_tensor *t);
 mg_context *mg_py_default_context(void);
 /* Replace it (n_threads <= 0: all cores; blas: mg_blas value). -1 on error. */
 int mg_py_reset_default_context(int n_threads, int blas);
+/* Switch the shared context to another device. -1 with an exception on error. */
+int mg_py_set_device(mg_device device);
 
 int mg_py_register_core(PyObject *module);
 int mg_py_register_ops(PyObject *module);

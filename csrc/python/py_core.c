@@ -136,7 +136,48 @@ static PyObject *py_f32_to_f16(PyObject *self, PyObject *object) {
     return result;
 }
 
+static PyObject *py_set_device(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    mg_device device;
+    if (strcmp(name, "cpu") == 0) device = MG_DEVICE_CPU;
+    else if (strcmp(name, "cuda") == 0) device = MG_DEVICE_CUDA;
+    else return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "device '%s': expected 'cpu' or 'cuda'", name));
+    if (mg_py_set_device(device) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_device(PyObject *self, PyObject *unused) {
+    mg_context *ctx = mg_py_default_context();
+    if (!ctx) return NULL;
+    return PyUnicode_FromString(mg_context_backend_name(ctx));
+}
+
+/* (available, reason): whether a CUDA context can be made here, and why not. */
+static PyObject *py_cuda_status(PyObject *self, PyObject *unused) {
+    mg_context_options options = {MG_DEVICE_CUDA, 1, MG_BLAS_DEFAULT};
+    mg_context *ctx = NULL;
+    mg_status status = mg_context_create(&options, &ctx);
+    if (status == MG_OK) {
+        mg_context_destroy(ctx);
+        return Py_BuildValue("(Os)", Py_True, "");
+    }
+    return Py_BuildValue("(Os)", Py_False, mg_last_error());
+}
+
+static PyObject *py_built_with_cuda(PyObject *self, PyObject *unused) {
+#ifdef MG_HAVE_CUDA
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef mg_core_methods[] = {
+    {"set_device", py_set_device, METH_VARARGS, "set_device('cpu'|'cuda'): device of the shared context."},
+    {"get_device", py_get_device, METH_NOARGS, "Backend name of the shared context."},
+    {"cuda_status", py_cuda_status, METH_NOARGS, "(available, reason) for the CUDA backend."},
+    {"built_with_cuda", py_built_with_cuda, METH_NOARGS, "Whether this build contains the CUDA backend."},
     {"set_num_threads", (PyCFunction)(void (*)(void))py_set_num_threads, METH_VARARGS | METH_KEYWORDS,
      "set_num_threads(n_threads=0, blas=None): threads for medground's shared context (0 = all cores)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads of the shared context."},

@@ -20,7 +20,9 @@ from . import __version__
 from .errors import InternalError, MedgroundError
 
 # name -> (module path, one-line help). Modules are imported only when used.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("medground.predict", "run a model over test records (one process, workers, or Dask)"),
+}
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

@@ -1,0 +1,69 @@
+"""Measure this machine's limits in the same run as the benchmarks: memory
+bandwidth (STREAM-like triad and read-only sum, 1 and all threads) and peak
+f32 GEMM FLOP/s (PyTorch's and ours), so every result can be printed as a ratio
+to the roofline."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def bandwidth(threads: int, doubles: int = 1 << 25) -> dict:
+    binary = pathlib.Path(tempfile.gettempdir()) / "medground_stream"
+    if not binary.exists() or binary.stat().st_mtime < (HERE / "stream.c").stat().st_mtime:
+        subprocess.run(["gcc", "-O3", "-march=native", "-fopenmp", str(HERE / "stream.c"), "-o", str(binary)],
+                       check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([str(binary), str(doubles), "5"], check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout)
+
+
+def gemm_gflops(size: int = 1024, threads: int | None = None) -> float:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.mm(a, b)
+    best = 1e9
+    for _ in range(3):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def describe(quick: bool = True) -> dict:
+    cores = os.cpu_count() or 1
+    doubles = 1 << (24 if quick else 26)
+    info = {
+        "cpu": _cpu_name(),
+        "cores": cores,
+        "bandwidth_1": bandwidth(1, doubles),
+        "bandwidth_all": bandwidth(cores, doubles),
+        "torch_gemm_gflops_1": gemm_gflops(1024 if quick else 2048, 1),
+        "torch_gemm_gflops_all": gemm_gflops(1024 if quick else 2048, cores),
+    }
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe(), indent=2))

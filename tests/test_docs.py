@@ -1,0 +1,31 @@
+"""Docs cannot rot: the C API reference matches the header, and every public C function is in it."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("gen_c_api", ROOT / "docs" / "gen_c_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_c_api_reference_is_current():
+    generated = _generator().generate()
+    committed = (ROOT / "docs" / "c_api.md").read_text(encoding="utf-8")
+    assert generated == committed, "docs/c_api.md is stale: run .venv/bin/python docs/gen_c_api.py"
+
+
+def test_every_public_function_is_documented():
+    header = (ROOT / "include" / "medground.h").read_text(encoding="utf-8")
+    names = set(re.findall(r"\b(mg_\w+)\s*\(", header))
+    reference = (ROOT / "docs" / "c_api.md").read_text(encoding="utf-8")
+    missing = sorted(n for n in names if n not in reference)
+    assert not missing, f"not in docs/c_api.md: {missing}"
+    assert len(names) > 30

@@ -467,6 +467,105 @@ mg_status mg_weights_set_int(mg_weights *weights, const char *key, int64_t value
 mg_status mg_weights_set_float(mg_weights *weights, const char *key, double value);
 mg_status mg_weights_set_string(mg_weights *weights, const char *key, const char *value);
 
+/* --- typed metadata, arrays (GGUF key/values, tokenizer vocabularies) ---
+ * Value types are GGUF's on-disk ids. get_int accepts every integer type
+ * and bool (u64 above INT64_MAX wraps); get_float accepts floats and ints.
+ * Keys: GGUF keys verbatim ("general.architecture", "bird.hidden_size");
+ * config.json next to a HF checkpoint is flattened under "config."
+ * ("config.hidden_size", "config.visual.width"); safetensors __metadata__
+ * under "safetensors." . A GGUF whose general.architecture is A also exposes
+ * every "A.<key>" as "config.<key>", so models read hyper-parameters as
+ * "config.<HF name>" whatever the file format.
+ * Tokenizers embedded by `medground convert`: "medground.tokenizer.qwen_tiktoken"
+ * (string, the qwen.tiktoken file verbatim) and
+ * "medground.tokenizer.sentencepiece_model" (array of u8, tokenizer.model
+ * verbatim); other tokenizer data may use "medground.tokenizer.<name>" keys
+ * with string arrays (mg_weights_get_array_string). */
+typedef enum mg_value_type {
+    MG_VALUE_U8 = 0,
+    MG_VALUE_I8 = 1,
+    MG_VALUE_U16 = 2,
+    MG_VALUE_I16 = 3,
+    MG_VALUE_U32 = 4,
+    MG_VALUE_I32 = 5,
+    MG_VALUE_F32 = 6,
+    MG_VALUE_BOOL = 7,
+    MG_VALUE_STRING = 8,
+    MG_VALUE_ARRAY = 9,
+    MG_VALUE_U64 = 10,
+    MG_VALUE_I64 = 11,
+    MG_VALUE_F64 = 12,
+} mg_value_type;
+
+/* "u32", "string", ... Borrowed, static. Byte size of a numeric type (0 for
+ * string/array). */
+const char *mg_value_type_name(mg_value_type type);
+size_t mg_value_type_size(mg_value_type type);
+
+int64_t mg_weights_meta_count(const mg_weights *weights);
+/* Key of the index-th entry (insertion order), NULL when out of range. Borrowed. */
+const char *mg_weights_meta_key(const mg_weights *weights, int64_t index);
+/* Type of a key; element_type (may be NULL) is the array's element type. */
+mg_status mg_weights_meta_type(const mg_weights *weights, const char *key, mg_value_type *type,
+                               mg_value_type *element_type);
+/* A string with its byte length (strings may hold NUL bytes). Borrowed. */
+mg_status mg_weights_get_string_bytes(const mg_weights *weights, const char *key, const char **out,
+                                      size_t *length);
+/* An array: numeric elements packed little-endian as element_type (borrowed,
+ * valid while the table lives); *data is NULL for string arrays: read those
+ * with mg_weights_get_array_string. */
+mg_status mg_weights_get_array(const mg_weights *weights, const char *key, mg_value_type *element_type,
+                               int64_t *length, const void **data);
+/* index-th string of a string array, NUL-terminated, with its byte length
+ * (length may be NULL). Borrowed. */
+mg_status mg_weights_get_array_string(const mg_weights *weights, const char *key, int64_t index,
+                                      const char **out, size_t *length);
+/* Setters copy. */
+mg_status mg_weights_set_int_typed(mg_weights *weights, const char *key, mg_value_type type, int64_t value);
+mg_status mg_weights_set_float_typed(mg_weights *weights, const char *key, mg_value_type type, double value);
+mg_status mg_weights_set_string_bytes(mg_weights *weights, const char *key, const char *value, size_t length);
+mg_status mg_weights_set_array(mg_weights *weights, const char *key, mg_value_type element_type,
+                               int64_t length, const void *data);
+/* lengths may be NULL (strlen of each). */
+mg_status mg_weights_set_string_array(mg_weights *weights, const char *key, int64_t length,
+                                      const char *const *strings, const size_t *lengths);
+
+/* --- GGUF v3 writer (streaming) ---
+ * 1. mg_gguf_writer_open; 2. add metadata and every tensor's info (name,
+ * stored dtype, shape outermost-first); 3. mg_gguf_writer_write_tensor once
+ * per tensor, in the order the infos were added (the header is written on
+ * the first call); 4. mg_gguf_writer_finish. Peak memory is the header plus
+ * one converted tensor. Tensor data is aligned to "general.alignment"
+ * (default 32; set it with mg_gguf_writer_add_int(.., MG_VALUE_U32, ..)
+ * before any tensor info). Dimensions are stored innermost-first as GGUF
+ * requires. */
+typedef struct mg_gguf_writer mg_gguf_writer;
+
+/* Creates/truncates path. Caller frees with mg_gguf_writer_destroy (which,
+ * before a successful finish, also deletes the partial file). */
+mg_status mg_gguf_writer_open(const char *path, mg_gguf_writer **out);
+mg_status mg_gguf_writer_add_int(mg_gguf_writer *writer, const char *key, mg_value_type type, int64_t value);
+mg_status mg_gguf_writer_add_float(mg_gguf_writer *writer, const char *key, mg_value_type type, double value);
+mg_status mg_gguf_writer_add_string(mg_gguf_writer *writer, const char *key, const char *value, size_t length);
+/* Numeric array, elements packed as element_type. */
+mg_status mg_gguf_writer_add_array(mg_gguf_writer *writer, const char *key, mg_value_type element_type,
+                                   int64_t length, const void *data);
+/* lengths may be NULL (strlen of each). */
+mg_status mg_gguf_writer_add_string_array(mg_gguf_writer *writer, const char *key, int64_t length,
+                                          const char *const *strings, const size_t *lengths);
+/* Copies every metadata entry of a table (keeps types). */
+mg_status mg_gguf_writer_add_metadata_from(mg_gguf_writer *writer, const mg_weights *weights);
+/* dtype: f32, f16, bf16, q8_0, q4_0, i8, i16, i32, i64, f64 (the GGUF types). */
+mg_status mg_gguf_writer_add_tensor_info(mg_gguf_writer *writer, const char *name, mg_dtype dtype,
+                                         int n_dims, const int64_t *shape);
+/* Writes the next tensor's data. `tensor` must have the declared element
+ * count; it may be strided and of another float type (converted, quantizing
+ * as GGUF's reference quantizers) — integer tensors must match exactly. */
+mg_status mg_gguf_writer_write_tensor(mg_gguf_writer *writer, const char *name, const mg_tensor *tensor);
+/* Checks every tensor was written, flushes and closes. */
+mg_status mg_gguf_writer_finish(mg_gguf_writer *writer);
+void mg_gguf_writer_destroy(mg_gguf_writer *writer);
+
 /* ====================== end of checkpoint I/O ============================ */
 
 /* ======================================================================== */
@@ -474,12 +573,319 @@ mg_status mg_weights_set_string(mg_weights *weights, const char *key, const char
 /* ======================================================================== */
 /* (owned by the tokenizer module) */
 
+/* Text -> token ids -> text, id-for-id identical to the references the two
+ * model families were trained with:
+ *  - Qwen-VL (BiRD): byte-level BPE over `qwen.tiktoken` ranks, Qwen's regex
+ *    pre-split, Qwen-VL's special tokens (ids 151643 + index) and the
+ *    `<img>path</img>` -> 256-position rule. Reference: tiktoken.
+ *  - LLaMA (MedPLIB): SentencePiece BPE from `tokenizer.model` with byte
+ *    fallback, plus MedPLIB's added tokens handled as transformers 4.31's slow
+ *    LlamaTokenizer (legacy=True) does. Reference: sentencepiece + transformers.
+ *  - A Hugging Face `tokenizer.json` holding a byte-level BPE (merges).
+ * Text is UTF-8. Invalid UTF-8 input is refused with MG_ERR_INVALID_ARGUMENT
+ * naming the byte offset (ids are only defined for text). Decoding never
+ * fails on bytes: invalid/incomplete UTF-8 becomes U+FFFD, as the reference
+ * decoders do (Python's errors="replace" rule for byte-level BPE, one U+FFFD
+ * per byte for SentencePiece). A tokenizer is immutable after loading and
+ * the encode/decode functions may be called from many threads at once. */
+typedef struct mg_tokenizer mg_tokenizer;
+
+typedef enum mg_tokenizer_kind {
+    MG_TOKENIZER_TIKTOKEN = 0,      /* ranks file, tiktoken merge rule        */
+    MG_TOKENIZER_HF_BYTE_BPE = 1,   /* tokenizer.json, byte-level BPE merges  */
+    MG_TOKENIZER_SENTENCEPIECE = 2, /* tokenizer.model, BPE by piece score    */
+} mg_tokenizer_kind;
+
+/* Qwen-VL's tokenizer: `qwen.tiktoken` (lines "base64(token) rank"), Qwen's
+ * pre-tokenisation regex and the 217 Qwen-VL special tokens. A malformed line
+ * is MG_ERR_FORMAT naming the line number; duplicate ranks or tokens too.
+ * Qwen's reference NFC-normalises text first; this C API does not (pass NFC
+ * text, see mg_tokenizer_wants_nfc). Caller frees with mg_tokenizer_destroy. */
+mg_status mg_tokenizer_load_qwen(const char *path, mg_tokenizer **out);
+/* Any tiktoken ranks file with a given pre-tokenisation regex (NULL: Qwen's)
+ * and no special tokens (add them with mg_tokenizer_add_tokens). The bytes
+ * are copied. `name` is used in messages. */
+mg_status mg_tokenizer_load_tiktoken_memory(const char *data, size_t n_bytes, const char *pattern,
+                                            const char *name, mg_tokenizer **out);
+
+/* A SentencePiece `tokenizer.model` (BPE models only; unigram is
+ * MG_ERR_UNSUPPORTED). Recognises its control pieces ("<s>", "</s>",
+ * "<unk>") in text as transformers does when specials are allowed. */
+mg_status mg_tokenizer_load_sentencepiece(const char *path, mg_tokenizer **out);
+mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_bytes,
+                                                 const char *name, mg_tokenizer **out);
+/* LLaMA tokenizer.model + MedPLIB's 267 added tokens: <SEG> 32000, <ref>,
+ * </ref>, <region>, </region>, <sr>, </sr>, <mask>, </mask>, <gen_1>..
+ * <gen_256>, <im_start>, <im_end> 32266 (vocab 32267). */
+mg_status mg_tokenizer_load_medplib(const char *path, mg_tokenizer **out);
+
+/* A Hugging Face tokenizer.json whose model is a byte-level BPE (ByteLevel
+ * or Split+ByteLevel pre-tokenizer). Other models: MG_ERR_UNSUPPORTED. */
+mg_status mg_tokenizer_load_hf_json(const char *path, mg_tokenizer **out);
+mg_status mg_tokenizer_load_hf_json_memory(const char *json, size_t n_bytes, const char *name,
+                                           mg_tokenizer **out);
+
+/* Detects the format: a folder holding qwen.tiktoken, tokenizer.model or
+ * tokenizer.json (that order), or one of those files (by content). A GGUF
+ * file is MG_ERR_UNSUPPORTED here: its tokenizer travels as metadata
+ * `medground.tokenizer.qwen_tiktoken` (string, the ranks file) or
+ * `medground.tokenizer.sentencepiece_model` (u8 array, the .model bytes);
+ * read that and call the *_memory loader. */
+mg_status mg_tokenizer_load(const char *path, mg_tokenizer **out);
+
+void mg_tokenizer_destroy(mg_tokenizer *tok);
+
+/* Appends tokens matched verbatim in text, ids vocab_size, vocab_size+1, ...
+ * special: recognised only when the caller allows (mg_encode_options);
+ * strip_whitespace: whitespace next to the token in text is dropped and the
+ * text between tokens is encoded piece by piece (transformers' slow
+ * tokenizer rule for tokens added with add_tokens). A string already in the
+ * vocabulary is MG_ERR_INVALID_ARGUMENT. Not thread-safe with encoding. */
+mg_status mg_tokenizer_add_tokens(mg_tokenizer *tok, const char *const *tokens, int64_t n_tokens,
+                                  bool special, bool strip_whitespace);
+
+mg_tokenizer_kind mg_tokenizer_get_kind(const mg_tokenizer *tok);
+/* Number of ids (base vocabulary + special/added tokens). Qwen-VL: 151860. */
+int32_t mg_tokenizer_vocab_size(const mg_tokenizer *tok);
+/* The reference normalises text to NFC before encoding (Qwen, some
+ * tokenizer.json files); the caller should do so. */
+bool mg_tokenizer_wants_nfc(const mg_tokenizer *tok);
+/* BOS / EOS ids, -1 when the vocabulary has none. */
+int32_t mg_tokenizer_bos_id(const mg_tokenizer *tok);
+int32_t mg_tokenizer_eos_id(const mg_tokenizer *tok);
+
+/* Exact token string -> id (base tokens as raw bytes for byte-level BPE,
+ * pieces with U+2581 for SentencePiece, special/added tokens as text).
+ * MG_ERR_NOT_FOUND naming the token when absent. */
+mg_status mg_tokenizer_token_to_id(const mg_tokenizer *tok, const char *token, size_t n_bytes,
+                                   int32_t *id);
+/* id -> its bytes (borrowed, valid while tok lives; not NUL-terminated).
+ * *is_special tells special/added/control tokens apart (may be NULL). */
+mg_status mg_tokenizer_id_to_token(const mg_tokenizer *tok, int32_t id, const char **bytes,
+                                   size_t *n_bytes, bool *is_special);
+
+typedef enum mg_special_mode {
+    MG_SPECIAL_ALL = 0,  /* every special token string in text is one id     */
+    MG_SPECIAL_NONE = 1, /* special strings are ordinary text                 */
+    MG_SPECIAL_LIST = 2, /* only those in `allowed` (unknown name: NOT_FOUND) */
+} mg_special_mode;
+
+/* All-zero is the default: specials allowed, no BOS/EOS, no <img> rule. */
+typedef struct mg_encode_options {
+    mg_special_mode special;
+    const char *const *allowed; /* MG_SPECIAL_LIST: NUL-terminated strings */
+    int64_t n_allowed;
+    bool add_bos;        /* prepend BOS (SentencePiece <s>)                   */
+    bool add_eos;        /* append EOS                                        */
+    bool expand_images;  /* Qwen-VL: <img>path</img> -> <img> + 256 + </img>:
+                            path byte b becomes id b, padded with <imgpad>;
+                            a path over 256 bytes or an unclosed <img> is
+                            MG_ERR_INVALID_ARGUMENT (as the reference)       */
+} mg_encode_options;
+
+/* Encodes n_bytes of UTF-8 text (need not be NUL-terminated). options may be
+ * NULL. On success *ids is malloc'd (caller frees with free(); may be NULL
+ * when *n_ids is 0). */
+mg_status mg_tokenizer_encode(const mg_tokenizer *tok, const char *text, size_t n_bytes,
+                              const mg_encode_options *options, int32_t **ids, size_t *n_ids);
+
+/* Encodes n_texts strings on `pool` (NULL: the calling thread only).
+ * ids[i] / n_ids[i] as in mg_tokenizer_encode (caller frees each ids[i]).
+ * On failure nothing is returned and the message names the text index. */
+mg_status mg_tokenizer_encode_batch(const mg_tokenizer *tok, const char *const *texts,
+                                    const size_t *n_bytes, int64_t n_texts,
+                                    const mg_encode_options *options, mg_threadpool *pool,
+                                    int32_t **ids, size_t *n_ids);
+
+/* ids -> UTF-8 text, NUL-terminated, malloc'd (caller frees with free()).
+ * skip_special drops special/control tokens (Qwen: every id >= 151643, as
+ * Qwen's decode; SentencePiece: <s> </s> <unk>, added tokens are kept).
+ * SentencePiece with added tokens joins pieces as transformers 4.31 does
+ * (pieces separated by one space). An id out of range is
+ * MG_ERR_INVALID_ARGUMENT naming its position. Qwen-VL <img> spans decode
+ * back to "<img>path</img>". */
+mg_status mg_tokenizer_decode(const mg_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                              bool skip_special, char **text, size_t *n_bytes);
+
+/* Streaming decoder for generation: push ids one by one, get the text that
+ * is complete so far. Bytes of a character split across tokens are held
+ * until the character is complete, so the concatenated outputs equal
+ * mg_tokenizer_decode of all ids (no <img> span rewriting in streams). */
+typedef struct mg_token_stream mg_token_stream;
+mg_status mg_token_stream_create(const mg_tokenizer *tok, bool skip_special,
+                                 mg_token_stream **out); /* free: mg_token_stream_destroy */
+void mg_token_stream_destroy(mg_token_stream *stream);
+/* *text is borrowed, valid until the next call on this stream. */
+mg_status mg_token_stream_push(mg_token_stream *stream, int32_t id, const char **text,
+                               size_t *n_bytes);
+/* Emits held incomplete bytes (as U+FFFD) and resets the stream. */
+mg_status mg_token_stream_flush(mg_token_stream *stream, const char **text, size_t *n_bytes);
+
 /* ====================== end of tokenizers ================================ */
 
 /* ======================================================================== */
 /* == evaluation metrics                                                  == */
 /* ======================================================================== */
-/* (owned by the eval module) */
+/* (owned by the eval module)
+ *
+ * The papers' metrics, reproducing their reference scripts exactly (see
+ * docs: BiRD tests/models/BiRD/eval_*_score_modality.py, MedPLIB
+ * model/eval/cal_metric.py, pycocoevalcap 1.2, Meteor 1.5). Strings are
+ * UTF-8. Strings returned through `char **out` are heap copies the caller
+ * frees with mg_eval_free. Functions scoring n items take parallel arrays. */
+
+void mg_eval_free(void *p);
+
+/* ---- BiRD answers --------------------------------------------------- */
+
+/* BiRD regularization.extract_information: cut at ".<|im_end|>" (keeping
+ * the '.'), drop "<|im_end|>\n", keep the first "\n...\n" span, drop
+ * "<|endoftext|>", strip Python whitespace. */
+mg_status mg_eval_bird_clean(const char *response, char **out);
+
+typedef struct mg_eval_box {
+    double x1, y1, x2, y2; /* Qwen-VL 0-1000 grid as written; NaN when the
+                              text inside <box> is not 4 numbers */
+} mg_eval_box;
+
+/* Boxes of `<box>(x1,y1),(x2,y2)</box>` (non-greedy, one line each); when
+ * there is none and bare_fallback, `(d,d),(d,d)` digits-only pairs.
+ * *boxes: caller frees with mg_eval_free (NULL when none). n_invalid counts
+ * the <box> contents that did not parse (their entry is NaN). */
+mg_status mg_eval_extract_boxes(const char *text, bool bare_fallback, mg_eval_box **boxes,
+                                int64_t *n_boxes, int64_t *n_invalid, bool *used_fallback);
+
+/* IoU with plain (x2-x1)(y2-y1) areas, intersection clipped at 0; NaN when
+ * the union is 0 or a coordinate is NaN (never counts as a hit). */
+double mg_eval_box_iou(const mg_eval_box *a, const mg_eval_box *b);
+
+#define MG_EVAL_VG_MAX_THRESHOLDS 8
+typedef struct mg_eval_vg_record {
+    int32_t n_gt;          /* GT boxes (0: record skipped, as the reference) */
+    int32_t n_gt_invalid;  /* GT boxes that did not parse (the reference crashes) */
+    int32_t n_pred;        /* predicted boxes after the fallback rule */
+    int32_t n_pred_invalid;
+    bool used_fallback;    /* boxes came from the bare (d,d),(d,d) rule */
+    double best_iou_sum;   /* sum over GT boxes of the best IoU (NaN -> 0) */
+    int32_t hits[MG_EVAL_VG_MAX_THRESHOLDS]; /* GT boxes with some IoU > t */
+} mg_eval_vg_record;
+
+/* Visual grounding per record: responses cleaned with mg_eval_bird_clean
+ * when clean_response. thresholds: strict IoU > t (BiRD: 0.5). */
+mg_status mg_eval_vg(const char *const *annotations, const char *const *responses, int64_t n,
+                     bool clean_response, const double *thresholds, int n_thresholds,
+                     mg_eval_vg_record *out);
+
+/* Referring object classification per record: correct[i] = every ' '-split
+ * token of the lower-cased annotation is a substring of the lower-cased
+ * (cleaned) response (BiRD's recall); exact[i] = both, lower-cased with
+ * runs of whitespace collapsed, stripped and one trailing '.' removed, are
+ * equal. Either output may be NULL. */
+mg_status mg_eval_roc(const char *const *annotations, const char *const *responses, int64_t n,
+                      bool clean_response, uint8_t *correct, uint8_t *exact);
+
+/* ---- captioning (pycocoevalcap) ------------------------------------- */
+
+/* pycocoevalcap's tokenisation: Stanford PTBTokenizer (CoreNLP 3.4.1,
+ * -preserveLines -lowerCase) behaviour for caption text, then its
+ * punctuation-token removal; tokens joined by single spaces. */
+mg_status mg_eval_ptb_tokenize(const char *text, char **out);
+
+/* Corpus and per-image BLEU-1..4 (closest ref length, pycocoevalcap's
+ * epsilons), ROUGE-L (beta 1.2) and CIDEr-D (sigma 6, IDF over these
+ * references) of tokenised strings. hyps[n_images]; references of image i
+ * are refs[ref_offsets[i] .. ref_offsets[i+1]) (at least one each).
+ * per_image (may be NULL): n_images rows of MG_EVAL_CAPTION_FIELDS doubles
+ * in the order BLEU-1..4, ROUGE-L, CIDEr-D. corpus: same 6 fields. */
+#define MG_EVAL_CAPTION_FIELDS 6
+mg_status mg_eval_caption(const char *const *hyps, const char *const *refs,
+                          const int64_t *ref_offsets, int64_t n_images, double *corpus,
+                          double *per_image);
+
+/* METEOR 1.5 (-l en -norm, task rank) as pycocoevalcap's bundled jar. */
+typedef struct mg_meteor mg_meteor;
+typedef struct mg_meteor_resources {
+    /* Contents of Meteor's resource files (NUL-terminated; NULL = absent):
+     * function words (required), non-breaking prefixes (required),
+     * synonym synsets + exceptions (both or neither: the synonym module),
+     * paraphrase table (uncompressed paraphrase-en text: the paraphrase
+     * module). */
+    const char *function_words;
+    const char *nonbreaking_prefixes;
+    const char *synsets;
+    const char *exceptions;
+    const char *paraphrases;
+    size_t paraphrases_length;
+    bool stem;  /* Snowball English stem module (libstemmer) */
+    /* Optional: texts that will be scored. When given, only paraphrase
+     * entries whose words all occur in them are kept (same results, far
+     * less memory). */
+    const char *const *vocabulary_texts;
+    int64_t n_vocabulary_texts;
+} mg_meteor_resources;
+
+mg_status mg_meteor_create(const mg_meteor_resources *resources, mg_meteor **out);
+void mg_meteor_destroy(mg_meteor *meteor);
+/* Modules in use, e.g. "exact stem synonym paraphrase". Borrowed. */
+const char *mg_meteor_modules(const mg_meteor *meteor);
+/* Meteor's normaliser + lower-casing of one line (for inspection/tests). */
+mg_status mg_meteor_normalize(const mg_meteor *meteor, const char *text, char **out);
+
+#define MG_METEOR_STATS 23
+/* Scores n_images hypotheses (pycocoevalcap: hypothesis with "|||" removed
+ * and one pass of double-space -> space). per_image may be NULL; stats
+ * (may be NULL): n_images rows of Meteor's 23 sufficient statistics.
+ * corpus: METEOR of the summed statistics (the jar's last EVAL line). */
+mg_status mg_meteor_score(const mg_meteor *meteor, const char *const *hyps,
+                          const char *const *refs, const int64_t *ref_offsets, int64_t n_images,
+                          double *corpus, double *per_image, double *stats);
+
+/* ---- VQA (MedPLIB / LLaVA-Med) --------------------------------------- */
+
+/* MedPLIB glossary.normalize_word applied to the lower-cased text. */
+mg_status mg_eval_vqa_normalize(const char *text, char **out);
+
+typedef struct mg_eval_vqa_record {
+    double f1, precision, recall; /* open: token-count F1 (0 when tp = 0) */
+    double exact;                 /* open: distinct GT words found / pred tokens */
+    double closed_hit;            /* closed: normalised strings equal */
+    double bleu[4];               /* NLTK sentence_bleu: cumulative 4-gram,
+                                     then single-order 1, 2, 3 (MedPLIB) */
+} mg_eval_vqa_record;
+
+/* Scores prediction/GT pairs as cal_metric.py does (every field filled;
+ * the caller picks open or closed by answer type). */
+mg_status mg_eval_vqa(const char *const *predictions, const char *const *ground_truths,
+                      int64_t n, mg_eval_vqa_record *out);
+
+/* NLTK sentence_bleu(references, hypothesis, weights) without smoothing on
+ * whitespace tokens (already lower-cased by the caller if wanted). */
+mg_status mg_eval_sentence_bleu(const char *const *references, int n_references,
+                                const char *hypothesis, const double *weights, int n_weights,
+                                double *out);
+
+/* ---- masks ----------------------------------------------------------- */
+
+typedef struct mg_eval_mask_score {
+    int64_t intersection, union_, pred_area, gt_area;
+    double iou;   /* |P&G|/|P|G|; empty/empty: 1 (stated convention) */
+    double dice;  /* 2|P&G|/(|P|+|G|); empty/empty: 1 */
+    double medplib_iou;  /* float32 ratio, as MedPLIB (0 when union 0) */
+    double medplib_dice; /* 2 iou/(1+iou) of the float32 IoU */
+} mg_eval_mask_score;
+
+/* Binary masks (nonzero = foreground) of the same H x W, u8. */
+mg_status mg_eval_mask_compare(const uint8_t *pred, const uint8_t *gt, int64_t height,
+                               int64_t width, mg_eval_mask_score *out);
+
+/* Nearest-neighbour resize of a u8 mask (PyTorch mode='nearest':
+ * src = floor(dst * in/out)). */
+mg_status mg_eval_mask_resize_nearest(const uint8_t *src, int64_t src_h, int64_t src_w,
+                                      uint8_t *dst, int64_t dst_h, int64_t dst_w);
+
+/* COCO RLE (pycocotools): counts string <-> column-major u8 mask. */
+mg_status mg_eval_rle_decode(const char *counts, int64_t height, int64_t width, uint8_t *mask);
+mg_status mg_eval_rle_encode(const uint8_t *mask, int64_t height, int64_t width, char **out);
 
 /* ====================== end of evaluation metrics ======================== */
 
@@ -488,12 +894,465 @@ mg_status mg_weights_set_string(mg_weights *weights, const char *key, const char
 /* ======================================================================== */
 /* (owned by the data module) */
 
+/* --- masks -> objects -------------------------------------------------- */
+
+/* One object found in a mask: all pixels of one label value, or one
+ * connected component of it. Pixel bounds are inclusive (COCO's toBbox is
+ * [x_min, y_min, x_max - x_min + 1, y_max - y_min + 1]). */
+typedef struct mg_mask_object {
+    int64_t label;                 /* mask value (1 for binary masks)        */
+    int64_t area;                  /* number of pixels                       */
+    int32_t x_min, y_min;          /* inclusive pixel bounds                 */
+    int32_t x_max, y_max;
+    double centroid_x, centroid_y; /* mean column, mean row                  */
+} mg_mask_object;
+
+typedef struct mg_mask_options {
+    bool binary;      /* true: every non-zero value is label 1; false: each
+                         distinct non-zero value is its own object            */
+    int connectivity; /* 0: one object per label; 4 or 8: one per connected
+                         component (pixels of the same label)                 */
+    int64_t min_area; /* objects with fewer pixels are dropped (0 keeps all)  */
+} mg_mask_options;
+
+/* Objects of a 2-D mask [H, W] (u8, u16, bool, i32 >= 0; strided views are
+ * fine). options NULL = binary, no components. Order: by label, then by the
+ * first pixel in row-major order. *objects is NULL when none are found.
+ * Caller frees *objects with free(). */
+mg_status mg_mask_objects(const mg_tensor *mask, const mg_mask_options *options,
+                          mg_mask_object **objects, int64_t *n_objects);
+
+/* Same for a mask image file (PNG, ...; decoded by mg_image_load). Gray or
+ * gray+alpha masks use the gray value; RGB(A) masks must have R == G == B
+ * (colour-coded masks are refused naming the first differing pixel).
+ * width/height (may be NULL) receive the mask size. */
+mg_status mg_mask_objects_file(const char *path, const mg_mask_options *options,
+                               mg_mask_object **objects, int64_t *n_objects,
+                               int *width, int *height);
+
+/* Pixel box (inclusive bounds x_min, y_min, x_max, y_max) of an image of
+ * width x height -> the Qwen-VL/Med-GRIT 0..1000 grid (x1, y1, x2, y2) as
+ * written in <box>(x1,y1),(x2,y2)</box>. The rule (floor for the top-left
+ * corner, ceil for the exclusive bottom-right edge) is documented in
+ * csrc/data/mask.c. MG_ERR_INVALID_ARGUMENT when the box is not inside the
+ * image. */
+mg_status mg_box_to_grid(const int32_t pixel_box[4], int width, int height,
+                         int32_t grid_box[4]);
+
+/* --- COCO run-length encoding (byte-compatible with pycocotools) -------- */
+
+/* Counts of alternating runs over the mask in column-major order, starting
+ * with a run of zeros (possibly empty). Owns counts: free with mg_rle_free. */
+typedef struct mg_rle {
+    int64_t height, width;
+    int64_t n_counts;
+    uint32_t *counts;
+} mg_rle;
+
+/* mask: 2-D [H, W] u8/bool/u16/i32, any non-zero value is foreground. */
+mg_status mg_rle_encode(const mg_tensor *mask, mg_rle *out);
+/* Writes 0/1 into a u8 [H, W] tensor (strided allowed) of the RLE's size.
+ * MG_ERR_FORMAT when the counts do not sum to H*W. */
+mg_status mg_rle_decode(const mg_rle *rle, mg_tensor *mask);
+/* Foreground pixels (sum of the odd-indexed runs). */
+int64_t mg_rle_area(const mg_rle *rle);
+/* COCO box [x, y, w, h] (all 0 for an empty mask), as pycocotools toBbox. */
+mg_status mg_rle_to_bbox(const mg_rle *rle, double bbox[4]);
+/* The compressed string form of pycocotools (rleToString: delta coding
+ * against the count two back from index 3 on, 5-bit groups + 48).
+ * Caller frees *out with free(). */
+mg_status mg_rle_to_string(const mg_rle *rle, char **out);
+/* Inverse of mg_rle_to_string; MG_ERR_FORMAT for malformed strings or
+ * counts that do not sum to height*width. */
+mg_status mg_rle_from_string(const char *text, int64_t height, int64_t width, mg_rle *out);
+/* From explicit counts (copied); validates the sum. */
+mg_status mg_rle_from_counts(const uint32_t *counts, int64_t n_counts, int64_t height,
+                             int64_t width, mg_rle *out);
+void mg_rle_free(mg_rle *rle);
+
+/* --- dataset checks ---------------------------------------------------- */
+
+typedef enum mg_data_severity {
+    MG_DATA_INFO = 0,
+    MG_DATA_WARNING = 1,
+    MG_DATA_ERROR = 2,
+} mg_data_severity;
+
+/* One problem found. Strings are borrowed from the checker. */
+typedef struct mg_data_finding {
+    const char *file;        /* input file (or buffer name)                 */
+    int64_t line;            /* 1-based line where the record starts; 0 n/a */
+    int64_t index;           /* 0-based record position in its file; -1 n/a */
+    const char *record_id;   /* the record's "id" ("" when it has none)     */
+    const char *code;        /* stable short name, e.g. "box_out_of_range"  */
+    mg_data_severity severity;
+    const char *message;     /* what is wrong, naming the value             */
+} mg_data_finding;
+
+typedef void (*mg_data_progress_fn)(int64_t bytes_done, int64_t bytes_total, void *user_data);
+
+typedef struct mg_data_check_options {
+    const char *images_dir;   /* NULL: skip the image checks                */
+    const char *masks_dir;    /* NULL: skip box-vs-mask checks              */
+    double min_box_mask_iou;  /* <= 0 means 0.5                             */
+    bool check_label_variants;
+    bool check_duplicates;
+    mg_data_progress_fn progress; /* optional, called every ~1 MiB          */
+    void *progress_user_data;
+} mg_data_check_options;
+
+/* Defaults: no image/mask dirs, IoU 0.5, every check on. */
+void mg_data_check_options_default(mg_data_check_options *options);
+
+typedef struct mg_data_checker mg_data_checker;
+
+/* options copied (the dirs too). Caller frees with mg_data_checker_destroy. */
+mg_status mg_data_checker_create(const mg_data_check_options *options, mg_data_checker **out);
+void mg_data_checker_destroy(mg_data_checker *checker);
+/* Streams the records of a JSON list or JSONL file (Med-GRIT pairs or
+ * LLaVA/MeCoVQA dicts). split names the data split ("train", "test", or NULL)
+ * for the leakage check. Problems in the data become findings; the status
+ * is an error only when the file cannot be read at all. */
+mg_status mg_data_checker_add_file(mg_data_checker *checker, const char *path, const char *split);
+/* Same for bytes in memory; name is used in findings. */
+mg_status mg_data_checker_add_buffer(mg_data_checker *checker, const char *name,
+                                     const char *bytes, size_t n_bytes, const char *split);
+/* Cross-record checks (case leakage between splits, label spelling
+ * variants, duplicate image files). Call once after the last add. */
+mg_status mg_data_checker_finish(mg_data_checker *checker);
+
+int64_t mg_data_checker_n_findings(const mg_data_checker *checker);
+mg_status mg_data_checker_finding(const mg_data_checker *checker, int64_t index,
+                                  mg_data_finding *out);
+int64_t mg_data_checker_n_records(const mg_data_checker *checker);
+int64_t mg_data_checker_count(const mg_data_checker *checker, mg_data_severity severity);
+/* The whole report (findings, counts per modality x task, turn histogram,
+ * box sizes) as a JSON object. Caller frees *json with free(). */
+mg_status mg_data_checker_report_json(const mg_data_checker *checker, char **json);
+
+/* Case id of an image name, for leakage checks: "dataset--case" for SA-Med2D
+ * names (modality--dataset--case--slice), else the stem without a trailing
+ * "_<digits>" slice number. Writes at most size bytes (NUL-terminated). */
+mg_status mg_data_case_id(const char *image_name, char *out, size_t size);
+/* Modality of an SA-Med2D-style name as BiRD's eval derives it (text before
+ * the first '_', "x_ray" -> "x"); "" when the name has no '_'. */
+mg_status mg_data_modality(const char *image_name, char *out, size_t size);
+
+
 /* ====================== end of dataset tools ============================= */
 
 /* ======================================================================== */
 /* == models                                                              == */
 /* ======================================================================== */
 /* (owned by the models module) */
+
+/* -- BiRD -- */
+/* Building blocks shared by BiRD (Qwen-VL) and MedPLIB (LLaVA): one vision
+ * transformer, one resampler, one decoder-only LM with a KV cache, one
+ * generation loop. Weights come from an mg_weights table (names verbatim from
+ * the checkpoint); every block validates every tensor's shape at load and
+ * names the culprit on failure. All activations are f32 host tensors. */
+
+/* How a block stores its matrix weights after loading. convert = false keeps
+ * each tensor's file dtype when mg_linear accepts it (f32/f16/bf16/q8_0/q4_0);
+ * convert = true re-encodes every matrix to `dtype` (GPTQ int4 matrices are
+ * always dequantised first, then kept f32 unless converted). */
+typedef struct mg_model_weights_options {
+    bool convert;
+    mg_dtype dtype;
+} mg_model_weights_options;
+
+/* ---- vision transformer (Qwen-VL ViT-bigG/14; HF CLIP ViT-L/14) ---- */
+typedef enum mg_vit_naming {
+    /* <prefix>conv1.weight, positional_embedding [g*g, W], ln_pre,
+     * transformer.resblocks.N.{ln_1, attn.in_proj, attn.out_proj, ln_2,
+     * mlp.c_fc, mlp.c_proj} (Qwen-VL visual.py) */
+    MG_VIT_NAMING_QWEN = 0,
+    /* <prefix>embeddings.{patch_embedding.weight, position_embedding.weight
+     * [1 + g*g, W], class_embedding}, pre_layrnorm, encoder.layers.N.
+     * {layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1, mlp.fc2}
+     * (transformers CLIPVisionModel) */
+    MG_VIT_NAMING_HF_CLIP = 1,
+} mg_vit_naming;
+
+typedef enum mg_qkv_layout {
+    MG_QKV_HEAD_INTERLEAVED = 0, /* one in_proj; per head [q | k | v] (Qwen ViT)  */
+    MG_QKV_STACKED = 1,          /* one in_proj; [all q; all k; all v] rows       */
+    MG_QKV_SEPARATE = 2,         /* q_proj, k_proj, v_proj (HF CLIP)              */
+} mg_qkv_layout;
+
+typedef struct mg_vit_config {
+    mg_vit_naming naming;
+    mg_qkv_layout qkv_layout;
+    int image_size;      /* square input side in pixels                        */
+    int patch_size;
+    int width;
+    int n_layers;        /* blocks in the checkpoint                           */
+    int n_heads;
+    int mlp_dim;         /* Qwen: int(width * mlp_ratio)                       */
+    float norm_eps;      /* Qwen 1e-6, CLIP 1e-5                               */
+    mg_activation activation; /* Qwen GELU (erf), CLIP quick GELU              */
+    bool class_token;    /* CLIP: a class embedding row precedes the patches   */
+    int n_layers_run;    /* blocks to run, 0 = all (LLaVA select_layer -2: n_layers-1) */
+    bool drop_class_token; /* output only the patch rows                       */
+    mg_model_weights_options weights;
+} mg_vit_config;
+
+typedef struct mg_vit mg_vit;
+
+/* The config of Qwen-VL's ViT from checkpoint metadata config.visual.*
+ * (image_size, patch_size, width, layers, heads, mlp_ratio). */
+mg_status mg_vit_config_qwen(const mg_weights *weights, mg_vit_config *out);
+/* Loads and validates every tensor under `prefix` ("transformer.visual.").
+ * Borrows `weights` (must outlive the vit). Caller frees with mg_vit_free. */
+mg_status mg_vit_load(const mg_weights *weights, const char *prefix, const mg_vit_config *config,
+                      mg_vit **out);
+void mg_vit_free(mg_vit *vit);
+/* Output rows: patches (+1 with a kept class token). */
+int64_t mg_vit_n_tokens(const mg_vit *vit);
+int64_t mg_vit_width(const mg_vit *vit);
+/* image[3, image_size, image_size] normalised f32 -> out[n_tokens, width]
+ * (hidden state after the last block run; no post-norm). */
+mg_status mg_vit_forward(mg_context *ctx, mg_vit *vit, const mg_tensor *image, mg_tensor *out);
+
+/* ---- Qwen-VL resampler (attn_pool + ln_post + proj) ---- */
+typedef struct mg_resampler mg_resampler;
+/* Shapes come from the tensors (query [n_queries, D], kv_proj [D, kv_dim]);
+ * n_heads = D / 128 as Qwen-VL builds it. `prefix` e.g. "transformer.visual.". */
+mg_status mg_resampler_load(const mg_weights *weights, const char *prefix, int kv_dim,
+                            float norm_eps, const mg_model_weights_options *options,
+                            mg_resampler **out);
+void mg_resampler_free(mg_resampler *resampler);
+int64_t mg_resampler_n_queries(const mg_resampler *resampler);
+int64_t mg_resampler_dim(const mg_resampler *resampler);
+/* features[T, kv_dim] from a square grid of T tokens -> out[n_queries, D]. */
+mg_status mg_resampler_forward(mg_context *ctx, mg_resampler *resampler, const mg_tensor *features,
+                               mg_tensor *out);
+
+/* ---- decoder-only language model (Qwen-7B, LLaMA-7B) ---- */
+typedef enum mg_decoder_naming {
+    /* transformer.wte, transformer.h.N.{ln_1, attn.c_attn (+bias), attn.c_proj,
+     * ln_2, mlp.w1, mlp.w2, mlp.c_proj}, transformer.ln_f, lm_head; MLP
+     * c_proj(w1(x) * silu(w2(x))) */
+    MG_DECODER_NAMING_QWEN = 0,
+    /* model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj,
+     * post_attention_layernorm, mlp.{gate,up,down}_proj}, model.norm, lm_head;
+     * MLP down(silu(gate(x)) * up(x)) */
+    MG_DECODER_NAMING_LLAMA = 1,
+} mg_decoder_naming;
+
+typedef struct mg_decoder_config {
+    mg_decoder_naming naming;
+    int n_layers, hidden_size, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size;
+    float norm_eps;        /* RMSNorm epsilon                                   */
+    float rope_base;
+    int rotary_dim;        /* dims of each head that rotate (Qwen: rotary_pct * head_dim) */
+    int seq_length;        /* training context; reference for NTK and logn (Qwen 2048) */
+    bool use_dynamic_ntk;  /* Qwen: base * alpha^(d/(d-2)), alpha from the prefill length */
+    bool use_logn_attn;    /* Qwen: q *= log(p+1)/log(seq_length) past seq_length */
+    bool external_ffn;     /* no dense MLP weights; an FFN hook computes every FFN */
+    mg_model_weights_options weights;
+} mg_decoder_config;
+
+typedef struct mg_decoder mg_decoder;
+typedef struct mg_kv_cache mg_kv_cache;
+
+/* FFN hook: out[T, hidden] = FFN_layer(x[T, hidden]) where x is already
+ * post-attention-normalised; the decoder adds the residual. */
+typedef mg_status (*mg_decoder_ffn_fn)(void *user_data, mg_context *ctx, int layer,
+                                       const mg_tensor *x, mg_tensor *out);
+
+/* Qwen config from metadata config.* (hidden_size, num_hidden_layers,
+ * num_attention_heads, kv_channels, intermediate_size, vocab_size,
+ * layer_norm_epsilon, rotary_emb_base, rotary_pct, seq_length,
+ * use_dynamic_ntk, use_logn_attn). */
+mg_status mg_decoder_config_qwen(const mg_weights *weights, mg_decoder_config *out);
+/* Borrows `weights`. Caller frees with mg_decoder_free. */
+mg_status mg_decoder_load(const mg_weights *weights, const mg_decoder_config *config,
+                          mg_decoder **out);
+void mg_decoder_free(mg_decoder *decoder);
+const mg_decoder_config *mg_decoder_get_config(const mg_decoder *decoder);
+/* Replaces the dense FFN of every layer (required when external_ffn). */
+void mg_decoder_set_ffn_hook(mg_decoder *decoder, mg_decoder_ffn_fn fn, void *user_data);
+
+/* K/V for `capacity` positions. Caller frees with mg_kv_cache_free. */
+mg_status mg_kv_cache_create(const mg_decoder *decoder, int capacity, mg_kv_cache **out);
+void mg_kv_cache_free(mg_kv_cache *cache);
+int mg_kv_cache_length(const mg_kv_cache *cache);
+int mg_kv_cache_capacity(const mg_kv_cache *cache);
+/* Forget positions >= length (reuse a shared prefix across turns). */
+mg_status mg_kv_cache_truncate(mg_kv_cache *cache, int length);
+
+/* New tokens appended after the cache's positions. Rows listed in
+ * override_rows take their embedding from embeddings (image / region
+ * features) instead of the token table. */
+typedef struct mg_decoder_input {
+    const int32_t *tokens;
+    int n_tokens;
+    const mg_tensor *embeddings;    /* [n_override, hidden_size] f32 or NULL */
+    const int32_t *override_rows;   /* [n_override] indices into tokens      */
+    int n_override;
+} mg_decoder_input;
+
+/* Runs the new tokens through the model and appends them to the cache.
+ * logits: NULL, [1, vocab] (last token) or [n_tokens, vocab].
+ * hidden: NULL or [n_tokens, hidden_size], final-normed hidden states.
+ * layer_hidden: NULL or [n_layers + 1, n_tokens, hidden_size]: entry l < n_layers
+ * is the input of block l (0 = embeddings), entry n_layers the final-normed
+ * output (transformers' output_hidden_states convention). */
+mg_status mg_decoder_forward(mg_context *ctx, mg_decoder *decoder, mg_kv_cache *cache,
+                             const mg_decoder_input *input, mg_tensor *logits, mg_tensor *hidden,
+                             mg_tensor *layer_hidden);
+
+/* ---- generation ---- */
+/* Called with each new token; return false to stop. */
+typedef bool (*mg_token_fn)(void *user_data, int32_t token);
+
+typedef struct mg_generate_options {
+    int max_new_tokens;
+    bool do_sample;           /* false: greedy (argmax, lowest id on ties)       */
+    float temperature;        /* > 0 when sampling                               */
+    int top_k;                /* 0: off                                          */
+    float top_p;              /* 1: off; keep the smallest set with mass >= top_p */
+    uint64_t seed;
+    const int32_t *stop_tokens; /* generation ends after emitting one of these     */
+    int n_stop_tokens;
+    mg_token_fn on_token;     /* streaming, may be NULL                          */
+    void *user_data;
+} mg_generate_options;
+
+/* Feeds `prompt` after what `cache` holds, then generates. out_tokens gets
+ * at most max_out tokens (stop token included); *n_out their count. The
+ * cache ends holding prompt + every generated token but the last. */
+mg_status mg_generate(mg_context *ctx, mg_decoder *decoder, mg_kv_cache *cache,
+                      const mg_decoder_input *prompt, const mg_generate_options *options,
+                      int32_t *out_tokens, int max_out, int *n_out);
+/* One sampling step over logits[vocab] (greedy or sampled per options);
+ * `state` is the RNG state (seed it with options->seed). */
+mg_status mg_sample_token(const float *logits, int vocab, const mg_generate_options *options,
+                          uint64_t *state, int32_t *out);
+
+/* ---- BiRD (Qwen-VL-Chat architecture) ---- */
+typedef struct mg_bird mg_bird;
+typedef struct mg_bird_session mg_bird_session;
+
+/* Every tensor and hyper-parameter from the table (HF Qwen-VL names, GPTQ
+ * int4 accepted; metadata config.*). Borrows `weights`. options may be NULL.
+ * Caller frees with mg_bird_free. */
+mg_status mg_bird_load(const mg_weights *weights, const mg_model_weights_options *options,
+                       mg_bird **out);
+void mg_bird_free(mg_bird *bird);
+mg_vit *mg_bird_vit(mg_bird *bird);
+mg_resampler *mg_bird_resampler(mg_bird *bird);
+mg_decoder *mg_bird_decoder(mg_bird *bird);
+int mg_bird_image_size(const mg_bird *bird);
+/* Token ids of <img> (image_start_id), </img>, <imgpad>. */
+int32_t mg_bird_image_start_id(const mg_bird *bird);
+/* Rows per image between <img> and </img> (the resampler's query count). */
+int64_t mg_bird_image_tokens(const mg_bird *bird);
+/* pixels[3, S, S] (preprocessed) -> embeddings[image_tokens, hidden]; vit_out
+ * optional [grid*grid, width] receives the ViT features. */
+mg_status mg_bird_encode_image(mg_context *ctx, mg_bird *bird, const mg_tensor *pixels,
+                               mg_tensor *embeddings, mg_tensor *vit_out);
+
+/* A conversation: KV cache plus the token ids it holds. Caller frees with
+ * mg_bird_session_free. capacity = max positions (prompt + answers). */
+mg_status mg_bird_session_create(mg_bird *bird, int capacity, mg_bird_session **out);
+void mg_bird_session_free(mg_bird_session *session);
+mg_kv_cache *mg_bird_session_cache(mg_bird_session *session);
+/* The image rows of `tokens`: every <img> ... </img> span must enclose
+ * exactly image_tokens positions; span i takes rows [i*image_tokens,
+ * (i+1)*image_tokens) of image_embeddings. Reuses the session's cache for the
+ * longest common prefix of `tokens` with what it holds (images included
+ * there are not re-encoded), then generates. */
+mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *session,
+                           const int32_t *tokens, int n_tokens, const mg_tensor *image_embeddings,
+                           const mg_generate_options *options, int32_t *out_tokens, int max_out,
+                           int *n_out);
+/* Finds the <img>...</img> spans: rows[n] = positions to override (at most
+ * max_rows), *n_rows their count; errors name the malformed span. */
+mg_status mg_bird_image_rows(const mg_bird *bird, const int32_t *tokens, int n_tokens,
+                             int32_t *rows, int max_rows, int *n_rows);
+
+/* -- SAM-Med2D / MedPLIB -- */
+
+/* SAM-Med2D (OpenGVLab/SAM-Med2D, ViT-B/16 at 256 px with adapters):
+ * image encoder, prompt encoder, two-way-transformer mask decoder. Every
+ * hyper-parameter is read from tensor shapes (grid from pos_embed, heads from
+ * rel_pos, window size from the windowed blocks' rel_pos, adapters from the
+ * presence of blocks.N.Adapter.*). Feature maps are channels-first in this
+ * API ([C, H, W], as PyTorch) for clarity at the boundary. */
+typedef struct mg_sam mg_sam;
+
+typedef struct mg_sam_info {
+    int image_size;      /* input side S (256 for SAM-Med2D)              */
+    int patch_size;      /* 16                                            */
+    int grid;            /* S / patch = image-embedding side (16)         */
+    int embed_dim;       /* encoder width (768)                           */
+    int depth;           /* encoder blocks (12)                           */
+    int n_heads;         /* encoder heads (12)                            */
+    int window_size;     /* windowed blocks' window (14)                  */
+    int n_global_blocks; /* blocks attending over the whole grid (4)      */
+    int global_blocks[16];
+    bool adapters;       /* SAM-Med2D adapters present                    */
+    int prompt_dim;      /* neck / prompt / decoder width C (256)         */
+    int decoder_heads;   /* two-way transformer heads (8)                 */
+    int n_mask_tokens;   /* 4: token 0 single-mask, 1..3 multimask        */
+    int low_res_size;    /* side of the low-res logits, 4 * grid (64)     */
+} mg_sam_info;
+
+/* Binds a model to `weights` (borrowed: must outlive the model; nothing is
+ * copied). prefix is prepended to every key: "" for the standalone
+ * sam-med2d_b.pth (state_dict["model"]), "model.visual_model." inside a
+ * MedPLIB checkpoint. decoder_heads <= 0 means 8 (not recoverable from
+ * shapes). Missing/mis-shaped tensors: MG_ERR_NOT_FOUND / MG_ERR_SHAPE
+ * naming the key. Caller frees with mg_sam_destroy. */
+mg_status mg_sam_create(const mg_weights *weights, const char *prefix, int decoder_heads,
+                        mg_sam **out);
+void mg_sam_destroy(mg_sam *sam);
+mg_status mg_sam_get_info(const mg_sam *sam, mg_sam_info *info);
+
+/* SammedPredictor preprocessing: pixels uint8 [H, W, channels] (channels 3 =
+ * RGB, or 1 = gray, replicated) normalised with SAM's mean/std on 0..255,
+ * resized to S x S with cv2 INTER_NEAREST (src = floor(dst * in/out)), no
+ * padding, into image[3, S, S] f32 (caller-allocated). */
+mg_status mg_sam_preprocess(const mg_sam *sam, const uint8_t *pixels, int height, int width,
+                            int channels, mg_tensor *image);
+
+/* Image encoder: image[3, S, S] f32 (normalised) -> embedding[C, G, G]. */
+mg_status mg_sam_encode_image(mg_context *ctx, const mg_sam *sam, const mg_tensor *image,
+                              mg_tensor *embedding);
+
+/* Number of sparse tokens the prompt encoder makes: points (+1 padding point
+ * when there is no box) + 2 box corners. */
+int64_t mg_sam_sparse_count(int64_t n_points, bool has_box);
+
+/* Prompt encoder. points[n_points][2] are (x, y) in the S x S input frame,
+ * labels 1 = foreground, 0 = background, -1 = not a point; box (x1, y1, x2,
+ * y2) in the same frame or NULL; mask_input [4G, 4G] logits or NULL (then
+ * the no-mask embedding is broadcast). sparse[mg_sam_sparse_count, C] (may
+ * be NULL when that count is 0), dense[C, G, G]. */
+mg_status mg_sam_encode_prompt(mg_context *ctx, const mg_sam *sam, const float *points,
+                               const int32_t *labels, int64_t n_points, const float *box,
+                               const mg_tensor *mask_input, mg_tensor *sparse, mg_tensor *dense);
+
+/* Random-Fourier positional encoding of the G x G grid: pe[C, G, G]. */
+mg_status mg_sam_dense_pe(const mg_sam *sam, mg_tensor *pe);
+
+/* Mask decoder. embedding[C, G, G]; sparse[n, C] or NULL (n = 0), e.g.
+ * MedPLIB's projected <SEG> state; dense[C, G, G]. multimask: masks of
+ * tokens 1..3 (n_out = 3) else token 0 (n_out = 1). low_res[n_out, 4G, 4G]
+ * logits, iou[n_out] predicted IoU (raw head output, no sigmoid). */
+mg_status mg_sam_decode(mg_context *ctx, const mg_sam *sam, const mg_tensor *embedding,
+                        const mg_tensor *sparse, const mg_tensor *dense, bool multimask,
+                        mg_tensor *low_res, mg_tensor *iou);
+
+/* SammedPredictor.postprocess_masks: low_res[n, h, w] -> bilinear
+ * (align_corners False) to S x S -> bilinear to out[n, H, W]. */
+mg_status mg_sam_upscale_masks(mg_context *ctx, const mg_sam *sam, const mg_tensor *low_res,
+                               mg_tensor *out);
+
+/* -- end SAM-Med2D / MedPLIB -- */
 
 /* ====================== end of models ==================================== */
 

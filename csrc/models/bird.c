@@ -1,0 +1,225 @@
+/* BiRD = Qwen-VL-Chat architecture: ViT-bigG -> resampler (256 image
+ * embeddings) -> Qwen-7B, where the 256 positions between each <img> and
+ * </img> take the image embeddings instead of their token embeddings
+ * (modeling_qwen.py overwrites those rows; the ids there never matter).
+ * A session keeps the KV cache and the ids it holds, so the next turn of a
+ * conversation only runs the tokens after the shared prefix. */
+#include "models.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct mg_bird {
+    mg_vit *vit;
+    mg_resampler *resampler;
+    mg_decoder *decoder;
+    int32_t image_start_id; /* <img>; </img> = +1, <imgpad> = +2 (Qwen specials) */
+    int image_size;
+};
+
+struct mg_bird_session {
+    mg_bird *bird;
+    mg_kv_cache *cache;
+    int32_t *history; /* the ids whose K/V the cache holds */
+    int n_history;
+};
+
+static mg_status mg_bird_load_all(mg_bird *bird, const mg_weights *weights, const mg_model_weights_options *options) {
+    mg_vit_config vit_config;
+    MG_TRY(mg_vit_config_qwen(weights, &vit_config));
+    if (options) vit_config.weights = *options;
+    MG_TRY(mg_vit_load(weights, "transformer.visual.", &vit_config, &bird->vit));
+    bird->image_size = vit_config.image_size;
+    MG_TRY(mg_resampler_load(weights, "transformer.visual.", vit_config.width, vit_config.norm_eps, options,
+                             &bird->resampler));
+    mg_decoder_config decoder_config;
+    MG_TRY(mg_decoder_config_qwen(weights, &decoder_config));
+    if (options) decoder_config.weights = *options;
+    MG_TRY(mg_decoder_load(weights, &decoder_config, &bird->decoder));
+    int64_t output_dim = 0, start_id = 0;
+    if (mg_weights_get_int(weights, "config.visual.output_dim", &output_dim) == MG_OK &&
+        output_dim != mg_resampler_dim(bird->resampler))
+        return mg_error(MG_ERR_SHAPE, "tensor transformer.visual.proj: gives %lld features but config.visual.output_dim is %lld",
+                        (long long)mg_resampler_dim(bird->resampler), (long long)output_dim);
+    if (mg_resampler_dim(bird->resampler) != decoder_config.hidden_size)
+        return mg_error(MG_ERR_SHAPE, "tensor transformer.visual.proj: gives %lld features but the LM hidden_size is %d",
+                        (long long)mg_resampler_dim(bird->resampler), decoder_config.hidden_size);
+    if (mg_weights_get_int(weights, "config.visual.image_start_id", &start_id) != MG_OK)
+        return mg_error(MG_ERR_NOT_FOUND, "Qwen-VL config: metadata config.visual.image_start_id is missing");
+    if (start_id < 0 || start_id + 2 >= decoder_config.vocab_size)
+        return mg_error(MG_ERR_FORMAT, "Qwen-VL config: image_start_id %lld leaves no room for </img> and <imgpad> in a vocabulary of %d",
+                        (long long)start_id, decoder_config.vocab_size);
+    bird->image_start_id = (int32_t)start_id;
+    return MG_OK;
+}
+
+mg_status mg_bird_load(const mg_weights *weights, const mg_model_weights_options *options, mg_bird **out) {
+    *out = NULL;
+    if (!weights) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_load: weights is NULL");
+    mg_bird *bird = calloc(1, sizeof *bird);
+    if (!bird) return mg_error(MG_ERR_NO_MEMORY, "bird: out of memory");
+    mg_status status = mg_bird_load_all(bird, weights, options);
+    if (status != MG_OK) {
+        mg_bird_free(bird);
+        return status;
+    }
+    *out = bird;
+    return MG_OK;
+}
+
+void mg_bird_free(mg_bird *bird) {
+    if (!bird) return;
+    mg_vit_free(bird->vit);
+    mg_resampler_free(bird->resampler);
+    mg_decoder_free(bird->decoder);
+    free(bird);
+}
+
+mg_vit *mg_bird_vit(mg_bird *bird) { return bird->vit; }
+mg_resampler *mg_bird_resampler(mg_bird *bird) { return bird->resampler; }
+mg_decoder *mg_bird_decoder(mg_bird *bird) { return bird->decoder; }
+int mg_bird_image_size(const mg_bird *bird) { return bird->image_size; }
+int32_t mg_bird_image_start_id(const mg_bird *bird) { return bird->image_start_id; }
+int64_t mg_bird_image_tokens(const mg_bird *bird) { return mg_resampler_n_queries(bird->resampler); }
+
+mg_status mg_bird_encode_image(mg_context *ctx, mg_bird *bird, const mg_tensor *pixels, mg_tensor *embeddings,
+                               mg_tensor *vit_out) {
+    if (!ctx || !bird || !pixels || !embeddings) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_encode_image: NULL argument");
+    mg_tensor features;
+    bool own = vit_out == NULL;
+    if (own) {
+        int64_t shape[2] = {mg_vit_n_tokens(bird->vit), mg_vit_width(bird->vit)};
+        MG_TRY(mg_tensor_alloc(&features, MG_F32, 2, shape));
+    } else {
+        features = *vit_out;
+    }
+    mg_status status = mg_vit_forward(ctx, bird->vit, pixels, &features);
+    if (status == MG_OK) status = mg_resampler_forward(ctx, bird->resampler, &features, embeddings);
+    if (own) mg_tensor_free_data(&features);
+    return status;
+}
+
+mg_status mg_bird_image_rows(const mg_bird *bird, const int32_t *tokens, int n_tokens, int32_t *rows, int max_rows,
+                             int *n_rows) {
+    int32_t open = bird->image_start_id, close = bird->image_start_id + 1;
+    int64_t per_image = mg_bird_image_tokens(bird);
+    *n_rows = 0;
+    int start = -1;
+    for (int i = 0; i < n_tokens; i++) {
+        if (tokens[i] == open) {
+            if (start >= 0)
+                return mg_error(MG_ERR_INVALID_ARGUMENT, "prompt: <img> at position %d opens inside the <img> at position %d",
+                                i, start);
+            start = i;
+        } else if (tokens[i] == close) {
+            if (start < 0) return mg_error(MG_ERR_INVALID_ARGUMENT, "prompt: </img> at position %d has no <img>", i);
+            if (i - start - 1 != per_image)
+                return mg_error(MG_ERR_INVALID_ARGUMENT,
+                                "prompt: the <img> span at positions %d..%d encloses %d positions; the model needs exactly %lld",
+                                start, i, i - start - 1, (long long)per_image);
+            for (int r = start + 1; r < i; r++) {
+                if (*n_rows >= max_rows)
+                    return mg_error(MG_ERR_INVALID_ARGUMENT, "prompt: more image rows than the %d allowed", max_rows);
+                rows[(*n_rows)++] = r;
+            }
+            start = -1;
+        }
+    }
+    if (start >= 0) return mg_error(MG_ERR_INVALID_ARGUMENT, "prompt: <img> at position %d is never closed", start);
+    return MG_OK;
+}
+
+mg_status mg_bird_session_create(mg_bird *bird, int capacity, mg_bird_session **out) {
+    *out = NULL;
+    if (!bird) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_session_create: bird is NULL");
+    mg_bird_session *s = calloc(1, sizeof *s);
+    if (!s) return mg_error(MG_ERR_NO_MEMORY, "bird session: out of memory");
+    s->bird = bird;
+    mg_status status = mg_kv_cache_create(bird->decoder, capacity, &s->cache);
+    if (status == MG_OK) {
+        s->history = malloc((size_t)capacity * sizeof *s->history);
+        if (!s->history) status = mg_error(MG_ERR_NO_MEMORY, "bird session: out of memory");
+    }
+    if (status != MG_OK) {
+        mg_bird_session_free(s);
+        return status;
+    }
+    *out = s;
+    return MG_OK;
+}
+
+void mg_bird_session_free(mg_bird_session *s) {
+    if (!s) return;
+    mg_kv_cache_free(s->cache);
+    free(s->history);
+    free(s);
+}
+
+mg_kv_cache *mg_bird_session_cache(mg_bird_session *s) { return s->cache; }
+
+mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *session, const int32_t *tokens,
+                           int n_tokens, const mg_tensor *image_embeddings, const mg_generate_options *options,
+                           int32_t *out_tokens, int max_out, int *n_out) {
+    if (!ctx || !bird || !session || !tokens || !options || !n_out)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_generate: NULL argument");
+    *n_out = 0;
+    if (session->bird != bird) return mg_error(MG_ERR_INVALID_ARGUMENT, "bird: the session belongs to another model");
+    if (n_tokens <= 0) return mg_error(MG_ERR_INVALID_ARGUMENT, "bird: the prompt is empty");
+    int capacity = mg_kv_cache_capacity(session->cache);
+    int new_max = options->max_new_tokens < max_out ? options->max_new_tokens : max_out;
+    if (n_tokens + (new_max > 0 ? new_max - 1 : 0) > capacity)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "bird: %d prompt + %d new tokens exceed the session capacity %d", n_tokens,
+                        new_max, capacity);
+
+    int32_t *rows = malloc((size_t)n_tokens * sizeof *rows);
+    if (!rows) return mg_error(MG_ERR_NO_MEMORY, "bird: out of memory");
+    int n_rows = 0;
+    mg_status status = mg_bird_image_rows(bird, tokens, n_tokens, rows, n_tokens, &n_rows);
+
+    /* Reuse the cached prefix; at least the last prompt token runs so that
+     * its logits start generation. */
+    int keep = 0;
+    int limit = session->n_history < n_tokens - 1 ? session->n_history : n_tokens - 1;
+    while (keep < limit && session->history[keep] == tokens[keep]) keep++;
+    int first_new_row = 0;
+    while (first_new_row < n_rows && rows[first_new_row] < keep) first_new_row++;
+    int n_override = n_rows - first_new_row;
+    int64_t hidden = mg_decoder_get_config(bird->decoder)->hidden_size;
+    mg_tensor tail;
+    if (status == MG_OK && n_override > 0) {
+        if (!image_embeddings || image_embeddings->n_dims != 2 || image_embeddings->shape[0] != n_rows ||
+            image_embeddings->shape[1] != hidden || image_embeddings->dtype != MG_F32 ||
+            !mg_tensor_is_contiguous(image_embeddings)) {
+            char got[64] = "none";
+            if (image_embeddings) mg_tensor_describe(image_embeddings, got, sizeof got);
+            status = mg_error(MG_ERR_SHAPE, "bird: the prompt has %d image rows (%d images): image embeddings must be f32 [%d, %lld], got %s",
+                              n_rows, n_rows / (int)mg_bird_image_tokens(bird), n_rows, (long long)hidden, got);
+        } else {
+            status = mg_tensor_slice(image_embeddings, 0, first_new_row, n_rows, &tail);
+            for (int i = first_new_row; i < n_rows; i++) rows[i] -= keep;
+        }
+    }
+    if (status == MG_OK) status = mg_kv_cache_truncate(session->cache, keep);
+    if (status == MG_OK) {
+        session->n_history = keep;
+        mg_decoder_input prompt = {tokens + keep, n_tokens - keep, n_override > 0 ? &tail : NULL,
+                                   rows + first_new_row, n_override};
+        status = mg_generate(ctx, bird->decoder, session->cache, &prompt, options, out_tokens, max_out, n_out);
+    }
+    free(rows);
+    if (status != MG_OK) {
+        /* The cache may hold part of this turn: forget it all. */
+        mg_kv_cache_truncate(session->cache, 0);
+        session->n_history = 0;
+        return status;
+    }
+    memcpy(session->history + keep, tokens + keep, (size_t)(n_tokens - keep) * sizeof *tokens);
+    session->n_history = n_tokens;
+    for (int i = 0; i + 1 < *n_out; i++) session->history[session->n_history++] = out_tokens[i];
+    if (session->n_history != mg_kv_cache_length(session->cache)) {
+        mg_kv_cache_truncate(session->cache, 0);
+        session->n_history = 0;
+        return mg_error(MG_ERR_INTERNAL, "bird: session history and KV cache disagree");
+    }
+    return MG_OK;
+}

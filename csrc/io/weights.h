@@ -5,13 +5,14 @@
 #include "core/core.h"
 
 /* The table keeps `resource` alive (an mmap, a file) and calls release(resource)
- * from mg_weights_destroy, after the tensors are gone. */
+ * from mg_weights_destroy, after the tensors are gone. On failure release is
+ * NOT called: the caller still owns the resource. */
 mg_status mg_weights_attach(mg_weights *weights, void *resource, void (*release)(void *resource));
 
-/* Metadata value kinds stored in the table. */
-typedef enum { MG_META_INT, MG_META_FLOAT, MG_META_STRING } mg_meta_kind;
-int64_t mg_weights_meta_count(const mg_weights *weights);
-/* index-th key/kind (borrowed). */
-const char *mg_weights_meta_key(const mg_weights *weights, int64_t index, mg_meta_kind *kind);
+/* Adopts a string array built by a reader (strings[i] NUL-terminated,
+ * malloc'd, lengths[i] bytes; the arrays themselves malloc'd). Ownership
+ * passes to the table even when this fails. */
+mg_status mg_weights_adopt_string_array(mg_weights *weights, const char *key, int64_t length, char **strings,
+                                        size_t *lengths);
 
 #endif

@@ -1,0 +1,258 @@
+"""A restricted unpickler for PyTorch and Paddle checkpoints.
+
+``pickle.load`` runs whatever callable a file names (``posix.system``,
+``builtins.eval``...). PyTorch checkpoints only need a handful of globals to
+describe tensors; Paddle ``.pdparams`` files only need NumPy's array
+reconstruction. :class:`RestrictedUnpickler` resolves exactly those and
+raises :class:`medground.UnsafeError` for anything else, before it can be
+called. Torch is never imported: storages become NumPy views of the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import FormatError, UnsafeError, UnsupportedError
+
+# torch storage class name -> (medground dtype name, numpy dtype holding the bytes).
+# bf16 has no NumPy type: its 16-bit patterns are kept in uint16.
+STORAGE_DTYPES: dict[str, tuple[str, np.dtype]] = {
+    "FloatStorage": ("f32", np.dtype("<f4")),
+    "DoubleStorage": ("f64", np.dtype("<f8")),
+    "HalfStorage": ("f16", np.dtype("<f2")),
+    "BFloat16Storage": ("bf16", np.dtype("<u2")),
+    "LongStorage": ("i64", np.dtype("<i8")),
+    "IntStorage": ("i32", np.dtype("<i4")),
+    "ShortStorage": ("i16", np.dtype("<i2")),
+    "CharStorage": ("i8", np.dtype("i1")),
+    "ByteStorage": ("u8", np.dtype("u1")),
+    "BoolStorage": ("bool", np.dtype("?")),
+    "UntypedStorage": ("u8", np.dtype("u1")),
+}
+
+
+@dataclass(frozen=True)
+class StorageType:
+    """Stands in for ``torch.FloatStorage`` & co. inside the pickle."""
+
+    name: str
+
+    @property
+    def dtype(self) -> str:
+        return STORAGE_DTYPES[self.name][0]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return STORAGE_DTYPES[self.name][1]
+
+
+@dataclass
+class Storage:
+    """One torch storage: a flat NumPy array over the file's bytes (None
+    until a legacy file's data section has been read)."""
+
+    key: str
+    dtype: str
+    array: np.ndarray | None
+    itemsize: int = 0
+
+    def __post_init__(self):
+        if not self.itemsize and self.array is not None:
+            self.itemsize = self.array.itemsize
+
+
+class Tensor:
+    """A tensor read from a pickle checkpoint, without torch.
+
+    ``array`` is a read-only NumPy view (of the mapped file for torch zip
+    checkpoints); bf16 tensors hold their uint16 bit patterns, so use
+    :meth:`to_float32` for values. A torch tensor is a view of a storage; the
+    view is made (and bounds-checked) when ``array`` is first read, because
+    legacy files store the bytes after the pickle that describes the views.
+    """
+
+    __slots__ = ("dtype", "_array", "_storage", "_view")
+
+    def __init__(self, dtype: str, array: np.ndarray | None = None, storage: "Storage | None" = None,
+                 view: tuple | None = None):
+        self.dtype = dtype
+        self._array = array
+        self._storage = storage
+        self._view = view
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = _view(self._storage, *self._view)
+        return self._array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self._array is None and self._view is not None:
+            return tuple(int(s) for s in self._view[1])
+        return tuple(self.array.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        if self._array is None and self._storage is not None:
+            return self._storage.itemsize
+        return self.array.itemsize
+
+    def to_float32(self) -> np.ndarray:
+        if self.dtype == "bf16":
+            # bf16 is the top half of an f32: widening is exact.
+            return (self.array.astype(np.uint32) << 16).view(np.float32)
+        return self.array.astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.dtype}{list(self.shape)})"
+
+
+def _view(storage: Storage, offset: int, size: tuple, stride: tuple) -> np.ndarray:
+    """``storage.as_strided(size, stride, offset)`` with every bound checked."""
+    try:
+        offset = int(offset)
+        size = tuple(int(s) for s in size)
+        stride = tuple(int(s) for s in stride)
+    except (TypeError, ValueError) as error:
+        raise FormatError(f"storage {storage.key}: malformed tensor view ({error})") from None
+    if len(size) != len(stride):
+        raise FormatError(f"storage {storage.key}: view has {len(size)} sizes but {len(stride)} strides")
+    if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise FormatError(f"storage {storage.key}: negative offset, size or stride in a tensor view")
+    base = storage.array
+    if base is None:
+        raise FormatError(f"storage {storage.key}: no data was found for it")
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= base.size:
+            raise FormatError(
+                f"storage {storage.key}: tensor view (offset {offset}, size {list(size)}, stride "
+                f"{list(stride)}) reaches element {last} of a storage of {base.size}"
+            )
+    elif offset > base.size:
+        raise FormatError(f"storage {storage.key}: offset {offset} past a storage of {base.size}")
+    itemsize = base.itemsize
+    return np.lib.stride_tricks.as_strided(
+        base[offset:] if offset < base.size else base[:0],
+        shape=size,
+        strides=tuple(s * itemsize for s in stride),
+        writeable=False,
+    )
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+    if not isinstance(storage, Storage):
+        raise FormatError(f"_rebuild_tensor_v2: expected a storage, got {type(storage).__name__}")
+    return Tensor(storage.dtype, storage=storage, view=(storage_offset, size, stride))
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _rebuild_tensor_v2(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+    if not isinstance(data, Tensor):
+        raise FormatError(f"_rebuild_parameter: expected a tensor, got {type(data).__name__}")
+    return data
+
+
+def _ordered_dict(*args):
+    import collections
+
+    return collections.OrderedDict(*args)
+
+
+def _numpy_reconstruct():
+    from numpy._core import multiarray
+
+    return multiarray._reconstruct
+
+
+def _numpy_scalar():
+    from numpy._core import multiarray
+
+    return multiarray.scalar
+
+
+# (module, name) -> factory of the object find_class returns. Factories keep
+# NumPy internals out of import time.
+_TORCH_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
+    ("torch._utils", "_rebuild_tensor_v2"): lambda: _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): lambda: _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): lambda: _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): lambda: _rebuild_parameter,
+    ("collections", "OrderedDict"): lambda: _ordered_dict,
+}
+for _name in STORAGE_DTYPES:
+    _TORCH_GLOBALS[("torch", _name)] = (lambda n=_name: StorageType(n))
+_TORCH_GLOBALS[("torch.storage", "UntypedStorage")] = lambda: StorageType("UntypedStorage")
+
+_NUMPY_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("collections", "OrderedDict"): lambda: _ordered_dict,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only an allow-list of globals.
+
+    ``load_storage(storage_type, key, numel) -> Storage`` is called for every
+    torch persistent id; ``numpy_only`` selects the Paddle allow-list.
+    """
+
+    def __init__(self, file, *, load_storage=None, numpy_only: bool = False, label: str = "pickle"):
+        super().__init__(file)
+        self._load_storage = load_storage
+        self._allowed = _NUMPY_GLOBALS if numpy_only else {**_TORCH_GLOBALS, **_NUMPY_GLOBALS}
+        self._label = label
+        self._storages: dict[str, Storage] = {}
+
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        factory = self._allowed.get((module, name))
+        if factory is None:
+            raise UnsafeError(
+                f"{self._label}: refusing to load global '{module}.{name}' (not a tensor or array "
+                "constructor; medground never executes code from checkpoints)"
+            )
+        return factory()
+
+    def persistent_load(self, pid):
+        if self._load_storage is None:
+            raise UnsafeError(f"{self._label}: unexpected persistent id in a NumPy pickle")
+        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+            raise FormatError(f"{self._label}: unknown persistent id {str(pid)[:80]!r}")
+        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], pid[4]
+        if not isinstance(storage_type, StorageType):
+            raise FormatError(f"{self._label}: storage {key}: type {storage_type!r} is not a storage class")
+        if len(pid) > 5 and pid[5] is not None:
+            # legacy (pre-1.6) view_metadata: (view_key, offset, size)
+            raise UnsupportedError(f"{self._label}: storage {key}: legacy storage views are not supported")
+        storage = self._storages.get(key)
+        if storage is None:
+            storage = self._load_storage(storage_type, key, numel)
+            self._storages[key] = storage
+        elif storage.dtype != storage_type.dtype:
+            raise UnsupportedError(f"{self._label}: storage {key} is used as {storage.dtype} and "
+                                   f"{storage_type.dtype}")
+        return storage
+
+
+def check_no_objects(value: Any, label: str) -> None:
+    """Object arrays could smuggle arbitrary Python objects; refuse them."""
+    if isinstance(value, np.ndarray) and value.dtype.hasobject:
+        raise UnsafeError(f"{label}: refusing an object-dtype array")

@@ -1,0 +1,128 @@
+/* Shared pieces of the CPU backend: argument checks, scratch copies of
+ * strided inputs, a range-splitting parallel loop, the GEMM providers and
+ * the SIMD kernel table. Internal to csrc/backend/cpu. */
+#ifndef MG_CPU_INTERNAL_H
+#define MG_CPU_INTERNAL_H
+
+#include "../backend.h"
+
+/* Kernel instruction-set level, picked once per context from the CPU (and
+ * capped by MG_CPU_ISA=scalar|avx2|avx512 so tests can reach every path). */
+typedef enum mg_cpu_isa {
+    MG_ISA_SCALAR = 0,
+    MG_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    MG_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ */
+    MG_ISA_AVX512_VNNI = 3,
+} mg_cpu_isa;
+
+typedef struct mg_cpu_state mg_cpu_state;
+
+mg_status mg_cpu_state_create(mg_context *ctx, void **state);
+void mg_cpu_state_destroy(void *state);
+mg_cpu_isa mg_cpu_context_isa(mg_context *ctx);
+
+/* ----------------------------------------------------------- checks */
+
+#define MG_DESCRIBE_SIZE 96
+/* "f32[2, 3]" or "NULL". */
+const char *mg_cpu_describe(const mg_tensor *t, char buf[MG_DESCRIBE_SIZE]);
+
+/* t is non-NULL, on the host, has data and 1..max_dims dims. */
+mg_status mg_cpu_check_input(const char *op, const char *what, const mg_tensor *t, int max_dims);
+/* out is an f32, contiguous host tensor of exactly this shape. */
+mg_status mg_cpu_check_output(const char *op, const mg_tensor *out, int n_dims,
+                              const int64_t *shape);
+/* A weight/bias vector of length n in f32/f16/bf16. */
+mg_status mg_cpu_check_vector(const char *op, const char *what, const mg_tensor *t, int64_t n);
+
+/* Contiguous f32 data of t: the tensor's own memory when it already is
+ * contiguous f32, otherwise a converted scratch copy (f16/bf16 accepted only
+ * when allow_half). Release with mg_cpu_f32_release. */
+typedef struct mg_cpu_f32 {
+    const float *data;
+    float *owned;
+} mg_cpu_f32;
+mg_status mg_cpu_f32_input(const char *op, const char *what, const mg_tensor *t, bool allow_half,
+                           mg_cpu_f32 *out);
+void mg_cpu_f32_release(mg_cpu_f32 *v);
+
+/* Byte strides of `t` broadcast (NumPy rules) onto a shape of n_dims:
+ * broadcast axes get stride 0. MG_ERR_SHAPE naming both when impossible. */
+mg_status mg_cpu_broadcast_strides(const char *op, const char *what, const mg_tensor *t,
+                                   const mg_tensor *target, int64_t strides[MG_MAX_DIMS]);
+
+/* ------------------------------------------------------- parallel loop */
+
+/* fn(arg, begin, end, thread_index) over [0, n) in chunks of at least
+ * grain items; runs inline when one chunk covers everything. */
+typedef void (*mg_cpu_range_fn)(void *arg, int64_t begin, int64_t end, int thread_index);
+void mg_cpu_parallel_for(mg_context *ctx, int64_t n, int64_t grain, mg_cpu_range_fn fn, void *arg);
+
+/* --------------------------------------------------------------- GEMM */
+
+/* C[M, N] = A[M, K] · op(B) with row-major leading dimensions in elements.
+ * op(B) = B^T for B[N, K] when trans_b, else B[K, N]. A and B are both f32
+ * or both bf16 (f32 accumulation); C is f32 and overwritten. Provider from
+ * the context's blas choice; oneDNN primitives are cached per shape. */
+mg_status mg_cpu_gemm(mg_context *ctx, mg_dtype dtype, int64_t M, int64_t N, int64_t K,
+                      const void *A, int64_t lda, const void *B, int64_t ldb, bool trans_b,
+                      float *C, int64_t ldc);
+
+/* Whether the context's GEMM provider runs bf16 x bf16 natively (oneDNN
+ * with AVX-512 BF16 kernels); otherwise bf16 operands are widened to f32. */
+bool mg_cpu_gemm_has_bf16(mg_context *ctx);
+
+/* ------------------------------------------------------------ kernels */
+
+/* Dot products of one f32 activation row with one weight row, per weight
+ * type; the quantized ones take the activation pre-quantized to q8_0. */
+typedef float (*mg_dot_f32_fn)(const float *x, const void *w, int64_t n);
+typedef float (*mg_dot_q8_fn)(const mg_block_q8_0 *x, const void *w, int64_t n_blocks);
+/* y[i] = y[i] * scale + a * x[i] (the attention accumulator update). */
+typedef void (*mg_axpby_fn)(float *y, float scale, float a, const float *x, int64_t n);
+
+typedef struct mg_cpu_kernels {
+    mg_dot_f32_fn dot_f32;   /* w f32  */
+    mg_dot_f32_fn dot_f16;   /* w f16  */
+    mg_dot_f32_fn dot_bf16;  /* w bf16 */
+    mg_dot_q8_fn dot_q8_0;   /* w q8_0 */
+    mg_dot_q8_fn dot_q4_0;   /* w q4_0 */
+    mg_axpby_fn axpby;
+} mg_cpu_kernels;
+
+/* The kernel table for an ISA level (never NULL entries). */
+const mg_cpu_kernels *mg_cpu_kernels_for(mg_cpu_isa isa);
+mg_cpu_isa mg_cpu_detect_isa(void);
+
+/* Internal linear used by mg_linear and mg_patch_embed on validated,
+ * contiguous f32 x[M, K]; weight rows contiguous, bias f32 or NULL. */
+mg_status mg_cpu_linear_rows(mg_context *ctx, const float *x, int64_t M, int64_t K,
+                             const mg_tensor *weight, const float *bias, float *y);
+
+/* The ops of the table (one file each group). */
+mg_status mg_cpu_linear(mg_context *ctx, const mg_tensor *x, const mg_tensor *weight,
+                        const mg_tensor *bias, mg_tensor *y);
+mg_status mg_cpu_matmul(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, bool transpose_b,
+                        mg_tensor *c);
+mg_status mg_cpu_add(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, mg_tensor *out);
+mg_status mg_cpu_mul(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, mg_tensor *out);
+mg_status mg_cpu_scale(mg_context *ctx, const mg_tensor *x, float factor, mg_tensor *out);
+mg_status mg_cpu_layer_norm(mg_context *ctx, const mg_tensor *x, const mg_tensor *weight,
+                            const mg_tensor *bias, float eps, mg_tensor *out);
+mg_status mg_cpu_rms_norm(mg_context *ctx, const mg_tensor *x, const mg_tensor *weight, float eps,
+                          mg_tensor *out);
+mg_status mg_cpu_activate(mg_context *ctx, const mg_tensor *x, mg_activation kind, mg_tensor *out);
+mg_status mg_cpu_softmax(mg_context *ctx, const mg_tensor *x, const mg_tensor *mask, bool causal,
+                         mg_tensor *out);
+mg_status mg_cpu_rope(mg_context *ctx, const mg_tensor *x, const int32_t *positions,
+                      const float *inv_freq, int rotary_dim, mg_tensor *out);
+mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor *k,
+                           const mg_tensor *v, const mg_tensor *mask, bool causal, float scale,
+                           mg_tensor *out);
+mg_status mg_cpu_patch_embed(mg_context *ctx, const mg_tensor *image, const mg_tensor *weight,
+                             const mg_tensor *bias, mg_tensor *out);
+mg_status mg_cpu_interpolate_bicubic(mg_context *ctx, const mg_tensor *x, mg_tensor *out);
+mg_status mg_cpu_interpolate_bilinear(mg_context *ctx, const mg_tensor *x, bool align_corners,
+                                      mg_tensor *out);
+
+#endif

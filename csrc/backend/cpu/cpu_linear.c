@@ -1,0 +1,303 @@
+/* mg_linear and mg_matmul.
+ *
+ * Linear picks one of three paths by the number of activation rows M and
+ * the weight type:
+ *  - M <= MG_GEMV_MAX_ROWS (decode): our own row-parallel dot kernels read
+ *    each weight row once for all M activation rows. That is the
+ *    bandwidth-bound case where BLAS libraries fall far below the memory
+ *    roofline. q8_0/q4_0 weights meet activations quantized to q8_0 on the
+ *    fly, as llama.cpp does.
+ *  - f32 (and bf16 with oneDNN) weights, larger M: one GEMM call.
+ *  - other weights, larger M: weight row panels are dequantized to f32 and
+ *    fed to the GEMM, so quantized prefill runs at GEMM speed with exact
+ *    dequantized weights. */
+#include "cpu_internal.h"
+
+#include <string.h>
+
+#define MG_GEMV_MAX_ROWS 8
+/* f32 bytes of one dequantized weight panel (fits a large L2/L3 share). */
+#define MG_PANEL_BYTES ((int64_t)4 << 20)
+
+static bool mg_ranges_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+    const uint8_t *pa = a, *pb = b;
+    return pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+/* ----------------------------------------------------------- kernels path */
+
+typedef struct {
+    const mg_cpu_kernels *kernels;
+    mg_dtype wtype;
+    const uint8_t *w;
+    int64_t w_row_stride;
+    const float *x;           /* [M, K] f32 */
+    const mg_block_q8_0 *xq;  /* [M, K/32] when the weight is quantized */
+    int64_t M, K, N;
+    const float *bias;
+    float *y;
+} mg_gemv_job;
+
+static void mg_gemv_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
+    const mg_gemv_job *job = raw;
+    const int64_t K = job->K, N = job->N, n_blocks = job->K / MG_QK8_0;
+    for (int64_t n = begin; n < end; n++) {
+        const void *w = job->w + n * job->w_row_stride;
+        const float b = job->bias ? job->bias[n] : 0.0f;
+        for (int64_t m = 0; m < job->M; m++) {
+            float dot;
+            switch (job->wtype) {
+            case MG_F32: dot = job->kernels->dot_f32(job->x + m * K, w, K); break;
+            case MG_F16: dot = job->kernels->dot_f16(job->x + m * K, w, K); break;
+            case MG_BF16: dot = job->kernels->dot_bf16(job->x + m * K, w, K); break;
+            case MG_Q8_0: dot = job->kernels->dot_q8_0(job->xq + m * n_blocks, w, n_blocks); break;
+            default: dot = job->kernels->dot_q4_0(job->xq + m * n_blocks, w, n_blocks); break;
+            }
+            job->y[m * N + n] = dot + b;
+        }
+    }
+}
+
+static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, int64_t K,
+                                   const mg_tensor *weight, const float *bias, float *y) {
+    mg_gemv_job job = {
+        .kernels = mg_cpu_kernels_for(mg_cpu_context_isa(ctx)),
+        .wtype = weight->dtype,
+        .w = weight->data,
+        .w_row_stride = weight->strides[0],
+        .x = x,
+        .M = M,
+        .K = K,
+        .N = weight->shape[0],
+        .bias = bias,
+        .y = y,
+    };
+    mg_block_q8_0 *xq = NULL;
+    if (mg_dtype_is_quantized(weight->dtype)) {
+        int64_t n_blocks = K / MG_QK8_0;
+        xq = mg_aligned_alloc((size_t)(M * n_blocks) * sizeof *xq);
+        if (!xq) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory to quantize %lld activation rows", (long long)M);
+        for (int64_t m = 0; m < M; m++) {
+            mg_status status = mg_quantize_row(MG_Q8_0, x + m * K, xq + m * n_blocks, K);
+            if (status != MG_OK) {
+                mg_aligned_free(xq);
+                return status;
+            }
+        }
+        job.xq = xq;
+    }
+    /* Chunks of whole cache lines of output per task keep threads from
+     * sharing lines of y. */
+    mg_cpu_parallel_for(ctx, job.N, 16, mg_gemv_rows, &job);
+    mg_aligned_free(xq);
+    return MG_OK;
+}
+
+/* --------------------------------------------------------------- GEMM path */
+
+typedef struct {
+    mg_dtype wtype;
+    const uint8_t *w;
+    int64_t w_row_stride, K;
+    float *panel;
+    mg_status status;
+} mg_panel_job;
+
+static void mg_panel_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
+    mg_panel_job *job = raw;
+    for (int64_t r = begin; r < end; r++) {
+        /* Only fails on a non-block-multiple K, which the caller has ruled out. */
+        if (mg_dequantize_row(job->wtype, job->w + r * job->w_row_stride, job->panel + r * job->K,
+                              job->K) != MG_OK)
+            job->status = MG_ERR_INTERNAL;
+    }
+}
+
+static void mg_add_bias(float *y, const float *bias, int64_t M, int64_t N) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) y[m * N + n] += bias[n];
+}
+
+static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int64_t K,
+                                const mg_tensor *weight, const float *bias, float *y) {
+    const int64_t N = weight->shape[0];
+    const int64_t row_stride = weight->strides[0];
+    if (weight->dtype == MG_F32 && row_stride % 4 == 0) {
+        MG_TRY(mg_cpu_gemm(ctx, MG_F32, M, N, K, x, K, weight->data, row_stride / 4, true, y, N));
+    } else if (weight->dtype == MG_BF16 && row_stride % 2 == 0 && mg_cpu_gemm_has_bf16(ctx)) {
+        /* AVX-512 BF16 GEMM: activations are rounded to bf16, as PyTorch's
+         * bf16 nn.Linear does; accumulation stays f32. */
+        uint16_t *xb = mg_aligned_alloc((size_t)(M * K) * 2);
+        if (!xb) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for bf16 activations");
+        mg_status status = mg_quantize_row(MG_BF16, x, xb, M * K);
+        if (status == MG_OK)
+            status = mg_cpu_gemm(ctx, MG_BF16, M, N, K, xb, K, weight->data, row_stride / 2, true, y, N);
+        mg_aligned_free(xb);
+        MG_TRY(status);
+    } else {
+        int64_t panel_rows = MG_PANEL_BYTES / (K * 4);
+        panel_rows = panel_rows < 64 ? 64 : panel_rows - panel_rows % 16;
+        if (panel_rows > N) panel_rows = N;
+        float *panel = mg_aligned_alloc((size_t)(panel_rows * K) * 4);
+        if (!panel) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for a weight panel of %lld rows", (long long)panel_rows);
+        mg_status status = MG_OK;
+        for (int64_t n0 = 0; n0 < N && status == MG_OK; n0 += panel_rows) {
+            int64_t rows = N - n0 < panel_rows ? N - n0 : panel_rows;
+            mg_panel_job job = {weight->dtype, (const uint8_t *)weight->data + n0 * row_stride,
+                                row_stride, K, panel, MG_OK};
+            mg_cpu_parallel_for(ctx, rows, 8, mg_panel_rows, &job);
+            status = job.status;
+            if (status != MG_OK) {
+                mg_error(status, "mg_linear: dequantizing %s weight rows failed", mg_dtype_name(weight->dtype));
+                break;
+            }
+            status = mg_cpu_gemm(ctx, MG_F32, M, rows, K, x, K, panel, K, true, y + n0, N);
+        }
+        mg_aligned_free(panel);
+        MG_TRY(status);
+    }
+    if (bias) mg_add_bias(y, bias, M, N);
+    return MG_OK;
+}
+
+mg_status mg_cpu_linear_rows(mg_context *ctx, const float *x, int64_t M, int64_t K,
+                             const mg_tensor *weight, const float *bias, float *y) {
+    if (M <= MG_GEMV_MAX_ROWS) return mg_linear_kernels(ctx, x, M, K, weight, bias, y);
+    return mg_linear_gemm(ctx, x, M, K, weight, bias, y);
+}
+
+mg_status mg_cpu_linear(mg_context *ctx, const mg_tensor *x, const mg_tensor *weight,
+                        const mg_tensor *bias, mg_tensor *y) {
+    static const char op[] = "mg_linear";
+    char a[MG_DESCRIBE_SIZE], b[MG_DESCRIBE_SIZE];
+    MG_TRY(mg_cpu_check_input(op, "x", x, MG_MAX_DIMS));
+    MG_TRY(mg_cpu_check_input(op, "weight", weight, 2));
+    if (weight->n_dims != 2)
+        return mg_error(MG_ERR_SHAPE, "%s: weight %s must be 2-D [out_features, in_features]", op,
+                        mg_cpu_describe(weight, a));
+    if (x->dtype != MG_F32)
+        return mg_error(MG_ERR_DTYPE, "%s: x %s must be f32", op, mg_cpu_describe(x, a));
+    mg_dtype wt = weight->dtype;
+    if (wt != MG_F32 && wt != MG_F16 && wt != MG_BF16 && wt != MG_Q8_0 && wt != MG_Q4_0)
+        return mg_error(MG_ERR_DTYPE, "%s: weight %s must be f32, f16, bf16, q8_0 or q4_0", op,
+                        mg_cpu_describe(weight, a));
+    const int64_t K = x->shape[x->n_dims - 1], N = weight->shape[0];
+    if (weight->shape[1] != K)
+        return mg_error(MG_ERR_SHAPE, "%s: x %s and weight %s: inner dimensions differ", op,
+                        mg_cpu_describe(x, a), mg_cpu_describe(weight, b));
+    if (K % mg_dtype_block_size(wt) != 0)
+        return mg_error(MG_ERR_SHAPE, "%s: weight %s: in_features %lld is not a multiple of the %s block of %lld",
+                        op, mg_cpu_describe(weight, a), (long long)K, mg_dtype_name(wt),
+                        (long long)mg_dtype_block_size(wt));
+    size_t row_bytes = 0;
+    MG_TRY(mg_dtype_row_bytes(wt, K, &row_bytes));
+    if (weight->strides[1] != mg_dtype_block_bytes(wt) ||
+        (N > 1 && weight->strides[0] < (int64_t)row_bytes))
+        return mg_error(MG_ERR_SHAPE, "%s: weight %s must have contiguous rows", op,
+                        mg_cpu_describe(weight, a));
+    if (bias) MG_TRY(mg_cpu_check_vector(op, "bias", bias, N));
+    int64_t y_shape[MG_MAX_DIMS];
+    for (int i = 0; i < x->n_dims; i++) y_shape[i] = x->shape[i];
+    y_shape[x->n_dims - 1] = N;
+    MG_TRY(mg_cpu_check_output(op, y, x->n_dims, y_shape));
+    const int64_t M = mg_tensor_numel(x) / K;
+    if (mg_ranges_overlap(y->data, (size_t)(M * N) * 4, x->data, (size_t)(M * K) * 4))
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "%s: output %s overlaps x %s", op,
+                        mg_cpu_describe(y, a), mg_cpu_describe(x, b));
+
+    mg_cpu_f32 xv, bv = {NULL, NULL};
+    MG_TRY(mg_cpu_f32_input(op, "x", x, false, &xv));
+    mg_status status = bias ? mg_cpu_f32_input(op, "bias", bias, true, &bv) : MG_OK;
+    if (status == MG_OK) status = mg_cpu_linear_rows(ctx, xv.data, M, K, weight, bv.data, y->data);
+    mg_cpu_f32_release(&xv);
+    mg_cpu_f32_release(&bv);
+    return status;
+}
+
+/* ------------------------------------------------------------------ matmul */
+
+/* One matmul operand as (base, batch stride, leading dimension) of a
+ * row-contiguous layout, made by copying when the view has none. */
+typedef struct {
+    const uint8_t *base;
+    int64_t batch, rows, cols;
+    int64_t batch_stride; /* bytes; 0 broadcasts */
+    int64_t ld;           /* elements */
+    void *owned;
+} mg_matmul_operand;
+
+static mg_status mg_matmul_operand_init(const char *what, const mg_tensor *t, mg_dtype dtype,
+                                        mg_matmul_operand *op) {
+    memset(op, 0, sizeof *op);
+    const int nd = t->n_dims;
+    op->batch = nd == 3 ? t->shape[0] : 1;
+    op->rows = t->shape[nd - 2];
+    op->cols = t->shape[nd - 1];
+    const int64_t elem = dtype == MG_F32 ? 4 : 2;
+    bool usable = t->dtype == dtype && t->strides[nd - 1] == elem && t->strides[nd - 2] % elem == 0 &&
+                  (op->rows == 1 || t->strides[nd - 2] >= op->cols * elem);
+    if (usable) {
+        op->base = t->data;
+        op->batch_stride = nd == 3 && op->batch > 1 ? t->strides[0] : 0;
+        op->ld = op->rows == 1 ? op->cols : t->strides[nd - 2] / elem;
+        return MG_OK;
+    }
+    mg_tensor copy;
+    MG_TRY(mg_tensor_alloc(&copy, dtype, nd, t->shape));
+    mg_status status = mg_tensor_convert(t, &copy);
+    if (status != MG_OK) {
+        mg_tensor_free_data(&copy);
+        return mg_error_prefix(status, "mg_matmul: copying %s", what);
+    }
+    op->owned = copy.data;
+    op->base = copy.data;
+    op->batch_stride = op->batch > 1 ? op->rows * op->cols * elem : 0;
+    op->ld = op->cols;
+    return MG_OK;
+}
+
+mg_status mg_cpu_matmul(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, bool transpose_b,
+                        mg_tensor *c) {
+    static const char op[] = "mg_matmul";
+    char da[MG_DESCRIBE_SIZE], db[MG_DESCRIBE_SIZE];
+    MG_TRY(mg_cpu_check_input(op, "a", a, 3));
+    MG_TRY(mg_cpu_check_input(op, "b", b, 3));
+    if (a->n_dims < 2 || b->n_dims < 2)
+        return mg_error(MG_ERR_SHAPE, "%s: a %s and b %s must be 2-D or 3-D", op,
+                        mg_cpu_describe(a, da), mg_cpu_describe(b, db));
+    for (int i = 0; i < 2; i++) {
+        const mg_tensor *t = i ? b : a;
+        if (t->dtype != MG_F32 && t->dtype != MG_BF16)
+            return mg_error(MG_ERR_DTYPE, "%s: %s %s must be f32 or bf16", op, i ? "b" : "a",
+                            mg_cpu_describe(t, da));
+    }
+    const int64_t M = a->shape[a->n_dims - 2], K = a->shape[a->n_dims - 1];
+    const int64_t Kb = b->shape[b->n_dims - (transpose_b ? 1 : 2)];
+    const int64_t N = b->shape[b->n_dims - (transpose_b ? 2 : 1)];
+    if (K != Kb)
+        return mg_error(MG_ERR_SHAPE, "%s: a %s and b %s%s: inner dimensions differ", op,
+                        mg_cpu_describe(a, da), mg_cpu_describe(b, db),
+                        transpose_b ? " (transposed)" : "");
+    const int64_t batch_a = a->n_dims == 3 ? a->shape[0] : 1;
+    const int64_t batch_b = b->n_dims == 3 ? b->shape[0] : 1;
+    if (batch_a != batch_b && batch_a != 1 && batch_b != 1)
+        return mg_error(MG_ERR_SHAPE, "%s: batch sizes of a %s and b %s differ", op,
+                        mg_cpu_describe(a, da), mg_cpu_describe(b, db));
+    const int64_t batch = batch_a > batch_b ? batch_a : batch_b;
+    const bool batched = a->n_dims == 3 || b->n_dims == 3;
+    int64_t c_shape[3] = {batch, M, N};
+    MG_TRY(mg_cpu_check_output(op, c, batched ? 3 : 2, batched ? c_shape : c_shape + 1));
+
+    /* bf16 GEMM only when both sides are bf16; a mixed pair computes in f32. */
+    mg_dtype dtype = a->dtype == MG_BF16 && b->dtype == MG_BF16 ? MG_BF16 : MG_F32;
+    mg_matmul_operand oa, ob;
+    MG_TRY(mg_matmul_operand_init("a", a, dtype, &oa));
+    mg_status status = mg_matmul_operand_init("b", b, dtype, &ob);
+    float *cdata = c->data;
+    for (int64_t i = 0; status == MG_OK && i < batch; i++)
+        status = mg_cpu_gemm(ctx, dtype, M, N, K, oa.base + i * oa.batch_stride, oa.ld,
+                             ob.base + i * ob.batch_stride, ob.ld, transpose_b, cdata + i * M * N, N);
+    mg_aligned_free(oa.owned);
+    mg_aligned_free(ob.owned);
+    return status;
+}

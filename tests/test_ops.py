@@ -1,0 +1,550 @@
+"""Backend ops (medground._C.op_*) against PyTorch / the gguf package.
+
+References are computed independently: float64 PyTorch for GEMM-like ops (so
+the tolerance measures our rounding alone), PyTorch f32 for element-wise
+ops, F.scaled_dot_product_attention, F.conv2d, F.interpolate, and weights
+dequantized by the gguf package. Tolerances are stated per op.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import medground
+from medground import _C
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+gguf = pytest.importorskip("gguf")
+
+torch.set_num_threads(1)  # the machine has 2 cores shared by everyone
+
+# f32 GEMM-like ops: |ours - exact| <= RTOL_F32 * sum_k |a_ik b_kj| elementwise,
+# the classical dot-product error bound scale (unit roundoff 6e-8, times a
+# margin for blocked summation orders).
+RTOL_F32 = 1e-5
+
+
+@pytest.fixture(params=[("onednn", 1), ("openblas", 2)], ids=["onednn-1t", "openblas-2t"])
+def provider(request):
+    blas, threads = request.param
+    medground.set_num_threads(threads, blas=blas)
+    yield blas
+    medground.set_num_threads(0)
+
+
+@pytest.fixture(params=[1, 2], ids=["1t", "2t"])
+def threads(request):
+    medground.set_num_threads(request.param)
+    yield request.param
+    medground.set_num_threads(0)
+
+
+@pytest.fixture(params=["scalar", "avx2", "native"])
+def isa(request):
+    """Caps the kernels' instruction set (MG_CPU_ISA is read at context creation)."""
+    if request.param == "native":
+        os.environ.pop("MG_CPU_ISA", None)
+    else:
+        os.environ["MG_CPU_ISA"] = request.param
+    medground.set_num_threads(2)
+    yield request.param
+    os.environ.pop("MG_CPU_ISA", None)
+    medground.set_num_threads(0)
+
+
+def f64(a):
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def assert_gemm_close(ours, a, b_t, rtol=RTOL_F32):
+    """ours ~ a @ b_t.T with the error bound rtol * (|a| @ |b_t|.T) (+ tiny floor)."""
+    a64, b64 = f64(a), f64(b_t)
+    exact = (a64 @ b64.T).numpy()
+    bound = rtol * (a64.abs() @ b64.abs().T).numpy() + 1e-7
+    err = np.abs(ours.astype(np.float64) - exact)
+    assert ours.shape == exact.shape
+    worst = np.max(err / bound)
+    assert worst <= 1.0, f"max error {err.max():.3g} is {worst:.2f}x the bound"
+
+
+def bf16_round(a):
+    return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(torch.bfloat16).to(torch.float32).numpy()
+
+
+def f16_round(a):
+    return np.asarray(a, np.float32).astype(np.float16).astype(np.float32)
+
+
+def gguf_dequantized(a, dtype):
+    qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[dtype]
+    a = np.ascontiguousarray(a, np.float32)
+    return gguf.quants.dequantize(gguf.quants.quantize(a, qtype), qtype).reshape(a.shape)
+
+
+# --------------------------------------------------------------------- linear
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 16, 8), (3, 17, 5), (17, 64, 33), (40, 1000, 1030), (5, 1024, 1)])
+def test_linear_f32_matches_torch(provider, M, K, N, rng):
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    ours = _C.op_linear(x, w, b)
+    assert_gemm_close(ours - b, x, w)
+    # and against torch's own f32 nn.functional.linear
+    ref = F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("M", [2, 33])
+def test_linear_strided_views_and_batch_dims(provider, M, rng):
+    base = rng.standard_normal((M, 3, 2 * 48)).astype(np.float32)
+    x = base[:, :, ::2]  # inner stride 8 bytes: copied to contiguous scratch in C
+    assert not x.flags.c_contiguous
+    wbase = rng.standard_normal((2 * 20, 48)).astype(np.float32)
+    w = wbase[::2]  # row stride twice the row length: used in place
+    ours = _C.op_linear(x, w)
+    assert ours.shape == (M, 3, 20)
+    assert_gemm_close(ours.reshape(-1, 20), x.reshape(-1, 48), w)
+
+
+@pytest.mark.parametrize("wdtype", ["f16", "bf16"])
+@pytest.mark.parametrize("M", [1, 3, 8, 9, 40])
+def test_linear_half_weights(provider, wdtype, M, rng):
+    K, N = 160, 70
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    ours = _C.op_linear(x, w, weight_dtype=wdtype)
+    w_rounded = bf16_round(w) if wdtype == "bf16" else f16_round(w)
+    # Above 8 rows a native bf16 GEMM (oneDNN with AVX-512 BF16) also rounds the
+    # activations to bf16 (as PyTorch's bf16 Linear does); every other path
+    # keeps x in f32 (oneDNN 2.6 runs AVX2 kernels only on AMD CPUs).
+    native = _C.op_kernel_info()["native_bf16_gemm"]
+    x_used = bf16_round(x) if (wdtype == "bf16" and M > 8 and native) else x
+    assert_gemm_close(ours, x_used, w_rounded)
+
+
+@pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
+@pytest.mark.parametrize("M", [1, 3, 17])
+def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
+    K, N = 256, 67
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
+    w_deq = gguf_dequantized(w, qdtype)
+    if M > 8:
+        # Prefill path: exact dequantized weights through the f32 GEMM.
+        assert_gemm_close(ours, x, w_deq)
+        return
+    # Decode path (llama.cpp's vec_dot_q*_q8_0): activations are quantized to
+    # q8_0 blocks too, then integer dots are scaled by d_x * d_w. Against
+    # x and w both dequantized by gguf this is exact up to f32 rounding:
+    x_deq = gguf_dequantized(x, "q8_0")
+    assert_gemm_close(ours, x_deq, w_deq, rtol=2e-5)
+    # Against unquantized activations, the difference is the activation
+    # quantization error: per element at most d_x/2 = amax(block)/254 (plus the
+    # f16 rounding of d_x, relative 2^-11), so per output at most
+    # sum_blocks amax_b/254 * sum_{i in b} |w_i| + 2^-11 * sum |x_i w_i|.
+    amax = np.abs(x.reshape(M, K // 32, 32)).max(axis=2)  # [M, blocks]
+    wsum = np.abs(w_deq.reshape(N, K // 32, 32)).sum(axis=2)  # [N, blocks]
+    bound = (amax / 254.0) @ wsum.T + 2.0**-11 * (np.abs(x) @ np.abs(w_deq).T) + 1e-4
+    exact = (f64(x) @ f64(w_deq).T).numpy()
+    assert np.all(np.abs(ours - exact) <= bound)
+
+
+@pytest.mark.parametrize("qdtype", ["f32", "bf16", "f16", "q8_0", "q4_0"])
+def test_linear_kernel_isa_levels_agree_with_reference(isa, qdtype, rng):
+    """The scalar reference, AVX2 and AVX-512(/VNNI) kernels on the decode path."""
+    M, K, N = 2, 32 * 37, 45  # K not a multiple of 64: exercises the vector tails
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    ours = _C.op_linear(x, w, weight_dtype=qdtype)
+    if qdtype in ("q8_0", "q4_0"):
+        assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+    else:
+        w_used = {"f32": w, "bf16": bf16_round(w), "f16": f16_round(w)}[qdtype]
+        assert_gemm_close(ours, x, w_used)
+
+
+def test_linear_errors_name_the_culprit(rng):
+    x = np.zeros((3, 17), np.float32)
+    with pytest.raises(medground.ShapeError, match=r"mg_linear: x f32\[3, 17\] and weight f32\[8, 16\]: inner dimensions differ"):
+        _C.op_linear(x, np.zeros((8, 16), np.float32))
+    with pytest.raises(medground.DTypeError, match=r"mg_linear: x f64\[3, 16\] must be f32"):
+        _C.op_linear(np.zeros((3, 16)), np.zeros((8, 16), np.float32))
+    with pytest.raises(medground.ShapeError, match=r"op_linear: x: array has 5 dimensions"):
+        _C.op_linear(np.zeros((1, 1, 1, 3, 16), np.float32), np.zeros((8, 16), np.float32))
+    with pytest.raises(medground.ShapeError, match=r"bias f32\[7\] should have 8 entries"):
+        _C.op_linear(np.zeros((3, 16), np.float32), np.zeros((8, 16), np.float32), np.zeros(7, np.float32))
+    with pytest.raises(medground.ShapeError, match=r"weight f32\[8, 16\] must have contiguous rows"):
+        _C.op_linear(np.zeros((3, 16), np.float32), np.zeros((16, 8), np.float32).T)
+    with pytest.raises(medground.ShapeError, match="not a multiple of the q8_0 block"):
+        _C.op_linear(np.zeros((3, 48), np.float32), np.zeros((8, 48), np.float32), weight_dtype="q8_0")
+    with pytest.raises(medground.DTypeError, match=r"weight i32\[8, 16\] must be f32, f16, bf16, q8_0 or q4_0"):
+        _C.op_linear(np.zeros((3, 16), np.float32), np.zeros((8, 16), np.int32))
+
+
+# --------------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize(
+    "a_shape,b_shape,transpose_b",
+    [((3, 17), (17, 5), False), ((4, 7, 33), (4, 5, 33), True), ((1, 9, 16), (3, 16, 11), False),
+     ((3, 9, 16), (16, 11), False), ((64, 64), (70, 64), True)],
+)
+def test_matmul_matches_torch(provider, a_shape, b_shape, transpose_b, rng):
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    ours = _C.op_matmul(a, b, transpose_b=transpose_b)
+    ta, tb = f64(a), f64(b)
+    if transpose_b:
+        tb = tb.transpose(-1, -2)
+    exact = torch.matmul(ta, tb).numpy()
+    bound = RTOL_F32 * torch.matmul(ta.abs(), tb.abs()).numpy() + 1e-7
+    assert ours.shape == exact.shape
+    assert np.all(np.abs(ours - exact) <= bound)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_matmul_strided_and_bf16(provider, dtype, rng):
+    # q @ k^T of one head taken out of a fused [T, 3, H, D] array: strided views.
+    qkv = rng.standard_normal((20, 3, 4, 16)).astype(np.float32)
+    q = qkv[:, 0].transpose(1, 0, 2)  # [H, T, D], not contiguous
+    k = qkv[:, 1].transpose(1, 0, 2)
+    ours = _C.op_matmul(q, k, transpose_b=True, dtype=dtype)
+    if dtype == "bf16":
+        q, k = bf16_round(q), bf16_round(k)
+    exact = torch.matmul(f64(q), f64(k).transpose(-1, -2)).numpy()
+    bound = RTOL_F32 * torch.matmul(f64(q).abs(), f64(k).abs().transpose(-1, -2)).numpy() + 1e-7
+    assert np.all(np.abs(ours - exact) <= bound)
+
+
+def test_matmul_errors():
+    with pytest.raises(medground.ShapeError, match=r"mg_matmul: a f32\[3, 4\] and b f32\[5, 6\]: inner dimensions differ"):
+        _C.op_matmul(np.zeros((3, 4), np.float32), np.zeros((5, 6), np.float32))
+    with pytest.raises(medground.ShapeError, match="batch sizes"):
+        _C.op_matmul(np.zeros((2, 3, 4), np.float32), np.zeros((3, 4, 6), np.float32))
+    with pytest.raises(medground.ShapeError, match="must be 2-D or 3-D"):
+        _C.op_matmul(np.zeros(4, np.float32), np.zeros((4, 6), np.float32))
+
+
+# -------------------------------------------------------------- element-wise
+
+
+@pytest.mark.parametrize(
+    "a_shape,b_shape",
+    [((3, 17), (17,)), ((2, 3, 17), (3, 1)), ((5, 1000), (1, 1000)), ((2, 3, 4, 5), (1, 3, 1, 5)), ((7,), (1,))],
+)
+def test_add_mul_broadcast_exact(threads, a_shape, b_shape, rng):
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    # one f32 rounding per element: results are bit-identical to torch
+    np.testing.assert_array_equal(_C.op_add(a, b), (torch.from_numpy(a) + torch.from_numpy(b)).numpy())
+    np.testing.assert_array_equal(_C.op_mul(a, b), (torch.from_numpy(a) * torch.from_numpy(b)).numpy())
+    np.testing.assert_array_equal(_C.op_scale(a, 0.37), (torch.from_numpy(a) * 0.37).numpy())
+
+
+def test_elementwise_strided_inputs(rng):
+    a = rng.standard_normal((6, 40)).astype(np.float32)[::2, 1::3]
+    b = rng.standard_normal((40, 6)).astype(np.float32).T[::2, 1::3][0]
+    np.testing.assert_array_equal(_C.op_add(a, b), a + b)
+    np.testing.assert_array_equal(_C.op_mul(a, b), a * b)
+    np.testing.assert_array_equal(_C.op_scale(a, -2.0), a * np.float32(-2.0))
+
+
+def test_add_errors():
+    with pytest.raises(medground.ShapeError, match=r"mg_add: b f32\[4\] does not broadcast to f32\[3, 5\]"):
+        _C.op_add(np.zeros((3, 5), np.float32), np.zeros(4, np.float32))
+    with pytest.raises(medground.DTypeError, match=r"mg_mul: b i64\[5\] must be f32"):
+        _C.op_mul(np.zeros((3, 5), np.float32), np.zeros(5, np.int64))
+
+
+ACTIVATIONS = {
+    "gelu": lambda t: F.gelu(t),
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "quick_gelu": lambda t: t * torch.sigmoid(1.702 * t),  # CLIP's QuickGELU
+    "silu": lambda t: F.silu(t),
+    "relu": lambda t: F.relu(t),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ACTIVATIONS))
+def test_activations_match_torch(threads, kind, rng):
+    x = np.concatenate([rng.standard_normal(3000).astype(np.float32) * 4,
+                        np.array([0.0, -0.0, 1e-6, -1e-6, 20.0, -20.0, 80.0, -80.0], np.float32)])
+    x = x.reshape(2, -1)
+    ours = _C.op_activate(x, kind)
+    ref = ACTIVATIONS[kind](torch.from_numpy(x)).numpy()
+    # libm erf/tanh/exp versus SLEEF: a few ulp apart
+    np.testing.assert_allclose(ours, ref, rtol=2e-6, atol=1e-7)
+    # strided view
+    np.testing.assert_allclose(_C.op_activate(x[:, ::3], kind), ref[:, ::3], rtol=2e-6, atol=1e-7)
+
+
+def test_activation_error():
+    with pytest.raises(medground.InvalidArgumentError, match="unknown activation 'gelu2'"):
+        _C.op_activate(np.zeros(3, np.float32), "gelu2")
+
+
+# ---------------------------------------------------------------------- norms
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (17, 1000), (2, 3, 4096)])
+def test_layer_norm_matches_torch(threads, shape, rng):
+    x = (rng.standard_normal(shape) * 3 + 5).astype(np.float32)
+    n = shape[-1]
+    w = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    ref = F.layer_norm(torch.from_numpy(x), (n,), torch.from_numpy(w), torch.from_numpy(b), 1e-6).numpy()
+    # normalised values are O(1): 1e-5 is ~100 ulp, covering torch's f32 moments
+    np.testing.assert_allclose(_C.op_layer_norm(x, w, b, eps=1e-6), ref, rtol=1e-5, atol=1e-5)
+    ref0 = F.layer_norm(torch.from_numpy(x), (n,), eps=1e-5).numpy()
+    np.testing.assert_allclose(_C.op_layer_norm(x), ref0, rtol=1e-5, atol=1e-5)
+    # f16 weights (converted in C) and a strided input
+    xs = np.repeat(x, 2, axis=-1)[..., ::2]
+    w16 = w.astype(np.float16)
+    ref16 = F.layer_norm(torch.from_numpy(x), (n,), torch.from_numpy(w16.astype(np.float32)), None, 1e-6).numpy()
+    np.testing.assert_allclose(_C.op_layer_norm(xs, w16, None, eps=1e-6), ref16, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (9, 4096), (2, 3, 17)])
+def test_rms_norm_matches_hf_formula(threads, shape, rng):
+    x = (rng.standard_normal(shape) * 2).astype(np.float32)
+    w = rng.standard_normal(shape[-1]).astype(np.float32)
+    t = torch.from_numpy(x)
+    variance = t.pow(2).mean(-1, keepdim=True)  # HF LlamaRMSNorm / Qwen RMSNorm
+    ref = (torch.from_numpy(w) * (t * torch.rsqrt(variance + 1e-6))).numpy()
+    np.testing.assert_allclose(_C.op_rms_norm(x, w, eps=1e-6), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_C.op_rms_norm(x.T.copy().T, w, eps=1e-6), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_norm_errors():
+    with pytest.raises(medground.ShapeError, match=r"mg_layer_norm: weight f32\[5\] should have 4 entries"):
+        _C.op_layer_norm(np.zeros((3, 4), np.float32), np.zeros(5, np.float32))
+    with pytest.raises(medground.DTypeError, match=r"mg_rms_norm: weight i32\[4\] must be f32, f16 or bf16"):
+        _C.op_rms_norm(np.zeros((3, 4), np.float32), np.zeros(4, np.int32))
+
+
+# -------------------------------------------------------------------- softmax
+
+
+def bottom_right_causal(tq, tk):
+    """Additive mask: query i sees keys j <= i + (tk - tq)."""
+    i = torch.arange(tq)[:, None]
+    j = torch.arange(tk)[None, :]
+    return torch.where(j <= i + (tk - tq), 0.0, float("-inf"))
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (3, 17, 17), (2, 4, 7, 1030)])
+def test_softmax_matches_torch(threads, shape, rng):
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    np.testing.assert_allclose(_C.op_softmax(x), torch.softmax(torch.from_numpy(x), -1).numpy(), rtol=1e-5, atol=1e-7)
+    mask = np.where(rng.random(shape[-1]) < 0.3, -np.inf, rng.standard_normal(shape[-1])).astype(np.float32)
+    mask[0] = 0.0
+    ref = torch.softmax(torch.from_numpy(x) + torch.from_numpy(mask), -1).numpy()
+    np.testing.assert_allclose(_C.op_softmax(x, mask), ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("tq,tk", [(5, 5), (3, 9), (1, 20)])
+def test_softmax_causal_offset(tq, tk, rng):
+    x = rng.standard_normal((2, tq, tk)).astype(np.float32)
+    ref = torch.softmax(torch.from_numpy(x) + bottom_right_causal(tq, tk), -1).numpy()
+    ours = _C.op_softmax(x, causal=True)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_softmax_row_with_nothing_visible_is_zero():
+    # Tq > Tk: the first query sees no key (PyTorch gives NaN; we give zeros).
+    ours = _C.op_softmax(np.zeros((3, 2), np.float32), causal=True)
+    np.testing.assert_array_equal(ours, [[0, 0], [1, 0], [0.5, 0.5]])
+
+
+# ----------------------------------------------------------------------- rope
+
+
+def hf_rope(x, positions, inv_freq, rotary_dim):
+    """HF LLaMA/Qwen rotate-half RoPE in f32 on x[T, H, D] (partial: first rotary_dim dims)."""
+    t = torch.from_numpy(x)
+    freqs = torch.from_numpy(positions).float()[:, None] * torch.from_numpy(inv_freq)[None, :]
+    emb = torch.cat([freqs, freqs], -1)
+    cos, sin = emb.cos()[:, None, :], emb.sin()[:, None, :]
+    rot, rest = t[..., :rotary_dim], t[..., rotary_dim:]
+    half = rotary_dim // 2
+    rotated = torch.cat([-rot[..., half:], rot[..., :half]], -1)
+    return torch.cat([rot * cos + rotated * sin, rest], -1).numpy()
+
+
+@pytest.mark.parametrize("T,H,D,rotary_dim", [(1, 1, 4, 4), (17, 3, 128, 128), (9, 2, 64, 32), (1030, 2, 8, 6)])
+def test_rope_matches_hf(threads, T, H, D, rotary_dim, rng):
+    x = rng.standard_normal((T, H, D)).astype(np.float32)
+    positions = (rng.permutation(4 * T)[:T] + 3).astype(np.int32)
+    inv_freq = (1.0 / (10000 ** (np.arange(0, rotary_dim, 2, dtype=np.float32) / rotary_dim))).astype(np.float32)
+    ref = hf_rope(x, positions, inv_freq, rotary_dim)
+    # cos/sin of the same f32 angles: glibc vs SLEEF differ by ~1 ulp
+    np.testing.assert_allclose(_C.op_rope(x, positions, inv_freq, rotary_dim), ref, rtol=1e-5, atol=2e-6)
+
+
+def test_rope_in_place_on_a_fused_qkv_view(rng):
+    T, H, D = 6, 2, 16
+    qkv = rng.standard_normal((T, 3 * H * D)).astype(np.float32)
+    original = qkv.copy()
+    k = qkv[:, H * D:2 * H * D].reshape(T, H, D)  # a strided view into qkv
+    assert not k.flags.c_contiguous and np.shares_memory(k, qkv)
+    positions = np.arange(T, dtype=np.int32)
+    inv_freq = (1.0 / (10000 ** (np.arange(0, D, 2) / D))).astype(np.float32)
+    _C.op_rope(k, positions, inv_freq, D, inplace=True)
+    ref = hf_rope(original[:, H * D:2 * H * D].reshape(T, H, D).copy(), positions, inv_freq, D)
+    np.testing.assert_allclose(qkv[:, H * D:2 * H * D].reshape(T, H, D), ref, rtol=1e-5, atol=2e-6)
+    np.testing.assert_array_equal(qkv[:, :H * D], original[:, :H * D])  # q untouched
+    np.testing.assert_array_equal(qkv[:, 2 * H * D:], original[:, 2 * H * D:])  # v untouched
+
+
+def test_rope_errors():
+    x = np.zeros((4, 2, 8), np.float32)
+    with pytest.raises(medground.InvalidArgumentError, match="rotary_dim 5 must be even"):
+        _C.op_rope(x, np.arange(4), np.ones(4, np.float32), 5)
+    with pytest.raises(medground.ShapeError, match="3 positions for 4 tokens"):
+        _C.op_rope(x, np.arange(3), np.ones(4, np.float32), 8)
+    with pytest.raises(medground.ShapeError, match=r"mg_rope: x f32\[4, 16\] must be \[tokens, heads, head_dim\]"):
+        _C.op_rope(np.zeros((4, 16), np.float32), np.arange(4), np.ones(8, np.float32), 8)
+
+
+# ------------------------------------------------------------------ attention
+
+
+def sdpa(q, k, v, mask=None):
+    """torch SDPA on [T, H, D] layouts (GQA by repeating kv heads)."""
+    tq, hq, _ = q.shape
+    hk = k.shape[1]
+    tq_ = torch.from_numpy(np.ascontiguousarray(q)).permute(1, 0, 2)
+    tk_ = torch.from_numpy(np.ascontiguousarray(k)).permute(1, 0, 2).repeat_interleave(hq // hk, 0)
+    tv_ = torch.from_numpy(np.ascontiguousarray(v)).permute(1, 0, 2).repeat_interleave(hq // hk, 0)
+    out = F.scaled_dot_product_attention(tq_, tk_, tv_, attn_mask=mask)
+    return out.permute(1, 0, 2).numpy()
+
+
+@pytest.mark.parametrize(
+    "tq,tk,hq,hkv,d,dv",
+    [(1, 1, 1, 1, 4, 4), (17, 17, 4, 4, 64, 64), (1, 300, 8, 2, 128, 128), (20, 1030, 2, 1, 104, 40),
+     (33, 70, 6, 3, 16, 24)],
+)
+def test_attention_matches_sdpa(threads, tq, tk, hq, hkv, d, dv, rng):
+    q = rng.standard_normal((tq, hq, d)).astype(np.float32)
+    k = rng.standard_normal((tk, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((tk, hkv, dv)).astype(np.float32)
+    ours = _C.op_attention(q, k, v)
+    # outputs are convex mixtures of O(1) values: 2e-6 absolute is ~30 ulp
+    np.testing.assert_allclose(ours, sdpa(q, k, v), rtol=1e-5, atol=2e-6)
+    causal = _C.op_attention(q, k, v, causal=True)
+    np.testing.assert_allclose(causal, sdpa(q, k, v, bottom_right_causal(tq, tk)), rtol=1e-5, atol=2e-6)
+
+
+def test_attention_mask_scale_and_strided_views(threads, rng):
+    T, H, D = 40, 4, 32
+    qkv = rng.standard_normal((T, 3, H, D)).astype(np.float32)
+    q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # strided views of a fused projection
+    mask = np.where(rng.random((H, 1, T)) < 0.2, -np.inf, rng.standard_normal((H, 1, T))).astype(np.float32)
+    mask[:, :, 0] = 0.0
+    ours = _C.op_attention(q, k, v, mask=mask, scale=0.3)
+    tq_, tk_, tv_ = (torch.from_numpy(np.ascontiguousarray(a)).permute(1, 0, 2) for a in (q, k, v))
+    ref = F.scaled_dot_product_attention(tq_, tk_, tv_, attn_mask=torch.from_numpy(mask), scale=0.3)
+    np.testing.assert_allclose(ours, ref.permute(1, 0, 2).numpy(), rtol=1e-5, atol=2e-6)
+    # a [Tq, Tk] mask plus causal, inner-strided q (copied in C)
+    mask2 = rng.standard_normal((T, T)).astype(np.float32)
+    q2 = np.repeat(q, 2, axis=-1)[..., ::2]
+    ours2 = _C.op_attention(q2, k, v, mask=mask2, causal=True)
+    ref2 = sdpa(q, k, v, torch.from_numpy(mask2) + bottom_right_causal(T, T))
+    np.testing.assert_allclose(ours2, ref2, rtol=1e-5, atol=2e-6)
+
+
+def test_attention_errors():
+    q = np.zeros((3, 4, 8), np.float32)
+    with pytest.raises(medground.ShapeError, match=r"q f32\[3, 4, 8\] has 4 heads, not a multiple of the 3 heads"):
+        _C.op_attention(q, np.zeros((5, 3, 8), np.float32), np.zeros((5, 3, 8), np.float32))
+    with pytest.raises(medground.ShapeError, match="head dimensions differ"):
+        _C.op_attention(q, np.zeros((5, 2, 7), np.float32), np.zeros((5, 2, 8), np.float32))
+    with pytest.raises(medground.ShapeError, match=r"mask f32\[2, 5\] does not broadcast to f32\[4, 3, 5\]"):
+        _C.op_attention(q, np.zeros((5, 2, 8), np.float32), np.zeros((5, 2, 8), np.float32), mask=np.zeros((2, 5), np.float32))
+    with pytest.raises(medground.DTypeError, match=r"v f16\[5, 2, 8\] must be f32"):
+        _C.op_attention(q, np.zeros((5, 2, 8), np.float32), np.zeros((5, 2, 8), np.float16))
+
+
+# ---------------------------------------------------------------- patch embed
+
+
+@pytest.mark.parametrize("C,H,W,P,O", [(3, 28, 28, 14, 16), (3, 33, 47, 16, 40), (1, 8, 8, 8, 3)])
+def test_patch_embed_matches_conv2d(provider, C, H, W, P, O, rng):
+    image = rng.standard_normal((C, H, W)).astype(np.float32)
+    weight = (rng.standard_normal((O, C, P, P)) * 0.1).astype(np.float32)
+    bias = rng.standard_normal(O).astype(np.float32)
+    ours = _C.op_patch_embed(image, weight, bias)
+    ref = F.conv2d(torch.from_numpy(image)[None].double(), torch.from_numpy(weight).double(),
+                   torch.from_numpy(bias).double(), stride=P)
+    ref = ref[0].flatten(1).T.numpy()  # [(H/P)*(W/P), O]
+    # same bound as GEMM, scaled by the sum of |image * weight| per output
+    bound_scale = F.conv2d(torch.from_numpy(np.abs(image))[None].double(),
+                           torch.from_numpy(np.abs(weight)).double(), stride=P)[0].flatten(1).T.numpy()
+    assert ours.shape == ref.shape
+    assert np.all(np.abs(ours - ref) <= RTOL_F32 * bound_scale + 1e-6)
+
+
+def test_patch_embed_channels_last_view_and_q8_weights(rng):
+    C, H, W, P, O = 3, 32, 48, 16, 20
+    hwc = rng.standard_normal((H, W, C)).astype(np.float32)
+    image = hwc.transpose(2, 0, 1)  # channels-first view of an HWC buffer
+    weight = (rng.standard_normal((O, C, P, P)) * 0.1).astype(np.float32)
+    ref = F.conv2d(torch.from_numpy(np.ascontiguousarray(image))[None].double(),
+                   torch.from_numpy(weight).double(), stride=P)[0].flatten(1).T.numpy()
+    np.testing.assert_allclose(_C.op_patch_embed(image, weight), ref, rtol=1e-5, atol=1e-5)
+    # q8_0 weights (C*P*P = 768 is whole blocks): 6 patches -> decode kernels,
+    # with activations in q8_0 too; compare against gguf-dequantized both.
+    w_deq = gguf_dequantized(weight.reshape(O, -1), "q8_0").reshape(weight.shape)
+    ours = _C.op_patch_embed(image, weight, weight_dtype="q8_0")
+    patches = torch.from_numpy(np.ascontiguousarray(image)).unfold(1, P, P).unfold(2, P, P)  # C, gh, gw, P, P
+    patches = patches.permute(1, 2, 0, 3, 4).reshape(-1, C * P * P).numpy()
+    assert_gemm_close(ours, gguf_dequantized(patches, "q8_0"), w_deq.reshape(O, -1), rtol=2e-5)
+
+
+def test_patch_embed_errors():
+    with pytest.raises(medground.ShapeError, match=r"image f32\[3, 8, 8\] has 3 channels but weight f32\[4, 1, 4, 4\] expects 1"):
+        _C.op_patch_embed(np.zeros((3, 8, 8), np.float32), np.zeros((4, 1, 4, 4), np.float32))
+    with pytest.raises(medground.ShapeError, match="smaller than one 16x16 patch"):
+        _C.op_patch_embed(np.zeros((3, 8, 8), np.float32), np.zeros((4, 3, 16, 16), np.float32))
+
+
+# ---------------------------------------------------------------- interpolate
+
+
+@pytest.mark.parametrize("in_hw,out_hw", [((16, 16), (32, 32)), ((7, 5), (13, 3)), ((32, 32), (17, 45)),
+                                          ((1, 1), (3, 2)), ((24, 24), (24, 24))])
+def test_interpolate_bicubic_matches_torch(threads, in_hw, out_hw, rng):
+    x = rng.standard_normal((3, *in_hw)).astype(np.float32)
+    ours = _C.op_interpolate(x, out_hw, "bicubic")
+    ref = F.interpolate(torch.from_numpy(x)[None], size=out_hw, mode="bicubic", align_corners=False)[0].numpy()
+    # same f32 weights and tap order as ATen: differences are a few ulp at most
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    # a strided (HWC-transposed) input gives the same result
+    strided = np.ascontiguousarray(x.transpose(1, 2, 0)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(_C.op_interpolate(strided, out_hw, "bicubic"), ours)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("in_hw,out_hw", [((16, 16), (32, 32)), ((7, 5), (13, 3)), ((64, 64), (256, 200)), ((5, 9), (1, 1))])
+def test_interpolate_bilinear_matches_torch(align_corners, in_hw, out_hw, rng):
+    x = rng.standard_normal((2, *in_hw)).astype(np.float32)
+    ours = _C.op_interpolate(x, out_hw, "bilinear", align_corners)
+    ref = F.interpolate(torch.from_numpy(x)[None], size=out_hw, mode="bilinear", align_corners=align_corners)[0].numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_interpolate_errors():
+    with pytest.raises(medground.ShapeError, match=r"mg_interpolate_bicubic: x f32\[4, 4\] must be \[channels, height, width\]"):
+        _C.op_interpolate(np.zeros((4, 4), np.float32), (8, 8), "bicubic")
+    with pytest.raises(medground.InvalidArgumentError, match="mode 'nearest'"):
+        _C.op_interpolate(np.zeros((1, 4, 4), np.float32), (8, 8), "nearest")

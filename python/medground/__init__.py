@@ -22,6 +22,7 @@ from .errors import (
     UnsafeError,
     UnsupportedError,
 )
+from .checkpoint import convert, inspect
 
 
 def set_num_threads(n_threads: int = 0, blas: str | None = None) -> None:
@@ -35,6 +36,8 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "convert",
+    "inspect",
     "__version__",
     "set_num_threads",
     "get_num_threads",

@@ -22,6 +22,8 @@ from .errors import InternalError, MedgroundError
 # name -> (module path, one-line help). Modules are imported only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medground.predict", "run a model over test records (one process, workers, or Dask)"),
+    "convert": ("medground.checkpoint.commands.convert", "convert a checkpoint (safetensors, .bin, .pth, .pdparams, GGUF) to one GGUF"),
+    "inspect": ("medground.checkpoint.commands.inspect", "list a checkpoint's tensors, dtypes, shapes and metadata"),
 }
 
 EXIT_OK = 0

@@ -1,0 +1,1 @@
+"""Command modules for medground.cli (one per sub-command)."""

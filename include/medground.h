@@ -1067,6 +1067,10 @@ mg_status mg_data_modality(const char *image_name, char *out, size_t size);
 typedef struct mg_model_weights_options {
     bool convert;
     mg_dtype dtype;
+    /* mg_bird_load only: every tensor of the table must be used by the model
+     * (else MG_ERR_FORMAT naming the first unused one) — catches a checkpoint
+     * of another variant whose extra tensors would silently be ignored. */
+    bool strict;
 } mg_model_weights_options;
 
 /* ---- vision transformer (Qwen-VL ViT-bigG/14; HF CLIP ViT-L/14) ---- */

@@ -58,7 +58,10 @@ mg_status mg_bird_load(const mg_weights *weights, const mg_model_weights_options
     if (!weights) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_load: weights is NULL");
     mg_bird *bird = calloc(1, sizeof *bird);
     if (!bird) return mg_error(MG_ERR_NO_MEMORY, "bird: out of memory");
+    mg_model_track_begin();
     mg_status status = mg_bird_load_all(bird, weights, options);
+    mg_status unused = mg_model_track_end(weights, status == MG_OK && options && options->strict);
+    if (status == MG_OK) status = unused;
     if (status != MG_OK) {
         mg_bird_free(bird);
         return status;

@@ -46,8 +46,68 @@ static void mg_describe_shape(char *buf, size_t size, int n_dims, const int64_t 
     if (used < size) snprintf(buf + used, size - used, "]");
 }
 
+/* ---------------------------------------------------------- load tracking */
+
+typedef struct mg_tracker {
+    bool active;
+    char **names;
+    int64_t n, cap;
+} mg_tracker;
+
+static _Thread_local mg_tracker mg_track;
+
+static void mg_tracker_clear(void) {
+    for (int64_t i = 0; i < mg_track.n; i++) free(mg_track.names[i]);
+    free(mg_track.names);
+    memset(&mg_track, 0, sizeof mg_track);
+}
+
+void mg_model_track_begin(void) {
+    mg_tracker_clear();
+    mg_track.active = true;
+}
+
+void mg_model_note(const char *name) {
+    if (!mg_track.active) return;
+    if (mg_track.n == mg_track.cap) {
+        int64_t next = mg_track.cap ? mg_track.cap * 2 : 256;
+        char **grown = realloc(mg_track.names, (size_t)next * sizeof *grown);
+        if (!grown) return; /* tracking is a check; running out only weakens it */
+        mg_track.names = grown;
+        mg_track.cap = next;
+    }
+    size_t n = strlen(name) + 1;
+    char *copy = malloc(n);
+    if (!copy) return;
+    memcpy(copy, name, n);
+    mg_track.names[mg_track.n++] = copy;
+}
+
+static int mg_compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+mg_status mg_model_track_end(const mg_weights *weights, bool check) {
+    mg_status status = MG_OK;
+    if (check && mg_track.active) {
+        qsort(mg_track.names, (size_t)mg_track.n, sizeof *mg_track.names, mg_compare_names);
+        int64_t count = mg_weights_count(weights);
+        for (int64_t i = 0; i < count; i++) {
+            const char *name = mg_weights_name(weights, i);
+            if (!bsearch(&name, mg_track.names, (size_t)mg_track.n, sizeof *mg_track.names, mg_compare_names)) {
+                status = mg_error(MG_ERR_FORMAT, "tensor %s is not used by this model (%lld tensors in the checkpoint)",
+                                  name, (long long)count);
+                break;
+            }
+        }
+    }
+    mg_tracker_clear();
+    return status;
+}
+
 mg_status mg_model_get(const mg_weights *weights, const char *name, int n_dims,
                        const int64_t *shape, mg_tensor *out) {
+    mg_model_note(name);
     mg_status status = mg_weights_get(weights, name, out);
     if (status != MG_OK) return mg_error(status, "checkpoint has no tensor %s", name);
     bool same = out->n_dims == n_dims;
@@ -98,6 +158,7 @@ mg_status mg_gptq_dequantize(const mg_weights *weights, const char *base, int64_
     if (g_idx.dtype != MG_I32)
         return mg_error(MG_ERR_DTYPE, "tensor %s: expected i32, got %s", name, mg_dtype_name(g_idx.dtype));
     MG_TRY(mg_name(name, sizeof name, "%s.scales", base));
+    mg_model_note(name);
     mg_status status = mg_weights_get(weights, name, &scales);
     if (status != MG_OK) return mg_error(status, "checkpoint has no tensor %s", name);
     int64_t n_groups = scales.shape[0];
@@ -204,6 +265,7 @@ mg_status mg_model_get_linear(const mg_weights *weights, mg_owned *owned, const 
     MG_TRY(mg_model_matrix(owned, name, &stored, policy, weight_out));
     memset(bias_out, 0, sizeof *bias_out);
     MG_TRY(mg_name(name, sizeof name, "%s.bias", base));
+    mg_model_note(name);
     if (!mg_weights_has(weights, name)) {
         if (want_bias && !gptq) return mg_error(MG_ERR_NOT_FOUND, "checkpoint has no tensor %s", name);
         return MG_OK;

@@ -72,6 +72,14 @@ mg_tensor mg_view2_f32(float *data, int64_t d0, int64_t d1);
 mg_status mg_resize_position_table(mg_context *ctx, mg_arena *arena, const mg_tensor *table,
                                    int64_t grid, int64_t h, int64_t w, mg_tensor *out);
 
+/* Load tracking: between mg_model_track_begin and mg_model_track_end, every
+ * tensor name the helpers above look up is recorded for the calling thread;
+ * track_end then fails with MG_ERR_FORMAT naming the first tensor of
+ * `weights` that was never looked up (when check is true). */
+void mg_model_track_begin(void);
+void mg_model_note(const char *name);
+mg_status mg_model_track_end(const mg_weights *weights, bool check);
+
 /* snprintf into a fixed name buffer, failing loudly on truncation. */
 mg_status mg_name(char *buf, size_t size, const char *fmt, ...) MG_PRINTF(3, 4);
 

@@ -99,7 +99,7 @@ static mg_status mg_resampler_load_all(mg_resampler *r, const mg_weights *weight
     float *dst = transposed.data;
     for (int64_t i = 0; i < D; i++)
         for (int64_t o = 0; o < r->out_dim; o++) dst[o * D + i] = src[i * r->out_dim + o];
-    mg_model_weights_options keep_f32 = {false, MG_F32};
+    mg_model_weights_options keep_f32 = {false, MG_F32, false};
     return mg_model_matrix(&r->owned, name, &transposed, policy ? policy : &keep_f32, &r->proj_weight);
 }
 

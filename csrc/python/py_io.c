@@ -147,7 +147,7 @@ static PyObject *mg_py_weights_info(mg_py_weights *self, PyObject *key) {
 static PyObject *mg_py_weights_to_float32(mg_py_weights *self, PyObject *key) {
     if (mg_py_weights_ready(self) < 0) return NULL;
     mg_tensor t;
-    const char *name;
+    const char *name = "?";
     mg_status status = mg_py_weights_lookup(self, key, &t, &name);
     if (status != MG_OK) return PyErr_Occurred() ? NULL : mg_py_raise(status);
     npy_intp dims[MG_MAX_DIMS];

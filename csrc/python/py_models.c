@@ -60,9 +60,10 @@ static mg_py_bird *mg_py_bird_get(PyObject *capsule) {
 }
 
 /* dtype=None keeps the file's dtypes; else every matrix is re-encoded. */
-static int mg_py_weights_options(const char *dtype, mg_model_weights_options *options) {
+static int mg_py_weights_options(const char *dtype, bool strict, mg_model_weights_options *options) {
     options->convert = false;
     options->dtype = MG_F32;
+    options->strict = strict;
     if (!dtype) return 0;
     mg_status status = mg_dtype_from_name(dtype, &options->dtype);
     if (status != MG_OK) return mg_py_raise_int(status);
@@ -72,13 +73,15 @@ static int mg_py_weights_options(const char *dtype, mg_model_weights_options *op
 
 /* bird_load(path, dtype=None) -> model handle */
 static PyObject *py_bird_load(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"path", "dtype", NULL};
+    static char *keywords[] = {"path", "dtype", "strict", NULL};
     PyObject *path_object;
     const char *dtype = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|z", keywords, PyUnicode_FSConverter, &path_object, &dtype))
+    int strict = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|zp", keywords, PyUnicode_FSConverter, &path_object, &dtype,
+                                     &strict))
         return NULL;
     mg_model_weights_options options;
-    if (mg_py_weights_options(dtype, &options) < 0) {
+    if (mg_py_weights_options(dtype, strict != 0, &options) < 0) {
         Py_DECREF(path_object);
         return NULL;
     }
@@ -415,7 +418,7 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
 
 static PyMethodDef mg_py_bird_methods[] = {
     {"bird_load", (PyCFunction)(void (*)(void))py_bird_load, METH_VARARGS | METH_KEYWORDS,
-     "bird_load(path, dtype=None) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."},
+     "bird_load(path, dtype=None, strict=False) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."},
     {"bird_info", py_bird_info, METH_O, "bird_info(model) -> dict of hyper-parameters."},
     {"bird_encode_image", (PyCFunction)(void (*)(void))py_bird_encode_image, METH_VARARGS | METH_KEYWORDS,
      "bird_encode_image(model, pixels, return_features=False) -> embeddings (, vit features)."},

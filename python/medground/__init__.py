@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedError,
 )
 from .checkpoint import convert, inspect
+from .models.sam_med2d import SamMed2D
 
 
 def set_num_threads(n_threads: int = 0, blas: str | None = None) -> None:
@@ -38,6 +39,7 @@ def get_num_threads() -> int:
 __all__ = [
     "convert",
     "inspect",
+    "SamMed2D",
     "__version__",
     "set_num_threads",
     "get_num_threads",

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("medground.predict", "run a model over test records (one process, workers, or Dask)"),
     "convert": ("medground.checkpoint.commands.convert", "convert a checkpoint (safetensors, .bin, .pth, .pdparams, GGUF) to one GGUF"),
     "inspect": ("medground.checkpoint.commands.inspect", "list a checkpoint's tensors, dtypes, shapes and metadata"),
+    "data": ("medground.data.cli", "dataset tools: check, build, stats and draw refer-and-ground records"),
 }
 
 EXIT_OK = 0

@@ -226,6 +226,7 @@ def build_sam_med2d(
                 tensor.copy_(0.05 * torch.randn_like(tensor))
         encoder.pos_embed.mul_(0.5)
         prompt.pe_layer.positional_encoding_gaussian_matrix.copy_(torch.randn(2, out_chans // 2))
+    sam.requires_grad_(False)
     return sam.eval()
 
 

@@ -1,0 +1,470 @@
+/* Byte-level BPE: the regex pre-split and the merge loop shared by tiktoken
+ * vocabularies (Qwen's qwen.tiktoken) and Hugging Face byte-level BPE
+ * (tokenizer.json merges), plus the qwen.tiktoken reader.
+ *
+ * Merge rule (tiktoken `_byte_pair_merge`, HF `Word::merge_all`): start from
+ * one symbol per byte; repeatedly merge the adjacent pair with the lowest
+ * priority, the leftmost one on ties, until no adjacent pair is mergeable.
+ * Both are expressed as a table (left id, right id) -> (priority, merged id):
+ * for tiktoken the priority of a pair is the rank of the concatenated bytes
+ * (built once from every split of every token), for HF it is the merge's line
+ * number. */
+#include "tokenizer/tokenizer_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Qwen's PAT_STR, verbatim from Qwen-VL's tokenization_qwen.py. */
+const char mg_qwen_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Rust's regex (which tiktoken and HF tokenizers use) defines \s as Unicode
+ * White_Space; PCRE2's \s under UCP is category Z plus \t\n\v\f\r, which
+ * misses U+0085 (NEXT LINE). Rewrite \s / \S so the two agree. */
+static mg_status translate_pattern(const char *pattern, mg_tok_bytes *out) {
+    bool in_class = false;
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            if (p[1] == 's') {
+                MG_TRY(mg_tok_bytes_append(out, in_class ? "\\s\\x{85}" : "[\\s\\x{85}]",
+                                           in_class ? 8 : 10));
+            } else if (p[1] == 'S' && !in_class) {
+                MG_TRY(mg_tok_bytes_append(out, "[^\\s\\x{85}]", 11));
+            } else if (p[1] == 'S') {
+                /* \S inside a class cannot be widened by a rewrite; no known
+                 * tokenizer pattern uses it. */
+                return mg_error(MG_ERR_UNSUPPORTED, "pre-tokenizer regex: \\S inside a character class");
+            } else {
+                MG_TRY(mg_tok_bytes_append(out, p, 2));
+            }
+            p++;
+            continue;
+        }
+        if (!in_class && *p == '[') {
+            in_class = true;
+            MG_TRY(mg_tok_bytes_append(out, p, 1));
+            /* a ']' or '^]' right after '[' is a literal */
+            if (p[1] == '^') MG_TRY(mg_tok_bytes_append(out, ++p, 1));
+            if (p[1] == ']') MG_TRY(mg_tok_bytes_append(out, ++p, 1));
+            continue;
+        }
+        if (in_class && *p == ']') in_class = false;
+        MG_TRY(mg_tok_bytes_append(out, p, 1));
+    }
+    return MG_OK;
+}
+
+mg_status mg_bpe_compile_regex(mg_tokenizer *tok, const char *pattern) {
+    mg_tok_bytes translated = {0};
+    mg_status status = translate_pattern(pattern, &translated);
+    if (status != MG_OK) {
+        free(translated.data);
+        return mg_error_prefix(status, "%s", tok->name);
+    }
+    int error_code;
+    PCRE2_SIZE error_offset;
+    tok->regex = pcre2_compile((PCRE2_SPTR)translated.data, translated.size,
+                               PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &error_code,
+                               &error_offset, NULL);
+    free(translated.data);
+    if (!tok->regex) {
+        PCRE2_UCHAR message[256];
+        pcre2_get_error_message(error_code, message, sizeof message);
+        return mg_error(MG_ERR_FORMAT, "%s: pre-tokenizer regex does not compile at offset %zu: %s",
+                        tok->name, (size_t)error_offset, (const char *)message);
+    }
+    tok->regex_jit = pcre2_jit_compile(tok->regex, PCRE2_JIT_COMPLETE) == 0;
+    return MG_OK;
+}
+
+/* ------------------------------------------------------------ merge loop */
+
+typedef struct bpe_heap_entry {
+    int32_t rank;
+    int32_t left;     /* symbol index (= byte position of the symbol start) */
+    int32_t right;
+    int32_t left_id, right_id, merged;
+} bpe_heap_entry;
+
+static bool heap_less(const bpe_heap_entry *a, const bpe_heap_entry *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void heap_push(bpe_heap_entry *heap, size_t *n, bpe_heap_entry e) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!heap_less(&e, &heap[parent])) break;
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = e;
+}
+
+static bpe_heap_entry heap_pop(bpe_heap_entry *heap, size_t *n) {
+    bpe_heap_entry top = heap[0];
+    bpe_heap_entry last = heap[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= *n) break;
+        if (child + 1 < *n && heap_less(&heap[child + 1], &heap[child])) child++;
+        if (!heap_less(&heap[child], &last)) break;
+        heap[i] = heap[child];
+        i = child;
+    }
+    if (*n) heap[i] = last;
+    return top;
+}
+
+/* Long pieces: O(n log n) with a heap and a linked list. Gives the same
+ * result as the quadratic scan because the heap orders by (priority, start
+ * position), i.e. exactly "lowest rank, leftmost on ties". */
+static mg_status bpe_merge_long(const mg_tokenizer *tok, const uint8_t *piece, size_t n,
+                                mg_tok_ids *out) {
+    if (n > INT32_MAX / 2) return mg_error(MG_ERR_NO_MEMORY, "%s: a pre-tokenized piece of %zu bytes is too long", tok->name, n);
+    int32_t *ids = malloc(n * sizeof *ids);
+    int32_t *next = malloc(n * sizeof *next);
+    int32_t *prev = malloc(n * sizeof *prev);
+    bpe_heap_entry *heap = malloc(n * 2 * sizeof *heap + sizeof *heap);
+    if (!ids || !next || !prev || !heap) {
+        free(ids); free(next); free(prev); free(heap);
+        return mg_error(MG_ERR_NO_MEMORY, "%s: out of memory merging a %zu-byte piece", tok->name, n);
+    }
+    size_t heap_size = 0, heap_capacity = n * 2 + 1;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = tok->byte_to_id[piece[i]];
+        next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        prev[i] = (int32_t)i - 1;
+    }
+    mg_status status = MG_OK;
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t rank, merged;
+        if (mg_tok_pairs_get(&tok->pairs, ids[i], ids[i + 1], &rank, &merged))
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, (int32_t)i, (int32_t)i + 1, ids[i], ids[i + 1], merged});
+    }
+    while (heap_size) {
+        bpe_heap_entry e = heap_pop(heap, &heap_size);
+        /* stale: a side was merged away or changed since the entry was made */
+        if (ids[e.left] != e.left_id || ids[e.right] != e.right_id || next[e.left] != e.right) continue;
+        ids[e.left] = e.merged;
+        ids[e.right] = -1;
+        next[e.left] = next[e.right];
+        if (next[e.right] >= 0) prev[next[e.right]] = e.left;
+        next[e.right] = -2;
+        if (heap_size + 2 > heap_capacity) {
+            heap_capacity *= 2;
+            bpe_heap_entry *bigger = realloc(heap, heap_capacity * sizeof *heap);
+            if (!bigger) {
+                status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory merging a %zu-byte piece", tok->name, n);
+                break;
+            }
+            heap = bigger;
+        }
+        int32_t rank, merged;
+        int32_t p = prev[e.left];
+        if (p >= 0 && mg_tok_pairs_get(&tok->pairs, ids[p], ids[e.left], &rank, &merged))
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, p, e.left, ids[p], ids[e.left], merged});
+        int32_t q = next[e.left];
+        if (q >= 0 && mg_tok_pairs_get(&tok->pairs, ids[e.left], ids[q], &rank, &merged))
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, e.left, q, ids[e.left], ids[q], merged});
+    }
+    if (status == MG_OK) {
+        for (int32_t i = 0; i >= 0; i = next[i]) {
+            status = mg_tok_ids_push(out, ids[i]);
+            if (status != MG_OK) break;
+        }
+    }
+    free(ids); free(next); free(prev); free(heap);
+    return status;
+}
+
+#define BPE_SHORT 96
+
+/* Short pieces: keep the pair priority of every adjacent pair in an array
+ * and rescan it, as tiktoken does; fewer cache misses than a heap. */
+static mg_status bpe_merge_short(const mg_tokenizer *tok, const uint8_t *piece, size_t n,
+                                 mg_tok_ids *out) {
+    int32_t ids[BPE_SHORT], rank[BPE_SHORT], merged[BPE_SHORT];
+    size_t m = n;
+    for (size_t i = 0; i < n; i++) ids[i] = tok->byte_to_id[piece[i]];
+    for (size_t i = 0; i + 1 < m; i++)
+        if (!mg_tok_pairs_get(&tok->pairs, ids[i], ids[i + 1], &rank[i], &merged[i])) rank[i] = INT32_MAX;
+    while (m > 1) {
+        size_t best = 0;
+        int32_t best_rank = INT32_MAX;
+        for (size_t i = 0; i + 1 < m; i++) {
+            if (rank[i] < best_rank) {
+                best_rank = rank[i];
+                best = i;
+            }
+        }
+        if (best_rank == INT32_MAX) break;
+        ids[best] = merged[best];
+        size_t tail = m - best - 2;
+        memmove(ids + best + 1, ids + best + 2, tail * sizeof *ids);
+        memmove(rank + best + 1, rank + best + 2, tail * sizeof *rank);
+        memmove(merged + best + 1, merged + best + 2, tail * sizeof *merged);
+        m--;
+        if (best + 1 < m) {
+            if (!mg_tok_pairs_get(&tok->pairs, ids[best], ids[best + 1], &rank[best], &merged[best]))
+                rank[best] = INT32_MAX;
+        }
+        if (best > 0) {
+            if (!mg_tok_pairs_get(&tok->pairs, ids[best - 1], ids[best], &rank[best - 1], &merged[best - 1]))
+                rank[best - 1] = INT32_MAX;
+        }
+    }
+    MG_TRY(mg_tok_ids_reserve(out, m));
+    memcpy(out->data + out->size, ids, m * sizeof *ids);
+    out->size += m;
+    return MG_OK;
+}
+
+static mg_status bpe_piece(const mg_tokenizer *tok, const uint8_t *piece, size_t n, mg_tok_ids *out) {
+    if (n == 1) return mg_tok_ids_push(out, tok->byte_to_id[piece[0]]);
+    if (tok->whole_word_first) {
+        int32_t id = mg_tok_strings_find(&tok->vocab, piece, n);
+        if (id >= 0 && id < tok->n_base) return mg_tok_ids_push(out, id);
+    }
+    if (n <= BPE_SHORT) return bpe_merge_short(tok, piece, n, out);
+    return bpe_merge_long(tok, piece, n, out);
+}
+
+mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size_t n,
+                              pcre2_match_data *match, mg_tok_ids *out) {
+    if (!tok->regex) return bpe_piece(tok, text, n, out);
+    pcre2_match_context *context = NULL;
+    pcre2_jit_stack *stack = NULL;
+    mg_status status = MG_OK;
+    size_t pos = 0;
+    while (pos < n) {
+        int rc = tok->regex_jit
+                     ? pcre2_jit_match(tok->regex, text, n, pos, 0, match, context)
+                     : pcre2_match(tok->regex, text, n, pos, PCRE2_NO_UTF_CHECK, match, context);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !stack) {
+            /* Deep backtracking on a pathological input: retry this match
+             * with a larger stack than the 32 KiB default. */
+            context = pcre2_match_context_create(NULL);
+            stack = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+            if (!context || !stack) {
+                status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory for the regex stack", tok->name);
+                break;
+            }
+            pcre2_jit_stack_assign(context, NULL, stack);
+            continue;
+        }
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            /* tiktoken drops text no alternative matches; HF's Split
+             * "Isolated" keeps it as a piece */
+            if (tok->keep_unmatched) status = bpe_piece(tok, text + pos, n - pos, out);
+            break;
+        }
+        if (rc < 0) {
+            PCRE2_UCHAR message[256];
+            pcre2_get_error_message(rc, message, sizeof message);
+            status = mg_error(MG_ERR_UNSUPPORTED, "%s: pre-tokenizer regex failed at byte %zu: %s",
+                              tok->name, pos, (const char *)message);
+            break;
+        }
+        PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(match);
+        size_t start = ovector[0], end = ovector[1];
+        if (end == start) {
+            /* an empty match yields no piece; step over one character */
+            pos = end + 1;
+            while (pos < n && (text[pos] & 0xC0) == 0x80) pos++;
+            continue;
+        }
+        if (start > pos && tok->keep_unmatched) {
+            status = bpe_piece(tok, text + pos, start - pos, out);
+            if (status != MG_OK) break;
+        }
+        status = bpe_piece(tok, text + start, end - start, out);
+        if (status != MG_OK) break;
+        pos = end;
+    }
+    if (context) pcre2_match_context_free(context);
+    if (stack) pcre2_jit_stack_free(stack);
+    return status;
+}
+
+mg_status mg_bpe_build_tiktoken_pairs(mg_tokenizer *tok) {
+    uint64_t total = 0;
+    for (int32_t id = 0; id < tok->n_base; id++) {
+        size_t len;
+        mg_tok_strings_get(&tok->vocab, id, &len);
+        if (len > 1) total += len - 1;
+    }
+    MG_TRY(mg_tok_pairs_init(&tok->pairs, total / 2 + 16));
+    for (int32_t id = 0; id < tok->n_base; id++) {
+        size_t len;
+        const uint8_t *bytes = mg_tok_strings_get(&tok->vocab, id, &len);
+        for (size_t k = 1; k < len; k++) {
+            int32_t left = mg_tok_strings_find(&tok->vocab, bytes, k);
+            if (left < 0 || left >= tok->n_base) continue;
+            int32_t right = mg_tok_strings_find(&tok->vocab, bytes + k, len - k);
+            if (right < 0 || right >= tok->n_base) continue;
+            MG_TRY(mg_tok_pairs_put(&tok->pairs, left, right, id, id));
+        }
+    }
+    return MG_OK;
+}
+
+/* ------------------------------------------------------ qwen.tiktoken file */
+
+static int base64_value(uint8_t c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Standard base64 with '=' padding; returns decoded length or -1. */
+static long base64_decode(const uint8_t *in, size_t n, uint8_t *out) {
+    if (n == 0 || n % 4 != 0) return -1;
+    size_t pad = 0;
+    if (in[n - 1] == '=') pad++;
+    if (in[n - 2] == '=') pad++;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            if (i + k >= n - pad) {
+                v[k] = 0;
+                continue;
+            }
+            v[k] = base64_value(in[i + k]);
+            if (v[k] < 0) return -1;
+        }
+        uint32_t w = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) | (uint32_t)v[3];
+        out[o++] = (uint8_t)(w >> 16);
+        if (i + 4 < n || pad < 2) out[o++] = (uint8_t)(w >> 8);
+        if (i + 4 < n || pad < 1) out[o++] = (uint8_t)w;
+    }
+    return (long)o;
+}
+
+typedef struct rank_line {
+    uint64_t offset; /* into the decoded-bytes blob */
+    uint32_t length;
+    int64_t line;
+} rank_line;
+
+mg_status mg_tokenizer_load_tiktoken_memory(const char *data, size_t n_bytes, const char *pattern,
+                                            const char *name, mg_tokenizer **out) {
+    if (!out) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_tokenizer_load_tiktoken_memory: out is NULL");
+    *out = NULL;
+    if (!data && n_bytes) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_tokenizer_load_tiktoken_memory: data is NULL");
+    const char *label = name ? name : "tiktoken ranks";
+    mg_tokenizer *tok;
+    MG_TRY(mg_tokenizer_new(MG_TOKENIZER_TIKTOKEN, label, &tok));
+
+    /* pass 1: parse lines into (rank -> bytes); ranks must be 0..N-1 */
+    rank_line *by_rank = NULL;
+    size_t n_lines = 0, capacity = 0;
+    mg_tok_bytes blob = {0};
+    mg_status status = MG_OK;
+    const uint8_t *p = (const uint8_t *)data, *end = p + n_bytes;
+    int64_t line_number = 0;
+    uint8_t decoded[1024];
+    int64_t max_rank = -1;
+    while (p < end && status == MG_OK) {
+        line_number++;
+        const uint8_t *line_end = memchr(p, '\n', (size_t)(end - p));
+        if (!line_end) line_end = end;
+        const uint8_t *q = line_end;
+        if (q > p && q[-1] == '\r') q--;
+        if (q == p) { /* empty lines are skipped, as tiktoken's loader does */
+            p = line_end + 1;
+            continue;
+        }
+        const uint8_t *space = memchr(p, ' ', (size_t)(q - p));
+        if (!space || space == p || space + 1 == q) {
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld: expected \"<base64 token> <rank>\"", label,
+                              (long long)line_number);
+            break;
+        }
+        if ((size_t)(space - p) > sizeof decoded / 3 * 4) {
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld: token longer than %zu bytes", label,
+                              (long long)line_number, sizeof decoded / 4 * 3);
+            break;
+        }
+        long length = base64_decode(p, (size_t)(space - p), decoded);
+        if (length < 0) {
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld: token is not valid base64", label, (long long)line_number);
+            break;
+        }
+        int64_t rank = 0;
+        for (const uint8_t *r = space + 1; r < q; r++) {
+            if (*r < '0' || *r > '9' || rank > 100000000) {
+                status = mg_error(MG_ERR_FORMAT, "%s: line %lld: rank is not a non-negative integer below 1e8",
+                                  label, (long long)line_number);
+                break;
+            }
+            rank = rank * 10 + (*r - '0');
+        }
+        if (status != MG_OK) break;
+        if ((size_t)rank >= capacity) {
+            size_t new_capacity = capacity ? capacity : 1024;
+            while (new_capacity <= (size_t)rank) new_capacity *= 2;
+            rank_line *bigger = realloc(by_rank, new_capacity * sizeof *bigger);
+            if (!bigger) {
+                status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory", label);
+                break;
+            }
+            for (size_t k = capacity; k < new_capacity; k++) bigger[k].line = 0;
+            by_rank = bigger;
+            capacity = new_capacity;
+        }
+        if (by_rank[rank].line) {
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld: rank %lld already given on line %lld", label,
+                              (long long)line_number, (long long)rank, (long long)by_rank[rank].line);
+            break;
+        }
+        by_rank[rank] = (rank_line){blob.size, (uint32_t)length, line_number};
+        status = mg_tok_bytes_append(&blob, decoded, (size_t)length);
+        if (rank > max_rank) max_rank = rank;
+        n_lines++;
+        p = line_end + 1;
+    }
+    if (status == MG_OK && n_lines == 0) status = mg_error(MG_ERR_FORMAT, "%s: no tokens", label);
+    if (status == MG_OK && (size_t)(max_rank + 1) != n_lines) {
+        int64_t missing = 0;
+        while (missing <= max_rank && by_rank[missing].line) missing++;
+        status = mg_error(MG_ERR_FORMAT, "%s: ranks are not 0..%lld: rank %lld is missing", label,
+                          (long long)max_rank, (long long)missing);
+    }
+    for (size_t rank = 0; status == MG_OK && rank < n_lines; rank++)
+        status = mg_tok_strings_append(&tok->vocab, blob.data + by_rank[rank].offset, by_rank[rank].length);
+    if (status == MG_OK) {
+        tok->n_base = (int32_t)n_lines;
+        int32_t a, b;
+        if (mg_tok_strings_index(&tok->vocab, &a, &b) != MG_OK)
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld repeats the token of line %lld", label,
+                              (long long)by_rank[b].line, (long long)by_rank[a].line);
+    }
+    for (int byte = 0; status == MG_OK && byte < 256; byte++) {
+        uint8_t c = (uint8_t)byte;
+        int32_t id = mg_tok_strings_find(&tok->vocab, &c, 1);
+        if (id < 0) status = mg_error(MG_ERR_FORMAT, "%s: byte 0x%02X has no token, so some text cannot be encoded", label, byte);
+        tok->byte_to_id[byte] = id;
+    }
+    free(by_rank);
+    free(blob.data);
+    if (status == MG_OK) status = mg_bpe_build_tiktoken_pairs(tok);
+    if (status == MG_OK) status = mg_bpe_compile_regex(tok, pattern ? pattern : mg_qwen_pattern);
+    if (status == MG_OK) status = mg_tokenizer_finish(tok);
+    if (status != MG_OK) {
+        mg_tokenizer_destroy(tok);
+        return status;
+    }
+    tok->whole_word_first = true;
+    *out = tok;
+    return MG_OK;
+}

@@ -1,0 +1,1 @@
+"""Model front-ends (thin Python over medground._C)."""

@@ -20,13 +20,63 @@ static PyArrayObject *mask_array(PyObject *object, const char *what, mg_tensor *
     }
     int type = PyArray_TYPE(array);
     if (type != NPY_UINT8 && type != NPY_BOOL && type != NPY_UINT16 && type != NPY_INT32) {
-        /* other integer types: convert (values are checked in C) */
-        PyArrayObject *converted = (PyArrayObject *)PyArray_FromAny(
-            (PyObject *)array, PyArray_DescrFromType(NPY_INT32), 2, 2,
-            NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST, NULL);
+        if (!PyArray_ISINTEGER(array)) {
+            /* a float mask (probabilities, logits) has no one right threshold */
+            PyObject *name = PyObject_Str((PyObject *)PyArray_DESCR(array));
+            const char *text = name ? PyUnicode_AsUTF8(name) : NULL;
+            mg_status s = mg_error(MG_ERR_DTYPE,
+                                   "%s: dtype %s is not a mask type (bool or integer labels); "
+                                   "threshold float masks first",
+                                   what, text ? text : "?");
+            PyErr_Clear();
+            Py_XDECREF(name);
+            Py_DECREF(array);
+            return (PyArrayObject *)mg_py_raise(s);
+        }
+        /* other integer types -> int32, each value checked (no silent wrap) */
+        PyArrayObject *wide = (PyArrayObject *)PyArray_FromAny(
+            (PyObject *)array, PyArray_DescrFromType(NPY_INT64), 2, 2,
+            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST, NULL);
+        if (!wide) {
+            Py_DECREF(array);
+            return NULL;
+        }
+        int is_unsigned = PyArray_ISUNSIGNED(array);
+        npy_intp dims[2] = {PyArray_DIM(wide, 0), PyArray_DIM(wide, 1)};
+        PyArrayObject *narrow = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT32);
+        if (!narrow) {
+            Py_DECREF(wide);
+            Py_DECREF(array);
+            return NULL;
+        }
+        const int64_t *src = PyArray_DATA(wide);
+        int32_t *dst = PyArray_DATA(narrow);
+        npy_intp n = dims[0] * dims[1];
+        for (npy_intp i = 0; i < n; i++) {
+            /* uint64 above INT64_MAX arrives negative after the cast */
+            if (src[i] < 0 || src[i] > INT32_MAX) {
+                long long v = (long long)src[i];
+                long long x = dims[1] ? (long long)(i % dims[1]) : 0;
+                long long y = dims[1] ? (long long)(i / dims[1]) : 0;
+                mg_status s =
+                    (src[i] < 0 && !is_unsigned)
+                        ? mg_error(MG_ERR_INVALID_ARGUMENT,
+                                   "%s: negative label %lld at pixel (x=%lld, y=%lld)", what, v, x,
+                                   y)
+                        : mg_error(MG_ERR_INVALID_ARGUMENT,
+                                   "%s: label at pixel (x=%lld, y=%lld) is out of range "
+                                   "(labels are 0..%d)",
+                                   what, x, y, INT32_MAX);
+                Py_DECREF(narrow);
+                Py_DECREF(wide);
+                Py_DECREF(array);
+                return (PyArrayObject *)mg_py_raise(s);
+            }
+            dst[i] = (int32_t)src[i];
+        }
+        Py_DECREF(wide);
         Py_DECREF(array);
-        if (!converted) return NULL;
-        array = converted;
+        array = narrow;
     }
     mg_status status = mg_py_tensor_from_array(array, tensor);
     if (status != MG_OK) {

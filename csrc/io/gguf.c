@@ -13,6 +13,7 @@
 #include "io/io.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +569,19 @@ mg_status mg_gguf_writer_add_int(mg_gguf_writer *w, const char *key, mg_value_ty
     if (size == 0 || type == MG_VALUE_F32 || type == MG_VALUE_F64)
         return mg_error(MG_ERR_INVALID_ARGUMENT, "gguf writer: metadata key %s: %s is not an integer type",
                         key ? key : "", mg_value_type_name(type));
+    /* refuse values the type cannot hold instead of truncating them (u64
+     * takes the 64 bits as given: callers pass values >= 2^63 negative) */
+    static const struct { int64_t lo, hi; } range[] = {
+        [MG_VALUE_U8] = {0, UINT8_MAX},          [MG_VALUE_I8] = {INT8_MIN, INT8_MAX},
+        [MG_VALUE_U16] = {0, UINT16_MAX},        [MG_VALUE_I16] = {INT16_MIN, INT16_MAX},
+        [MG_VALUE_U32] = {0, UINT32_MAX},        [MG_VALUE_I32] = {INT32_MIN, INT32_MAX},
+        [MG_VALUE_BOOL] = {0, 1},                [MG_VALUE_U64] = {INT64_MIN, INT64_MAX},
+        [MG_VALUE_I64] = {INT64_MIN, INT64_MAX},
+    };
+    if ((size_t)type < sizeof range / sizeof range[0] && (range[type].lo != 0 || range[type].hi != 0) &&
+        (value < range[type].lo || value > range[type].hi))
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "gguf writer: metadata key %s: %lld does not fit in %s",
+                        key ? key : "", (long long)value, mg_value_type_name(type));
     bool is_alignment = key && strcmp(key, "general.alignment") == 0;
     if (is_alignment && (type != MG_VALUE_U32 || value <= 0 || value > (1 << 30) || (value & (value - 1)) != 0))
         return mg_error(MG_ERR_INVALID_ARGUMENT,

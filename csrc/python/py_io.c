@@ -369,12 +369,23 @@ static int mg_py_value_type_from_name(const char *name, mg_value_type *out) {
     return -1;
 }
 
+/* add_int(key, value, type='i64'): u64 values up to 2^64-1 are accepted
+ * (stored as the same 64 bits). */
 static PyObject *mg_py_writer_add_int(mg_py_gguf_writer *self, PyObject *args) {
     const char *key, *type_name = "i64";
-    long long value;
-    if (!PyArg_ParseTuple(args, "sL|s", &key, &value, &type_name) || mg_py_writer_ready(self) < 0) return NULL;
+    PyObject *number;
+    if (!PyArg_ParseTuple(args, "sO|s", &key, &number, &type_name) || mg_py_writer_ready(self) < 0) return NULL;
     mg_value_type type;
     if (mg_py_value_type_from_name(type_name, &type) < 0) return NULL;
+    long long value;
+    if (type == MG_VALUE_U64) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(number);
+        if (u == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        value = (long long)u;
+    } else {
+        value = PyLong_AsLongLong(number);
+        if (value == -1 && PyErr_Occurred()) return NULL;
+    }
     mg_status status = mg_gguf_writer_add_int(self->writer, key, type, value);
     if (status != MG_OK) return mg_py_raise(status);
     Py_RETURN_NONE;

@@ -14,6 +14,7 @@ import json
 import mmap
 import os
 import pathlib
+import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import FormatError, MedgroundIOError, NotFoundError, UnsupportedError
-from .unpickler import STORAGE_DTYPES, RestrictedUnpickler, Storage, StorageType, Tensor, check_no_objects
+from ..errors import MedgroundError
+from .unpickler import STORAGE_DTYPES, RestrictedUnpickler, Storage, StorageType, Tensor, check_no_objects, with_label
 
 STORAGE_NUMPY = {dtype: numpy_dtype for dtype, numpy_dtype in STORAGE_DTYPES.values()}
 
@@ -115,9 +117,17 @@ def read_torch_zip(path: str) -> PickleCheckpoint:
     with archive.open(pickles[0]) as f:
         obj = RestrictedUnpickler(f, load_storage=load_storage, label=path).load()
     tensors, extra = flatten_state_dict(obj, path)
-    for tensor in tensors.values():
-        tensor.array  # noqa: B018 - make and bounds-check every view now
+    _materialise(tensors, path)
     return PickleCheckpoint(path, "torch-zip", tensors, extra, [mapped])
+
+
+def _materialise(tensors: dict[str, Tensor], path: str) -> None:
+    """Make (and bounds-check) every view now, naming file and tensor on error."""
+    for name, tensor in tensors.items():
+        try:
+            tensor.array  # noqa: B018
+        except MedgroundError as error:
+            raise with_label(error, f"{path}: tensor {name}") from None
 
 
 def _read_legacy_storages(f, mapped, path, storages: dict[str, Storage]) -> None:
@@ -148,7 +158,13 @@ def read_pickle_file(path: str) -> PickleCheckpoint:
     a Paddle/NumPy state dict."""
     mapped = _map(path)
     f = io.BytesIO(mapped)
-    first = RestrictedUnpickler(f, label=path, load_storage=None).load()
+    # A legacy torch file starts with the pickled magic number (PROTO n,
+    # maybe a FRAME, LONG1 of 10 bytes); only then is the first pickle read
+    # here, so a Paddle pickle is unpickled once, with the NumPy-only list.
+    if re.match(rb"\x80[\x02-\x05](\x95.{8})?\x8a\x0a", bytes(mapped[:16]), re.DOTALL):
+        first = RestrictedUnpickler(f, label=path, load_storage=None).load()
+    else:
+        first = None
     if isinstance(first, int) and first == TORCH_LEGACY_MAGIC:
         protocol = RestrictedUnpickler(f, label=path).load()
         if protocol != 1001:
@@ -165,8 +181,7 @@ def read_pickle_file(path: str) -> PickleCheckpoint:
         obj = RestrictedUnpickler(f, load_storage=load_storage, label=path).load()
         tensors, extra = flatten_state_dict(obj, path)
         _read_legacy_storages(f, mapped, path, storages)
-        for tensor in tensors.values():
-            tensor.array  # noqa: B018 - make and bounds-check every view now
+        _materialise(tensors, path)
         return PickleCheckpoint(path, "torch-legacy", tensors, extra, [mapped])
     # Paddle: the pickle is the state dict itself, of NumPy arrays.
     f.seek(0)

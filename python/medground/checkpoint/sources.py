@@ -31,6 +31,10 @@ class TensorInfo:
     nbytes: int
 
 
+# GGUF has no unsigned or bool tensor types: these widen losslessly.
+_WIDEN = {"bool": np.int8, "u8": np.int16, "u16": np.int32}
+
+
 class Source:
     """A checkpoint to read. ``format`` names the layout."""
 
@@ -83,7 +87,11 @@ class WeightsSource(Source):
         return result
 
     def write_into(self, writer, info: TensorInfo, tensor=None) -> None:
-        writer.write_tensor_from(self.weights, info.name)
+        if info.dtype in _WIDEN:
+            # GGUF has no unsigned/bool types: widen losslessly (small tensors)
+            writer.write_tensor(info.name, self.weights[info.name].astype(_WIDEN[info.dtype]))
+        else:
+            writer.write_tensor_from(self.weights, info.name)
 
     def float32(self, name: str) -> np.ndarray:
         return self.weights.to_float32(name)
@@ -130,14 +138,10 @@ class PickleSource(Source):
             yield infos[name], tensor
 
     def write_into(self, writer, info: TensorInfo, tensor: Tensor = None) -> None:
-        array = np.ascontiguousarray(tensor.array)
+        array = tensor.array
         # GGUF has no unsigned/bool types: widen losslessly
-        if tensor.dtype == "bool":
-            array = array.astype(np.int8)
-        elif tensor.dtype == "u8":
-            array = array.astype(np.int16)
-        elif tensor.dtype == "u16":
-            array = array.astype(np.int32)
+        if tensor.dtype in _WIDEN:
+            array = array.astype(_WIDEN[tensor.dtype])
         writer.write_tensor(info.name, array, source_dtype="bf16" if tensor.dtype == "bf16" else None)
 
 

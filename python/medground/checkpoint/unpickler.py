@@ -11,12 +11,13 @@ called. Torch is never imported: storages become NumPy views of the file.
 from __future__ import annotations
 
 import pickle
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import FormatError, UnsafeError, UnsupportedError
+from ..errors import FormatError, MedgroundError, UnsafeError, UnsupportedError
 
 # torch storage class name -> (medground dtype name, numpy dtype holding the bytes).
 # bf16 has no NumPy type: its 16-bit patterns are kept in uint16.
@@ -178,6 +179,24 @@ def _numpy_reconstruct():
     return multiarray._reconstruct
 
 
+def _latin1_encode(text, encoding="latin1"):
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes (Python 2
+    compatibility: ``encode(str, 'latin1')``); nothing else is accepted."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeError(f"_codecs.encode is only allowed as encode(str, 'latin1'), got encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    """NumPy's protocol-5 array constructor (``numpy._core.numeric._frombuffer``),
+    reimplemented with checks: a plain dtype, a tuple shape, C or F order."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafeError("refusing an object-dtype array in a pickle")
+    if order not in ("C", "F") or not isinstance(shape, tuple):
+        raise FormatError(f"malformed protocol-5 NumPy array (order {order!r}, shape {shape!r})")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
 def _numpy_scalar():
     from numpy._core import multiarray
 
@@ -204,6 +223,9 @@ _NUMPY_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.numeric", "_frombuffer"): lambda: _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): lambda: _frombuffer,
+    ("_codecs", "encode"): lambda: _latin1_encode,
     ("collections", "OrderedDict"): lambda: _ordered_dict,
 }
 
@@ -221,6 +243,17 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._allowed = _NUMPY_GLOBALS if numpy_only else {**_TORCH_GLOBALS, **_NUMPY_GLOBALS}
         self._label = label
         self._storages: dict[str, Storage] = {}
+
+    def load(self):
+        """Unpickle; any failure is a typed medground error naming the file."""
+        try:
+            return super().load()
+        except MedgroundError as error:
+            raise with_label(error, self._label) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                OverflowError, RecursionError, struct.error, UnicodeDecodeError) as error:
+            raise FormatError(f"{self._label}: corrupt or truncated pickle ({type(error).__name__}: "
+                              f"{str(error)[:200]})") from None
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         factory = self._allowed.get((module, name))
@@ -250,6 +283,14 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise UnsupportedError(f"{self._label}: storage {key} is used as {storage.dtype} and "
                                    f"{storage_type.dtype}")
         return storage
+
+
+def with_label(error: MedgroundError, label: str) -> MedgroundError:
+    """The same error type with the file name in front (once)."""
+    message = str(error)
+    if message.startswith(label):
+        return error
+    return type(error)(f"{label}: {message}")
 
 
 def check_no_objects(value: Any, label: str) -> None:

@@ -365,17 +365,22 @@ static mg_status mg_open_file(const char *path, mg_weights *weights, bool *is_gg
         return mg_open_index(path, folder, weights);
     }
     /* decide by content, not by name: the first bytes tell GGUF, zip and
-     * pickle apart; everything else must be safetensors */
-    uint8_t head[4] = {0};
+     * pickle apart; everything else must be safetensors. A safetensors file
+     * starts with its 8-byte header length, whose low byte can be anything
+     * (0x80, 'P'), so a '{' at byte 8 settles it first. */
+    uint8_t head[9] = {0};
     FILE *file = fopen(path, "rb");
     if (!file) return mg_error(MG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t n = fread(head, 1, sizeof head, file);
     fclose(file);
-    if (n == 4 && memcmp(head, "GGUF", 4) == 0) {
+    bool safetensors_like = n == 9 && head[8] == '{';
+    if ((n >= 4 && memcmp(head, "GGUF", 4) == 0) || (!safetensors_like && mg_has_suffix(path, ".gguf"))) {
         *is_gguf = true; /* self-contained: its own metadata holds the config */
         return mg_gguf_load(path, weights);
     }
-    if ((n >= 2 && head[0] == 'P' && head[1] == 'K') || (n >= 1 && head[0] == 0x80))
+    bool zip = n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0;
+    bool pickle = n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5;
+    if (!safetensors_like && (zip || pickle))
         return mg_error(MG_ERR_UNSUPPORTED,
                         "%s: a PyTorch/Paddle pickle checkpoint; it is not loaded directly — run `medground "
                         "convert %s OUT.gguf` (safe reader) and open the GGUF",

@@ -170,11 +170,15 @@ def open_source(path: str | os.PathLike) -> Source:
             return WeightsSource(path)
         return PickleSource(path.parent)
     with open(path, "rb") as f:
-        head = f.read(4)
-    if head == b"GGUF":
+        head = f.read(9)
+    # safetensors: 8-byte header length (any low byte, even 0x80 or 'P') then '{'
+    if head[:4] == b"GGUF" or (path.suffix == ".gguf" and head[8:9] != b"{"):
         return WeightsSource(path)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in
+                                                             (b"\x02", b"\x03", b"\x04", b"\x05"))):
         return PickleSource(path)
+    if path.suffix in (".bin", ".pth", ".pt", ".pdparams", ".pkl") and head[8:9] != b"{":
+        return PickleSource(path)  # protocol 0/1 pickles have no PROTO opcode
     return WeightsSource(path)  # safetensors (the C reader names the problem otherwise)
 
 

@@ -280,7 +280,25 @@ def test_activations_match_torch(threads, kind, rng):
     x = x.reshape(2, -1)
     ours = _C.op_activate(x, kind)
     ref = ACTIVATIONS[kind](torch.from_numpy(x)).numpy()
-    # libm erf/tanh/exp versus SLEEF: a few ulp apart
+    if kind.startswith("gelu"):
+        # PyTorch's f32 GELUs compute 1 + erf / 1 + tanh and so lose every
+        # digit for x below about -5 (absolute error up to ~1.2e-6 here);
+        # ours avoid the cancellation. Against PyTorch: that absolute bound.
+        # Against the exact value (SciPy's ndtr / expit in float64, which
+        # have no cancellation either): within 4 ulp everywhere.
+        special = pytest.importorskip("scipy.special")
+        xd = x.astype(np.float64)
+        if kind == "gelu":
+            exact = xd * special.ndtr(xd)
+        else:
+            exact = xd * special.expit(2 * np.sqrt(2 / np.pi) * (xd + 0.044715 * xd**3))
+        exact32 = exact.astype(np.float32)
+        ulps = np.abs(ours.astype(np.float64) - exact32) / np.spacing(np.abs(exact32))
+        assert ulps.max() <= 4, f"{kind}: {ulps.max()} ulp from the exact value at x={x.flat[np.argmax(ulps)]}"
+        np.testing.assert_allclose(ours, ref, rtol=2e-6, atol=2e-6)
+        np.testing.assert_array_equal(_C.op_activate(x[:, ::3], kind), ours[:, ::3])
+        return
+    # libm exp versus SLEEF: a few ulp apart
     np.testing.assert_allclose(ours, ref, rtol=2e-6, atol=1e-7)
     # strided view
     np.testing.assert_allclose(_C.op_activate(x[:, ::3], kind), ref[:, ::3], rtol=2e-6, atol=1e-7)
@@ -521,14 +539,46 @@ def test_patch_embed_errors():
 # ---------------------------------------------------------------- interpolate
 
 
+def _bicubic_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tap indices [n_out, 4] and weights of PyTorch's bicubic along one axis, in float64."""
+    a = -0.75
+    real = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    index = np.minimum(np.floor(real).astype(np.int64), n_in - 1)
+    t = np.clip(real - index, 0.0, 1.0)
+
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    taps = np.clip(index[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+    return taps, weights
+
+
+def _bicubic_float64(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    ty, wy = _bicubic_axis(x.shape[1], out_h)
+    tx, wx = _bicubic_axis(x.shape[2], out_w)
+    rows = np.einsum("chwk,wk->chw", x[:, :, tx], wx)  # [C, H, out_w]
+    return np.einsum("cokw,ok->cow", rows[:, ty, :], wy)
+
+
 @pytest.mark.parametrize("in_hw,out_hw", [((16, 16), (32, 32)), ((7, 5), (13, 3)), ((32, 32), (17, 45)),
                                           ((1, 1), (3, 2)), ((24, 24), (24, 24))])
 def test_interpolate_bicubic_matches_torch(threads, in_hw, out_hw, rng):
     x = rng.standard_normal((3, *in_hw)).astype(np.float32)
     ours = _C.op_interpolate(x, out_hw, "bicubic")
     ref = F.interpolate(torch.from_numpy(x)[None], size=out_hw, mode="bicubic", align_corners=False)[0].numpy()
-    # same f32 weights and tap order as ATen: differences are a few ulp at most
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    # ATen's f32 kernel and ours sum the 16 taps in f32 in different orders;
+    # on N(0, 1) inputs both land up to ~8e-6 from the float64 evaluation of
+    # the same formula (cubic convolution A = -0.75, half-pixel centres,
+    # clamped borders), computed here independently. Ours must stay within
+    # twice ATen's distance from it (+1e-6), and within 1e-5 of ATen.
+    exact = _bicubic_float64(x.astype(np.float64), *out_hw)
+    ours_error, aten_error = np.abs(ours - exact).max(), np.abs(ref - exact).max()
+    assert ours_error <= 2 * aten_error + 1e-6, (ours_error, aten_error)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
     # a strided (HWC-transposed) input gives the same result
     strided = np.ascontiguousarray(x.transpose(1, 2, 0)).transpose(2, 0, 1)
     np.testing.assert_array_equal(_C.op_interpolate(strided, out_hw, "bicubic"), ours)

@@ -277,7 +277,13 @@ def test_safetensors_bf16_checkpoint(torch_sam, tmp_path):
     with torch.no_grad():
         theirs = rounded.image_encoder(image[None])[0].numpy()
     ours = _C.sam_encode_image(model._handle, image.numpy())
-    assert rel_err(ours, theirs) <= 1e-4
+    # With AVX-512 BF16 the linears run as bf16 GEMMs: activations are rounded
+    # to bf16 (relative step 2^-8, so up to 2^-9 = 2e-3 per element, as
+    # PyTorch's bf16 nn.Linear does) while the reference keeps them in f32;
+    # two blocks of that give a few 1e-3. Without native bf16 the weights
+    # are widened to f32 and only summation order differs.
+    native_bf16 = bool(_C.op_kernel_info()["native_bf16_gemm"])
+    assert rel_err(ours, theirs) <= (1e-2 if native_bf16 else 1e-4)
 
 
 # ------------------------------------------------------------------ bad input

@@ -440,6 +440,23 @@ mg_status mg_tensor_convert(const mg_tensor *src, mg_tensor *dst) {
         return MG_OK;
     }
     int64_t src_elem_bytes = mg_dtype_block_bytes(src->dtype);
+    if (src->dtype == dst->dtype && !mg_dtype_is_quantized(src->dtype)) {
+        /* A strided copy of any element type (u8 images, i32 ids, ...): no
+         * float round trip, so every dtype is copied exactly. */
+        uint8_t *out = dst->data;
+        int64_t stride = src->n_dims ? src->strides[src->n_dims - 1] : src_elem_bytes;
+        for (int64_t r = 0; r < n_rows; r++) {
+            const uint8_t *p = mg_row_pointer(src, r);
+            if (stride == src_elem_bytes) {
+                memcpy(out, p, (size_t)(row_length * src_elem_bytes));
+                out += row_length * src_elem_bytes;
+            } else {
+                for (int64_t i = 0; i < row_length; i++, out += src_elem_bytes)
+                    memcpy(out, p + i * stride, (size_t)src_elem_bytes);
+            }
+        }
+        return MG_OK;
+    }
     bool inner_contiguous = mg_dtype_is_quantized(src->dtype) ||
                             src->n_dims == 0 || src->strides[src->n_dims - 1] == src_elem_bytes;
     float *row = mg_aligned_alloc((size_t)row_length * sizeof(float));

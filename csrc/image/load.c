@@ -77,10 +77,34 @@ static mg_status mg_image_check_header(const uint8_t *bytes, size_t n_bytes, con
         return mg_error(MG_ERR_FORMAT, "%s: %zu bytes is more than the 2 GiB an image file may have",
                         what, n_bytes);
     int w = 0, h = 0, c = 0;
+    /* stb refuses a PNG over 2^30 bytes of pixels inside stbi_info and then
+     * reports "unknown image type"; read IHDR first so the message says the
+     * size the file claims. */
+    if (strcmp(*format, "PNG") == 0 && n_bytes >= 24 && memcmp(bytes + 12, "IHDR", 4) == 0) {
+        uint32_t iw = (uint32_t)bytes[16] << 24 | (uint32_t)bytes[17] << 16 |
+                      (uint32_t)bytes[18] << 8 | bytes[19];
+        uint32_t ih = (uint32_t)bytes[20] << 24 | (uint32_t)bytes[21] << 16 |
+                      (uint32_t)bytes[22] << 8 | bytes[23];
+        if (iw > INT32_MAX || ih > INT32_MAX)
+            return mg_error(MG_ERR_FORMAT, "%s: PNG header gives a %ux%u image", what, iw, ih);
+        MG_TRY(mg_image_check_size(what, *format, (int)iw, (int)ih, 1, NULL, NULL, NULL));
+    }
     if (!stbi_info_from_memory(bytes, (int)n_bytes, &w, &h, &c))
         return mg_error(MG_ERR_FORMAT, "%s: unreadable %s header (stb_image: %s)", what, *format,
                         mg_stb_reason());
     return mg_image_check_size(what, *format, w, h, c, width, height, channels);
+}
+
+/* The stb_image Debian ships (2.27) returns 16-bit PNM samples in file byte
+ * order (big-endian) instead of native order; newer releases swap them. Decide
+ * once by decoding a one-pixel PGM whose sample is 0x0102. */
+static bool mg_stb_pnm16_needs_swap(void) {
+    static const uint8_t probe[] = "P5 1 1 65535\n\x01\x02";
+    int w, h, c;
+    uint16_t *px = stbi_load_16_from_memory(probe, (int)sizeof probe - 1, &w, &h, &c, 0);
+    bool swap = px && px[0] == 0x0201;
+    stbi_image_free(px);
+    return swap;
 }
 
 static mg_status mg_image_decode(const uint8_t *bytes, size_t n_bytes, const char *what,
@@ -101,6 +125,11 @@ static mg_status mg_image_decode(const uint8_t *bytes, size_t n_bytes, const cha
         stbi_image_free(pixels);
         return mg_error(MG_ERR_FORMAT, "%s: %s decodes to %dx%dx%d but its header said %dx%dx%d",
                         what, format, dw, dh, dc, w, h, c);
+    }
+    if (sixteen && format[0] == 'P' && format[1] != 'N' && mg_stb_pnm16_needs_swap()) {
+        uint16_t *samples = pixels;
+        for (size_t i = 0, n = (size_t)dw * (size_t)dh * (size_t)dc; i < n; i++)
+            samples[i] = (uint16_t)((samples[i] >> 8) | (samples[i] << 8));
     }
     out->pixels = pixels;
     out->width = dw;

@@ -64,6 +64,14 @@ static mg_status mg_py_convert_weight(const char *op, const mg_tensor *src, cons
     mg_dtype dtype;
     dst->data = NULL;
     MG_TRY(mg_dtype_from_name(name, &dtype));
+    /* A conv kernel [O, C, P, P] is quantized as the [O, C*P*P] matrix the
+     * patch embedding multiplies by (its rows of P are not whole blocks). */
+    mg_tensor flat;
+    if (src->n_dims == 4 && mg_dtype_is_quantized(dtype) && mg_tensor_is_contiguous(src)) {
+        int64_t shape[2] = {src->shape[0], src->shape[1] * src->shape[2] * src->shape[3]};
+        MG_TRY(mg_tensor_reshape(src, 2, shape, &flat));
+        src = &flat;
+    }
     mg_status status = mg_tensor_alloc(dst, dtype, src->n_dims, src->shape);
     if (status != MG_OK) {
         dst->data = NULL;

@@ -127,8 +127,19 @@ def _window_bounds(window: Window, values: np.ndarray, slope: float, intercept: 
     return center - 0.5 - (width - 1.0) / 2.0, center - 0.5 + (width - 1.0) / 2.0
 
 
+_ARRAY_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)
+
+
+def _check_pixels(pixels: np.ndarray) -> None:
+    """Refuses what no image can be before any arithmetic touches it."""
+    if pixels.dtype.type not in _ARRAY_DTYPES:
+        raise DTypeError(f"image array of dtype {pixels.dtype}: expected one of "
+                         + ", ".join(np.dtype(t).name for t in _ARRAY_DTYPES))
+
+
 def _to_rgb(pixels: np.ndarray, window: Window, slope: float = 1.0, intercept: float = 0.0,
             dataset: Any = None, invert: bool = False) -> np.ndarray:
+    _check_pixels(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     needs_window = window is not None or pixels.dtype not in (np.uint8, np.uint16) \

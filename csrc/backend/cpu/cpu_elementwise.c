@@ -119,12 +119,19 @@ typedef struct {
 
 static float mg_apply_activation(int kind, float x) {
     switch (kind) {
-    case MG_ACT_GELU_ERF: return x * 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+    /* Both GELUs in forms without the cancellation of 1 + erf / 1 + tanh
+     * for negative x, so the tail is accurate to a few ulp of the exact
+     * value (PyTorch's f32 kernels lose all digits below about -5). */
+    case MG_ACT_GELU_ERF:
+        /* erfc's argument in double for x < 0: its rounding would otherwise
+         * be amplified by |d log erfc / dz| ~ 2z in the tail. */
+        if (x >= 0.0f) return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+        return (float)(0.5 * (double)x * erfc(-(double)x * M_SQRT1_2));
     case MG_ACT_GELU_TANH: {
-        /* PyTorch: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-        const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
-        float inner = beta * (x + kappa * x * x * x);
-        return 0.5f * x * (1.0f + tanhf(inner));
+        /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
+        const double beta = M_SQRT2 * M_2_SQRTPI * 0.5, kappa = 0.044715;
+        double u = beta * ((double)x + kappa * (double)x * x * x);
+        return (float)((double)x / (1.0 + exp(-2.0 * u)));
     }
     case MG_ACT_QUICK_GELU: return x * (1.0f / (1.0f + expf(-1.702f * x)));
     case MG_ACT_SILU: return x / (1.0f + expf(-x));

@@ -43,15 +43,29 @@ mg_status mg_cpu_patch_embed(mg_context *ctx, const mg_tensor *image, const mg_t
         return mg_error(MG_ERR_SHAPE, "%s: image %s must be [channels, height, width]", op, mg_cpu_describe(image, a));
     if (image->dtype != MG_F32)
         return mg_error(MG_ERR_DTYPE, "%s: image %s must be f32", op, mg_cpu_describe(image, a));
-    if (weight->n_dims != 4 || weight->shape[2] != weight->shape[3])
-        return mg_error(MG_ERR_SHAPE, "%s: weight %s must be [out, channels, patch, patch]", op,
-                        mg_cpu_describe(weight, a));
     const int64_t C = image->shape[0], H = image->shape[1], W = image->shape[2];
-    const int64_t O = weight->shape[0], P = weight->shape[2];
-    if (weight->shape[1] != C)
+    /* [out, channels, patch, patch], or the same flattened to [out,
+     * channels*patch*patch] — the only form a block-quantized weight can take
+     * when a kernel row (patch elements) is not whole blocks. */
+    int64_t P = 0;
+    if (weight->n_dims == 4 && weight->shape[2] == weight->shape[3]) {
+        P = weight->shape[2];
+    } else if (weight->n_dims == 2 && C > 0 && weight->shape[1] % C == 0) {
+        int64_t area = weight->shape[1] / C;
+        P = (int64_t)llround(sqrt((double)area));
+        if (P * P != area) P = 0;
+    }
+    if (P == 0)
+        return mg_error(MG_ERR_SHAPE,
+                        "%s: weight %s must be [out, channels, patch, patch] or [out, channels*patch*patch] "
+                        "for an image of %lld channels",
+                        op, mg_cpu_describe(weight, a), (long long)C);
+    const int64_t O = weight->shape[0];
+    const int64_t weight_channels = weight->n_dims == 4 ? weight->shape[1] : C;
+    if (weight_channels != C)
         return mg_error(MG_ERR_SHAPE, "%s: image %s has %lld channels but weight %s expects %lld", op,
                         mg_cpu_describe(image, a), (long long)C, mg_cpu_describe(weight, b),
-                        (long long)weight->shape[1]);
+                        (long long)weight_channels);
     if (H < P || W < P)
         return mg_error(MG_ERR_SHAPE, "%s: image %s is smaller than one %lldx%lld patch", op,
                         mg_cpu_describe(image, a), (long long)P, (long long)P);

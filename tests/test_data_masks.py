@@ -121,6 +121,16 @@ def test_dtypes_and_layouts(rng):
     big = np.zeros((80, 90), np.uint8)
     big[::2, ::3] = base
     _assert_same(_ours(md.mask_objects(big[::2, ::3], binary=False)), ref)
+    # row-strided u8 views (rows read in place) and reversed rows / columns
+    wide = np.zeros((70, 90), np.uint8)
+    wide[11:51, 17:47] = base
+    _assert_same(_ours(md.mask_objects(wide[11:51, 17:47], binary=False)), ref)
+    _assert_same(_ours(md.mask_objects(wide[11:51, 17:47][::-1][::-1], binary=False)), ref)
+    up = np.ascontiguousarray(base[::-1]).astype(np.uint8)
+    _assert_same(_ours(md.mask_objects(up[::-1], binary=False)), ref)
+    for conn in (4, 8):
+        _assert_same(_ours(md.mask_objects(up[::-1], binary=False, connectivity=conn)),
+                     _skimage_objects(base, conn))
     flipped = base[::-1, ::-1].astype(np.int32)
     _assert_same(_ours(md.mask_objects(flipped[::-1, ::-1], binary=False)), ref)
     (obj,) = md.mask_objects(base.astype(bool))

@@ -719,6 +719,34 @@ static mg_status note_case(mg_data_checker *ck, const char *image_name, int spli
     return MG_OK;
 }
 
+/* Referring classification (ROC) puts the box in the question and the class
+ * as the whole answer ("aorta"): such a box has no <ref> but its answer names
+ * the object it came from. A "bare label" answer is short, one line, without
+ * tags; a final '.' is dropped. */
+static bool bare_label(const char *text, char *out, size_t size) {
+    size_t a = 0, b = strlen(text);
+    while (a < b && isspace((unsigned char)text[a])) a++;
+    while (b > a && (isspace((unsigned char)text[b - 1]) || text[b - 1] == '.')) b--;
+    if (a == b || b - a >= size || b - a > 64) return false;
+    for (size_t i = a; i < b; i++)
+        if (text[i] == '<' || text[i] == '>' || text[i] == '\n') return false;
+    memcpy(out, text + a, b - a);
+    out[b - a] = '\0';
+    return true;
+}
+
+/* Gives the unlabelled boxes scan->boxes[first..] (from a question) the
+ * answer's bare label, for the box-vs-mask check only. */
+static void label_question_boxes(record_scan *scan, int first, const char *answer) {
+    char label[128];
+    bool have = false;
+    for (int i = first; i < scan->n_boxes; i++) {
+        if (scan->boxes[i].label[0]) continue;
+        if (!have && !(have = bare_label(answer, label, sizeof label))) return;
+        snprintf(scan->boxes[i].label, sizeof scan->boxes[i].label, "%s", label);
+    }
+}
+
 /* Inside check_record: fail through the cleanup at `done`. */
 #define TRY_DONE(expr)                  \
     do {                                \
@@ -750,6 +778,7 @@ static mg_status check_record(mg_data_checker *ck, const cJSON *record, record_r
     bool bad = false;
     int position = 0;
     bool expect_user = true;
+    int question_box = -1; /* LLaVA: first box of the last human turn */
     for (const cJSON *turn = conversations->child; turn && status == MG_OK && !bad;
          turn = turn->next, position++) {
         if (pairs) {
@@ -765,8 +794,13 @@ static mg_status check_record(mg_data_checker *ck, const cJSON *record, record_r
             const char *u = turn->child->valuestring, *a = turn->child->next->valuestring;
             content_hash = mg_hash_bytes(u, strlen(u) + 1, content_hash);
             content_hash = mg_hash_bytes(a, strlen(a) + 1, content_hash);
+            int first_box = scan.n_boxes;
             status = scan_text(ck, where, u, position, true, &scan);
+            int first_answer_box = scan.n_boxes;
             if (status == MG_OK) status = scan_text(ck, where, a, position, false, &scan);
+            /* an answer without boxes of its own may name the question's box */
+            if (status == MG_OK && first_answer_box == scan.n_boxes)
+                label_question_boxes(&scan, first_box, a);
             n_user_turns++;
         } else {
             /* LLaVA: {"from": role, "value": text} alternating human/gpt */
@@ -802,8 +836,15 @@ static mg_status check_record(mg_data_checker *ck, const cJSON *record, record_r
             content_hash = mg_hash_bytes(from, strlen(from) + 1, content_hash);
             content_hash = mg_hash_bytes(value, strlen(value) + 1, content_hash);
             if (is_user && position == 0 && strstr(value, "<image>")) scan.has_image_tag = true;
+            int first_box = scan.n_boxes;
             status = scan_text(ck, where, value, position / 2, is_user, &scan);
-            if (is_user) n_user_turns++;
+            if (is_user) {
+                n_user_turns++;
+                question_box = first_box;
+            } else if (status == MG_OK && first_box == scan.n_boxes && question_box >= 0) {
+                label_question_boxes(&scan, question_box, value);
+                question_box = -1;
+            }
         }
     }
     if (status == MG_OK && !bad && !pairs && !expect_user)
@@ -1222,37 +1263,64 @@ typedef struct label_item {
     const char *label;
     char key[128];
     label_entry *entry;
+    int64_t group; /* union-find parent (index into the sorted items) */
 } label_item;
 
-static int compare_label_items(const void *pa, const void *pb) {
+static int compare_label_keys(const void *pa, const void *pb) {
     const label_item *a = pa, *b = pb;
-    return strcmp(a->label, b->label);
+    int c = strcmp(a->key, b->key);
+    return c ? c : strcmp(a->label, b->label);
 }
 
-static mg_status report_variant(mg_data_checker *ck, const label_item *a, const label_item *b,
-                                const char *why) {
-    /* report on the rarer spelling (ties: the later one in the data) */
-    const label_item *rare = a, *common = b;
-    if (a->entry->count > b->entry->count ||
-        (a->entry->count == b->entry->count &&
-         (a->entry->first.file < b->entry->first.file ||
-          (a->entry->first.file == b->entry->first.file &&
-           a->entry->first.index < b->entry->first.index)))) {
-        rare = b;
-        common = a;
+static int64_t group_find(label_item *items, int64_t i) {
+    while (items[i].group != i) {
+        items[i].group = items[items[i].group].group;
+        i = items[i].group;
     }
-    return add_finding(ck, &rare->entry->first, "label_variant", MG_DATA_WARNING,
-                       "label \"%s\" (%lld use%s) looks like a %s variant of \"%s\" (%lld use%s)",
-                       rare->label, (long long)rare->entry->count,
-                       rare->entry->count == 1 ? "" : "s", why, common->label,
-                       (long long)common->entry->count, common->entry->count == 1 ? "" : "s");
+    return i;
 }
 
+static void group_union(label_item *items, int64_t a, int64_t b) {
+    a = group_find(items, a);
+    b = group_find(items, b);
+    if (a < b) items[b].group = a;
+    else if (b < a) items[a].group = b;
+}
+
+/* Why b looks like a variant of a, or NULL. */
+static const char *variant_reason(const label_item *a, const label_item *b, bool edit) {
+    if (strcmp(a->key, b->key) == 0)
+        return strcasecmp(a->label, b->label) == 0 ? "case" : "spelling/plural";
+    if (edit && strlen(a->key) >= 5 && same_digits(a->key, b->key) &&
+        edit_distance(a->key, b->key, 1) <= 1)
+        return "one-edit spelling";
+    return NULL;
+}
+
+/* More uses wins; ties: the spelling met first in the data. */
+static bool more_canonical(const label_item *a, const label_item *b) {
+    if (a->entry->count != b->entry->count) return a->entry->count > b->entry->count;
+    if (a->entry->first.file != b->entry->first.file)
+        return a->entry->first.file < b->entry->first.file;
+    if (a->entry->first.index != b->entry->first.index)
+        return a->entry->first.index < b->entry->first.index;
+    return strcmp(a->label, b->label) < 0;
+}
+
+/* Labels are grouped (same normalised key, or one edit apart when there are
+ * few enough labels for the pairwise pass); each group's most used spelling
+ * is canonical and every other spelling is reported once, on the first
+ * record that used it. */
 static mg_status check_label_variants(mg_data_checker *ck) {
     int64_t n = ck->labels.count;
     if (n < 2) return MG_OK;
     label_item *items = calloc((size_t)n, sizeof *items);
-    if (!items) return mg_error(MG_ERR_NO_MEMORY, "data check: out of memory");
+    int64_t *canonical = malloc((size_t)n * sizeof *canonical);
+    if (!items || !canonical) {
+        free(items);
+        free(canonical);
+        return mg_error(MG_ERR_NO_MEMORY, "data check: out of memory");
+    }
     int64_t k = 0;
     for (int64_t i = 0; i < ck->labels.capacity; i++) {
         if (!ck->labels.keys[i]) continue;
@@ -1261,23 +1329,37 @@ static mg_status check_label_variants(mg_data_checker *ck) {
         label_key(items[k].label, items[k].key, sizeof items[k].key);
         k++;
     }
-    qsort(items, (size_t)n, sizeof *items, compare_label_items); /* deterministic order */
-    mg_status status = MG_OK;
+    /* sorted by key: equal keys are neighbours (O(n log n) for any n) */
+    qsort(items, (size_t)n, sizeof *items, compare_label_keys);
+    for (int64_t i = 0; i < n; i++) items[i].group = i;
+    for (int64_t i = 1; i < n; i++)
+        if (strcmp(items[i].key, items[i - 1].key) == 0) group_union(items, i, i - 1);
     bool edit = n <= MAX_LABELS_FOR_EDIT_DISTANCE;
+    for (int64_t i = 0; edit && i < n; i++)
+        for (int64_t j = i + 1; j < n; j++)
+            if (strcmp(items[i].key, items[j].key) != 0 && variant_reason(&items[i], &items[j], true))
+                group_union(items, i, j);
+    for (int64_t i = 0; i < n; i++) canonical[i] = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t g = group_find(items, i);
+        if (canonical[g] < 0 || more_canonical(&items[i], &items[canonical[g]])) canonical[g] = i;
+    }
+    mg_status status = MG_OK;
     for (int64_t i = 0; i < n && status == MG_OK; i++) {
-        for (int64_t j = i + 1; j < n && status == MG_OK; j++) {
-            const char *why = NULL;
-            if (strcmp(items[i].key, items[j].key) == 0) {
-                why = strcasecmp(items[i].label, items[j].label) == 0 ? "case" : "spelling/plural";
-            } else if (edit && strlen(items[i].key) >= 5 &&
-                       same_digits(items[i].key, items[j].key) &&
-                       edit_distance(items[i].key, items[j].key, 1) <= 1) {
-                why = "one-edit spelling";
-            }
-            if (why) status = report_variant(ck, &items[i], &items[j], why);
-        }
+        const label_item *common = &items[canonical[group_find(items, i)]];
+        if (common == &items[i]) continue;
+        const label_item *rare = &items[i];
+        const char *why = variant_reason(common, rare, edit);
+        status = add_finding(ck, &rare->entry->first, "label_variant", MG_DATA_WARNING,
+                             "label \"%s\" (%lld use%s) looks like a %s variant of \"%s\" (%lld "
+                             "use%s)",
+                             rare->label, (long long)rare->entry->count,
+                             rare->entry->count == 1 ? "" : "s", why ? why : "spelling",
+                             common->label, (long long)common->entry->count,
+                             common->entry->count == 1 ? "" : "s");
     }
     free(items);
+    free(canonical);
     return status;
 }
 

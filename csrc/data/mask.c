@@ -78,84 +78,127 @@ mg_status mg_data_mask_labels(const mg_tensor *mask, bool binary, int32_t **labe
     return MG_OK;
 }
 
-/* ------------------------------------------------------------ union-find */
+/* ------------------------------------------------------------------ runs */
 
-static int32_t uf_find(int32_t *parent, int32_t i) {
-    while (parent[i] != i) {
-        parent[i] = parent[parent[i]]; /* path halving */
-        i = parent[i];
+/* Objects are gathered from horizontal runs of equal non-zero label: one
+ * raster pass emits the runs of a row, connected components join runs that
+ * touch runs of the previous row (union-find over runs, not pixels), and the
+ * statistics of a run are added in O(1). Background is skipped 8 bytes at a
+ * time for u8 masks. */
+typedef struct mask_run {
+    int32_t x0, x1; /* inclusive columns */
+    int32_t y;
+    int32_t label;
+} mask_run;
+
+typedef struct run_list {
+    mask_run *items;
+    int64_t count, capacity;
+} run_list;
+
+static mg_status runs_push(run_list *list, int32_t x0, int32_t x1, int32_t y, int32_t label) {
+    if (list->count == list->capacity) {
+        int64_t capacity = list->capacity ? list->capacity * 2 : 256;
+        if (capacity > INT32_MAX)
+            return mg_error(MG_ERR_NO_MEMORY, "mask: more than %d runs", INT32_MAX);
+        mask_run *grown = realloc(list->items, (size_t)capacity * sizeof *grown);
+        if (!grown)
+            return mg_error(MG_ERR_NO_MEMORY, "mask: cannot grow the run list to %lld",
+                            (long long)capacity);
+        list->items = grown;
+        list->capacity = capacity;
     }
-    return i;
+    list->items[list->count++] = (mask_run){x0, x1, y, label};
+    return MG_OK;
 }
 
-static void uf_union(int32_t *parent, int32_t a, int32_t b) {
-    a = uf_find(parent, a);
-    b = uf_find(parent, b);
-    /* The smaller index (earlier in raster order) stays the root so that a
-     * component's root is its first pixel. */
-    if (a < b) parent[b] = a;
-    else if (b < a) parent[a] = b;
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Runs of one u8 row (contiguous within the row). */
+static mg_status runs_of_u8_row(run_list *list, const uint8_t *row, int32_t w, int32_t y,
+                                bool binary) {
+    int32_t x = 0;
+    while (x < w) {
+        while (x + 8 <= w && load64(row + x) == 0) x += 8;
+        while (x < w && row[x] == 0) x++;
+        if (x >= w) break;
+        int32_t start = x;
+        uint8_t v = row[x];
+        if (binary) {
+            while (x < w && row[x] != 0) x++;
+        } else {
+            while (x < w && row[x] == v) x++;
+        }
+        MG_TRY(runs_push(list, start, x - 1, y, binary ? 1 : v));
+    }
+    return MG_OK;
+}
+
+/* Runs of one int32 label row (labels already checked >= 0). */
+static mg_status runs_of_i32_row(run_list *list, const int32_t *row, int32_t w, int32_t y) {
+    int32_t x = 0;
+    while (x < w) {
+        while (x < w && row[x] == 0) x++;
+        if (x >= w) break;
+        int32_t start = x, v = row[x];
+        while (x < w && row[x] == v) x++;
+        MG_TRY(runs_push(list, start, x - 1, y, v));
+    }
+    return MG_OK;
 }
 
 /* ---------------------------------------------------------------- objects */
 
+typedef struct object_acc {
+    mg_mask_object object;
+    int64_t sum_x, sum_y; /* exact: < 2^31 pixels x < 2^31 coordinates */
+    int64_t rank;         /* first run (raster order of the first pixel) */
+} object_acc;
+
 typedef struct object_list {
-    mg_mask_object *items;
+    object_acc *items;
     int64_t count, capacity;
-    double *sum_x, *sum_y; /* parallel accumulators */
 } object_list;
 
-static mg_status objects_push(object_list *list, int64_t label, int32_t x, int32_t y,
+static mg_status objects_push(object_list *list, const mask_run *run, int64_t rank,
                               int64_t *index) {
     if (list->count == list->capacity) {
         int64_t capacity = list->capacity ? list->capacity * 2 : 16;
-        mg_mask_object *items = realloc(list->items, (size_t)capacity * sizeof *items);
-        if (items) list->items = items;
-        double *sx = realloc(list->sum_x, (size_t)capacity * sizeof *sx);
-        if (sx) list->sum_x = sx;
-        double *sy = realloc(list->sum_y, (size_t)capacity * sizeof *sy);
-        if (sy) list->sum_y = sy;
-        if (!items || !sx || !sy)
+        object_acc *grown = realloc(list->items, (size_t)capacity * sizeof *grown);
+        if (!grown)
             return mg_error(MG_ERR_NO_MEMORY, "mask: cannot grow the object list to %lld",
                             (long long)capacity);
+        list->items = grown;
         list->capacity = capacity;
     }
-    mg_mask_object *o = &list->items[list->count];
+    object_acc *o = &list->items[list->count];
     memset(o, 0, sizeof *o);
-    o->label = label;
-    o->x_min = o->x_max = x;
-    o->y_min = o->y_max = y;
-    list->sum_x[list->count] = 0;
-    list->sum_y[list->count] = 0;
+    o->object.label = run->label;
+    o->object.x_min = run->x0;
+    o->object.x_max = run->x1;
+    o->object.y_min = o->object.y_max = run->y;
+    o->rank = rank;
     *index = list->count++;
     return MG_OK;
 }
 
-static inline void objects_add_pixel(object_list *list, int64_t index, int32_t x, int32_t y) {
-    mg_mask_object *o = &list->items[index];
-    o->area++;
-    if (x < o->x_min) o->x_min = x;
-    if (x > o->x_max) o->x_max = x;
-    if (y < o->y_min) o->y_min = y;
-    if (y > o->y_max) o->y_max = y;
-    list->sum_x[index] += x;
-    list->sum_y[index] += y;
+static inline void objects_add_run(object_list *list, int64_t index, const mask_run *run) {
+    object_acc *o = &list->items[index];
+    int64_t n = (int64_t)run->x1 - run->x0 + 1;
+    o->object.area += n;
+    if (run->x0 < o->object.x_min) o->object.x_min = run->x0;
+    if (run->x1 > o->object.x_max) o->object.x_max = run->x1;
+    if (run->y < o->object.y_min) o->object.y_min = run->y;
+    if (run->y > o->object.y_max) o->object.y_max = run->y;
+    o->sum_x += ((int64_t)run->x0 + run->x1) * n / 2;
+    o->sum_y += (int64_t)run->y * n;
 }
 
-/* Objects sorted by label; ties keep discovery order, which is the order of
- * each object's first pixel in a raster scan (scipy.ndimage.label's order). */
-typedef struct ranked_object {
-    mg_mask_object object;
-    int64_t rank;
-} ranked_object;
-
-static int compare_ranked(const void *pa, const void *pb) {
-    const ranked_object *a = pa, *b = pb;
-    if (a->object.label != b->object.label) return a->object.label < b->object.label ? -1 : 1;
-    return a->rank < b->rank ? -1 : (a->rank > b->rank);
-}
-
-/* Simple open-addressing map label -> object index for label mode. */
+/* Open-addressing map label -> object index (label mode). */
 typedef struct label_map {
     int32_t *keys;
     int64_t *values;
@@ -205,93 +248,146 @@ static mg_status label_map_grow(label_map *map) {
     return MG_OK;
 }
 
-static mg_status objects_by_label(const int32_t *labels, int64_t h, int64_t w,
-                                  object_list *list) {
+static mg_status objects_by_label(const run_list *runs, object_list *list) {
     label_map map;
     MG_TRY(label_map_init(&map, 1024));
     mg_status status = MG_OK;
     int32_t last_label = -1;
     int64_t last_index = -1;
-    for (int64_t y = 0; y < h && status == MG_OK; y++) {
-        for (int64_t x = 0; x < w; x++) {
-            int32_t v = labels[y * w + x];
-            if (v == 0) continue;
-            if (v != last_label) {
-                bool found;
-                if (map.count * 2 >= map.capacity) {
-                    status = label_map_grow(&map);
-                    if (status != MG_OK) break;
-                }
-                int64_t *slot = label_map_slot(&map, v, &found);
-                if (!found) {
-                    map.count++;
-                    status = objects_push(list, v, (int32_t)x, (int32_t)y, slot);
-                    if (status != MG_OK) break;
-                }
-                last_label = v;
-                last_index = *slot;
+    for (int64_t i = 0; i < runs->count && status == MG_OK; i++) {
+        const mask_run *run = &runs->items[i];
+        if (run->label != last_label) {
+            if (map.count * 2 >= map.capacity) {
+                status = label_map_grow(&map);
+                if (status != MG_OK) break;
             }
-            objects_add_pixel(list, last_index, (int32_t)x, (int32_t)y);
+            bool found;
+            int64_t *slot = label_map_slot(&map, run->label, &found);
+            if (!found) {
+                map.count++;
+                status = objects_push(list, run, i, slot);
+                if (status != MG_OK) break;
+            }
+            last_label = run->label;
+            last_index = *slot;
         }
+        objects_add_run(list, last_index, run);
     }
     label_map_free(&map);
     return status;
 }
 
-static mg_status objects_by_component(const int32_t *labels, int64_t h, int64_t w,
-                                      int connectivity, object_list *list) {
-    int32_t *parent = malloc((size_t)(h * w) * sizeof *parent);
-    if (!parent)
-        return mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate %lld union-find entries",
-                        (long long)(h * w));
-    /* Pass 1: link each foreground pixel to its already-visited neighbours
-     * (left, up, and for 8-connectivity up-left and up-right) of equal label. */
-    for (int64_t y = 0; y < h; y++) {
-        for (int64_t x = 0; x < w; x++) {
-            int32_t i = (int32_t)(y * w + x);
-            int32_t v = labels[i];
-            if (v == 0) {
-                parent[i] = -1;
-                continue;
-            }
-            parent[i] = i;
-            if (x > 0 && labels[i - 1] == v) uf_union(parent, i, i - 1);
-            if (y > 0) {
-                int32_t up = (int32_t)(i - w);
-                if (labels[up] == v) uf_union(parent, i, up);
-                if (connectivity == 8) {
-                    if (x > 0 && labels[up - 1] == v) uf_union(parent, i, up - 1);
-                    if (x + 1 < w && labels[up + 1] == v) uf_union(parent, i, up + 1);
-                }
-            }
-        }
+static int32_t uf_find(int32_t *parent, int32_t i) {
+    while (parent[i] != i) {
+        parent[i] = parent[parent[i]]; /* path halving */
+        i = parent[i];
     }
-    /* Pass 2: roots are first pixels (uf_union keeps the smaller index), so
-     * a root is met before any other pixel of its component. parent[root]
-     * is reused to store -(object index) - 2 once the object exists. */
-    mg_status status = MG_OK;
-    for (int64_t i = 0; i < h * w && status == MG_OK; i++) {
-        if (labels[i] == 0) continue;
-        int32_t root = (int32_t)i;
-        /* find without compression through already-renamed roots */
-        while (parent[root] >= 0 && parent[root] != root) root = parent[root];
-        int64_t index;
-        if (parent[root] == root) {
-            status = objects_push(list, labels[i], (int32_t)(i % w), (int32_t)(i / w), &index);
-            if (status != MG_OK) break;
-            if (index > INT32_MAX - 2) {
-                status = mg_error(MG_ERR_NO_MEMORY, "mask: too many components");
-                break;
-            }
-            parent[root] = (int32_t)(-index - 2);
-        } else {
-            index = -(int64_t)parent[root] - 2;
+    return i;
+}
+
+static void uf_union(int32_t *parent, int32_t a, int32_t b) {
+    a = uf_find(parent, a);
+    b = uf_find(parent, b);
+    /* the smaller index stays the root, so a component's root is its first
+     * run in raster order (which holds its first pixel) */
+    if (a < b) parent[b] = a;
+    else if (b < a) parent[a] = b;
+}
+
+static mg_status objects_by_component(const run_list *runs, int connectivity,
+                                      object_list *list) {
+    int64_t n = runs->count;
+    int32_t *parent = malloc((size_t)(n ? n : 1) * sizeof *parent);
+    int32_t *object_of = malloc((size_t)(n ? n : 1) * sizeof *object_of);
+    if (!parent || !object_of) {
+        free(parent);
+        free(object_of);
+        return mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate %lld union-find entries",
+                        (long long)n);
+    }
+    const mask_run *r = runs->items;
+    int32_t reach = connectivity == 8 ? 1 : 0; /* diagonal neighbours touch */
+    int64_t prev_begin = 0, prev_end = 0;      /* runs of the row above */
+    for (int64_t i = 0; i < n;) {
+        int32_t y = r[i].y;
+        int64_t row_end = i;
+        while (row_end < n && r[row_end].y == y) row_end++;
+        if (prev_end > prev_begin && r[prev_begin].y != y - 1) prev_begin = prev_end; /* gap */
+        int64_t j = prev_begin;
+        for (int64_t c = i; c < row_end; c++) {
+            parent[c] = (int32_t)c;
+            while (j < prev_end && r[j].x1 < r[c].x0 - reach) j++;
+            for (int64_t k = j; k < prev_end && r[k].x0 <= r[c].x1 + reach; k++)
+                if (r[k].label == r[c].label) uf_union(parent, (int32_t)c, (int32_t)k);
         }
-        if (root != (int32_t)i) parent[i] = root;
-        objects_add_pixel(list, index, (int32_t)(i % w), (int32_t)(i / w));
+        prev_begin = i;
+        prev_end = row_end;
+        i = row_end;
+    }
+    mg_status status = MG_OK;
+    for (int64_t i = 0; i < n && status == MG_OK; i++) {
+        int32_t root = uf_find(parent, (int32_t)i);
+        int64_t index;
+        if (root == (int32_t)i) {
+            status = objects_push(list, &r[i], i, &index);
+            object_of[i] = (int32_t)index;
+        } else {
+            index = object_of[root];
+        }
+        if (status == MG_OK) objects_add_run(list, index, &r[i]);
     }
     free(parent);
+    free(object_of);
     return status;
+}
+
+static int compare_objects(const void *pa, const void *pb) {
+    const object_acc *a = pa, *b = pb;
+    if (a->object.label != b->object.label) return a->object.label < b->object.label ? -1 : 1;
+    return a->rank < b->rank ? -1 : (a->rank > b->rank);
+}
+
+/* Runs -> sorted, filtered objects (frees nothing of runs). */
+static mg_status objects_from_runs(const run_list *runs, const mg_mask_options *options,
+                                   mg_mask_object **objects, int64_t *n_objects) {
+    object_list list = {0};
+    mg_status status = options->connectivity
+                           ? objects_by_component(runs, options->connectivity, &list)
+                           : objects_by_label(runs, &list);
+    if (status != MG_OK) {
+        free(list.items);
+        return status;
+    }
+    int64_t kept = 0;
+    for (int64_t i = 0; i < list.count; i++) {
+        object_acc o = list.items[i];
+        if (o.object.area < options->min_area) continue;
+        o.object.centroid_x = (double)o.sum_x / (double)o.object.area;
+        o.object.centroid_y = (double)o.sum_y / (double)o.object.area;
+        list.items[kept++] = o;
+    }
+    qsort(list.items, (size_t)kept, sizeof *list.items, compare_objects);
+    mg_mask_object *result = NULL;
+    if (kept) {
+        result = malloc((size_t)kept * sizeof *result);
+        if (!result) {
+            free(list.items);
+            return mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate %lld objects",
+                            (long long)kept);
+        }
+        for (int64_t i = 0; i < kept; i++) result[i] = list.items[i].object;
+    }
+    free(list.items);
+    *objects = result;
+    *n_objects = kept;
+    return MG_OK;
+}
+
+static mg_status check_options(const mg_mask_options *options) {
+    if (options->connectivity != 0 && options->connectivity != 4 && options->connectivity != 8)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mask: connectivity must be 0, 4 or 8, got %d",
+                        options->connectivity);
+    return MG_OK;
 }
 
 mg_status mg_data_objects_from_labels(const int32_t *labels, int64_t h, int64_t w,
@@ -299,56 +395,13 @@ mg_status mg_data_objects_from_labels(const int32_t *labels, int64_t h, int64_t 
                                       mg_mask_object **objects, int64_t *n_objects) {
     mg_mask_options defaults = {.binary = true, .connectivity = 0, .min_area = 0};
     if (!options) options = &defaults;
-    if (options->connectivity != 0 && options->connectivity != 4 && options->connectivity != 8)
-        return mg_error(MG_ERR_INVALID_ARGUMENT, "mask: connectivity must be 0, 4 or 8, got %d",
-                        options->connectivity);
-    object_list list = {0};
-    mg_status status = options->connectivity
-                           ? objects_by_component(labels, h, w, options->connectivity, &list)
-                           : objects_by_label(labels, h, w, &list);
-    if (status != MG_OK) goto fail;
-    ranked_object *ranked = NULL;
-    int64_t kept = 0;
-    if (list.count) {
-        ranked = malloc((size_t)list.count * sizeof *ranked);
-        if (!ranked) {
-            status = mg_error(MG_ERR_NO_MEMORY, "mask: cannot sort %lld objects",
-                              (long long)list.count);
-            goto fail;
-        }
-        for (int64_t i = 0; i < list.count; i++) {
-            mg_mask_object o = list.items[i];
-            if (o.area < options->min_area) continue;
-            o.centroid_x = list.sum_x[i] / (double)o.area;
-            o.centroid_y = list.sum_y[i] / (double)o.area;
-            ranked[kept].object = o;
-            ranked[kept].rank = i;
-            kept++;
-        }
-        qsort(ranked, (size_t)kept, sizeof *ranked, compare_ranked);
-    }
-    mg_mask_object *result = NULL;
-    if (kept) {
-        result = malloc((size_t)kept * sizeof *result);
-        if (!result) {
-            free(ranked);
-            status = mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate %lld objects",
-                              (long long)kept);
-            goto fail;
-        }
-        for (int64_t i = 0; i < kept; i++) result[i] = ranked[i].object;
-    }
-    free(ranked);
-    free(list.items);
-    free(list.sum_x);
-    free(list.sum_y);
-    *objects = result;
-    *n_objects = kept;
-    return MG_OK;
-fail:
-    free(list.items);
-    free(list.sum_x);
-    free(list.sum_y);
+    MG_TRY(check_options(options));
+    run_list runs = {0};
+    mg_status status = MG_OK;
+    for (int64_t y = 0; y < h && status == MG_OK; y++)
+        status = runs_of_i32_row(&runs, labels + y * w, (int32_t)w, (int32_t)y);
+    if (status == MG_OK) status = objects_from_runs(&runs, options, objects, n_objects);
+    free(runs.items);
     return status;
 }
 
@@ -358,10 +411,29 @@ mg_status mg_mask_objects(const mg_tensor *mask, const mg_mask_options *options,
         return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_mask_objects: NULL output");
     *objects = NULL;
     *n_objects = 0;
-    bool binary = options ? options->binary : true;
+    mg_mask_options defaults = {.binary = true, .connectivity = 0, .min_area = 0};
+    if (!options) options = &defaults;
+    MG_TRY(check_options(options));
+    bool u8_rows = mask && mask->data && mask->device == MG_DEVICE_CPU && mask->n_dims == 2 &&
+                   (mask->dtype == MG_U8 || mask->dtype == MG_BOOL) && mask->strides[1] == 1 &&
+                   mask->shape[0] > 0 && mask->shape[1] > 0 && mask->shape[0] <= INT32_MAX &&
+                   mask->shape[1] <= INT32_MAX &&
+                   mask->shape[0] * mask->shape[1] <= ((int64_t)1 << 31);
+    if (u8_rows) {
+        /* the common case (PNG / NumPy u8 masks): read rows in place */
+        run_list runs = {0};
+        mg_status status = MG_OK;
+        const uint8_t *base = mask->data;
+        for (int64_t y = 0; y < mask->shape[0] && status == MG_OK; y++)
+            status = runs_of_u8_row(&runs, base + y * mask->strides[0], (int32_t)mask->shape[1],
+                                    (int32_t)y, options->binary);
+        if (status == MG_OK) status = objects_from_runs(&runs, options, objects, n_objects);
+        free(runs.items);
+        return status;
+    }
     int32_t *labels;
     int64_t h, w;
-    MG_TRY(mg_data_mask_labels(mask, binary, &labels, &h, &w));
+    MG_TRY(mg_data_mask_labels(mask, options->binary, &labels, &h, &w));
     mg_status status = mg_data_objects_from_labels(labels, h, w, options, objects, n_objects);
     free(labels);
     return status;

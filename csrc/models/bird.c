@@ -22,7 +22,24 @@ struct mg_bird_session {
     mg_kv_cache *cache;
     int32_t *history; /* the ids whose K/V the cache holds */
     int n_history;
+    /* Fingerprints of the images spliced into the cached prefix (in span
+     * order): the ids of image rows are all <imgpad>, so equal ids do not
+     * mean equal images; a changed image invalidates the cache from its
+     * first row on. */
+    uint64_t *image_hashes;
+    int n_images;
 };
+
+/* FNV-1a over the 64-bit words of one image's embedding rows. */
+static uint64_t mg_bird_hash_rows(const float *data, int64_t n_floats) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const uint32_t *words = (const uint32_t *)data;
+    for (int64_t i = 0; i < n_floats; i++) {
+        h ^= words[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
 
 static mg_status mg_bird_load_all(mg_bird *bird, const mg_weights *weights, const mg_model_weights_options *options) {
     mg_vit_config vit_config;
@@ -155,6 +172,7 @@ void mg_bird_session_free(mg_bird_session *s) {
     if (!s) return;
     mg_kv_cache_free(s->cache);
     free(s->history);
+    free(s->image_hashes);
     free(s);
 }
 
@@ -180,23 +198,44 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
     mg_status status = mg_bird_image_rows(bird, tokens, n_tokens, rows, n_tokens, &n_rows);
 
     /* Reuse the cached prefix; at least the last prompt token runs so that
-     * its logits start generation. */
+     * its logits start generation. An image whose embeddings differ from the
+     * one cached at the same span ends the reusable prefix at its first row. */
     int keep = 0;
     int limit = session->n_history < n_tokens - 1 ? session->n_history : n_tokens - 1;
     while (keep < limit && session->history[keep] == tokens[keep]) keep++;
+    int64_t hidden = mg_decoder_get_config(bird->decoder)->hidden_size;
+    int per_image = (int)mg_bird_image_tokens(bird);
+    int n_images = n_rows / per_image;
+    bool have_embeddings = image_embeddings && image_embeddings->n_dims == 2 && image_embeddings->shape[0] == n_rows &&
+                           image_embeddings->shape[1] == hidden && image_embeddings->dtype == MG_F32 &&
+                           mg_tensor_is_contiguous(image_embeddings);
+    uint64_t *hashes = NULL;
+    if (status == MG_OK && n_images > 0 && have_embeddings) {
+        hashes = malloc((size_t)n_images * sizeof *hashes);
+        if (!hashes) status = mg_error(MG_ERR_NO_MEMORY, "bird: out of memory");
+        for (int i = 0; hashes && i < n_images; i++)
+            hashes[i] = mg_bird_hash_rows((const float *)image_embeddings->data + (int64_t)i * per_image * hidden,
+                                          (int64_t)per_image * hidden);
+    }
+    for (int i = 0; status == MG_OK && i < n_images; i++) {
+        int first = rows[i * per_image];
+        if (first >= keep) break;
+        bool same = i < session->n_images && (!hashes || hashes[i] == session->image_hashes[i]);
+        if (!same) {
+            keep = first;
+            break;
+        }
+    }
     int first_new_row = 0;
     while (first_new_row < n_rows && rows[first_new_row] < keep) first_new_row++;
     int n_override = n_rows - first_new_row;
-    int64_t hidden = mg_decoder_get_config(bird->decoder)->hidden_size;
     mg_tensor tail;
     if (status == MG_OK && n_override > 0) {
-        if (!image_embeddings || image_embeddings->n_dims != 2 || image_embeddings->shape[0] != n_rows ||
-            image_embeddings->shape[1] != hidden || image_embeddings->dtype != MG_F32 ||
-            !mg_tensor_is_contiguous(image_embeddings)) {
+        if (!have_embeddings) {
             char got[64] = "none";
             if (image_embeddings) mg_tensor_describe(image_embeddings, got, sizeof got);
             status = mg_error(MG_ERR_SHAPE, "bird: the prompt has %d image rows (%d images): image embeddings must be f32 [%d, %lld], got %s",
-                              n_rows, n_rows / (int)mg_bird_image_tokens(bird), n_rows, (long long)hidden, got);
+                              n_rows, n_images, n_rows, (long long)hidden, got);
         } else {
             status = mg_tensor_slice(image_embeddings, 0, first_new_row, n_rows, &tail);
             for (int i = first_new_row; i < n_rows; i++) rows[i] -= keep;
@@ -210,18 +249,31 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
         status = mg_generate(ctx, bird->decoder, session->cache, &prompt, options, out_tokens, max_out, n_out);
     }
     free(rows);
+    if (status == MG_OK && n_images > session->n_images) {
+        uint64_t *grown = realloc(session->image_hashes, (size_t)n_images * sizeof *grown);
+        if (!grown) status = mg_error(MG_ERR_NO_MEMORY, "bird: out of memory");
+        else session->image_hashes = grown;
+    }
     if (status != MG_OK) {
         /* The cache may hold part of this turn: forget it all. */
+        free(hashes);
         mg_kv_cache_truncate(session->cache, 0);
         session->n_history = 0;
+        session->n_images = 0;
         return status;
     }
+    /* Images of this prompt: new fingerprints when embeddings were given,
+     * else every image lay in the reused prefix and keeps its own. */
+    if (hashes) memcpy(session->image_hashes, hashes, (size_t)n_images * sizeof *hashes);
+    session->n_images = n_images;
+    free(hashes);
     memcpy(session->history + keep, tokens + keep, (size_t)(n_tokens - keep) * sizeof *tokens);
     session->n_history = n_tokens;
     for (int i = 0; i + 1 < *n_out; i++) session->history[session->n_history++] = out_tokens[i];
     if (session->n_history != mg_kv_cache_length(session->cache)) {
         mg_kv_cache_truncate(session->cache, 0);
         session->n_history = 0;
+        session->n_images = 0;
         return mg_error(MG_ERR_INTERNAL, "bird: session history and KV cache disagree");
     }
     return MG_OK;

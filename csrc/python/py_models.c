@@ -6,6 +6,8 @@
  * once (it owns its scratch memory); the GIL is released around C work. */
 #include "py_common.h"
 
+#include <sys/mman.h>
+
 int mg_py_register_sam(PyObject *module); /* SAM-Med2D / MedPLIB block at the end */
 
 /* ======================================================================== */
@@ -19,6 +21,7 @@ int mg_py_register_sam(PyObject *module); /* SAM-Med2D / MedPLIB block at the en
 typedef struct mg_py_bird {
     mg_weights *weights;
     mg_bird *bird;
+    PyObject *keepalive; /* arrays an in-memory table borrows (bird_load_arrays) */
 } mg_py_bird;
 
 typedef struct mg_py_bird_session {
@@ -36,6 +39,7 @@ static void mg_py_bird_destroy(PyObject *capsule) {
     if (!m) return;
     mg_bird_free(m->bird);
     mg_weights_destroy(m->weights);
+    Py_XDECREF(m->keepalive);
     free(m);
 }
 
@@ -110,6 +114,234 @@ static PyObject *py_bird_load(PyObject *self, PyObject *args, PyObject *kwargs) 
         free(m);
     }
     return capsule;
+}
+
+/* Metadata {key: bool | int | float | str} (config.json flattened by the
+ * caller, e.g. "config.visual.width") into an in-memory table. */
+static int mg_py_bird_set_metadata(mg_weights *weights, PyObject *metadata) {
+    if (metadata == Py_None) return 0;
+    if (!PyDict_Check(metadata)) {
+        mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "metadata must be a dict"));
+        return -1;
+    }
+    PyObject *key, *value;
+    Py_ssize_t position = 0;
+    while (PyDict_Next(metadata, &position, &key, &value)) {
+        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (!name) {
+            PyErr_Clear();
+            mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "metadata keys must be str"));
+            return -1;
+        }
+        mg_status status = MG_OK;
+        if (PyBool_Check(value) || PyLong_Check(value)) {
+            long long v = PyLong_AsLongLong(value);
+            if (v == -1 && PyErr_Occurred()) return -1;
+            status = mg_weights_set_int(weights, name, v);
+        } else if (PyFloat_Check(value)) {
+            status = mg_weights_set_float(weights, name, PyFloat_AsDouble(value));
+        } else if (PyUnicode_Check(value)) {
+            const char *text = PyUnicode_AsUTF8(value);
+            if (!text) return -1;
+            status = mg_weights_set_string(weights, name, text);
+        } else {
+            continue; /* lists, None: not model hyper-parameters */
+        }
+        if (status != MG_OK) {
+            mg_py_raise(mg_error_prefix(status, "metadata %s", name));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One (name, array, dtype name) entry -> a borrowed tensor in `weights`.
+ * The dtype name says what the bytes are (bf16 arrives as uint16 bits). */
+static int mg_py_bird_add_array(mg_weights *weights, PyObject *entry, PyObject *keepalive) {
+    const char *name, *dtype_name;
+    PyObject *array_object;
+    if (!PyTuple_Check(entry) || !PyArg_ParseTuple(entry, "sOs", &name, &array_object, &dtype_name)) {
+        PyErr_Clear();
+        mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "tensors must be (name, array, dtype) tuples"));
+        return -1;
+    }
+    mg_dtype dtype;
+    mg_status status = mg_dtype_from_name(dtype_name, &dtype);
+    if (status != MG_OK) {
+        mg_py_raise(mg_error_prefix(status, "tensor %s", name));
+        return -1;
+    }
+    if (!PyArray_Check(array_object)) {
+        mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "tensor %s: expected a NumPy array", name));
+        return -1;
+    }
+    PyArrayObject *array = (PyArrayObject *)array_object;
+    int n_dims = PyArray_NDIM(array);
+    if (n_dims < 1 || n_dims > MG_MAX_DIMS || mg_dtype_is_quantized(dtype) ||
+        (int64_t)PyArray_ITEMSIZE(array) != mg_dtype_block_bytes(dtype) || !PyArray_ISALIGNED(array)) {
+        mg_py_raise(mg_error(MG_ERR_DTYPE, "tensor %s: a %d-D array of %d-byte items cannot hold %s", name, n_dims,
+                             (int)PyArray_ITEMSIZE(array), dtype_name));
+        return -1;
+    }
+    int64_t shape[MG_MAX_DIMS];
+    for (int i = 0; i < n_dims; i++) shape[i] = (int64_t)PyArray_DIM(array, i);
+    mg_tensor t;
+    status = mg_tensor_init(&t, PyArray_DATA(array), dtype, n_dims, shape);
+    for (int i = 0; status == MG_OK && i < n_dims; i++) {
+        npy_intp stride = PyArray_STRIDE(array, i);
+        if (stride < 0) status = mg_error(MG_ERR_UNSUPPORTED, "tensor %s: negative strides", name);
+        t.strides[i] = (int64_t)stride;
+    }
+    if (status == MG_OK) status = mg_weights_add(weights, name, &t, false);
+    if (status != MG_OK) {
+        mg_py_raise(mg_error_prefix(status, "tensor %s", name));
+        return -1;
+    }
+    return PyList_Append(keepalive, array_object);
+}
+
+/* bird_load_arrays(tensors, metadata, dtype=None, strict=False) -> handle.
+ * tensors: iterable of (name, ndarray, dtype name); the arrays are borrowed
+ * (kept alive by the handle), strided views (e.g. transposes) allowed.
+ * Used for pickle checkpoints (.bin, .pdparams) read in Python. */
+static PyObject *py_bird_load_arrays(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"tensors", "metadata", "dtype", "strict", NULL};
+    PyObject *tensors, *metadata;
+    const char *dtype = NULL;
+    int strict = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|zp", keywords, &tensors, &metadata, &dtype, &strict))
+        return NULL;
+    mg_model_weights_options options;
+    if (mg_py_weights_options(dtype, strict != 0, &options) < 0) return NULL;
+    PyObject *iterator = PyObject_GetIter(tensors);
+    if (!iterator) return NULL;
+    mg_py_bird *m = calloc(1, sizeof *m);
+    if (!m) {
+        Py_DECREF(iterator);
+        return PyErr_NoMemory();
+    }
+    m->keepalive = PyList_New(0);
+    mg_status status = m->keepalive ? mg_weights_create(&m->weights) : MG_ERR_NO_MEMORY;
+    int failed = status != MG_OK ? (m->keepalive ? mg_py_raise_int(status) : -1) : 0;
+    PyObject *entry;
+    while (!failed && (entry = PyIter_Next(iterator))) {
+        failed = mg_py_bird_add_array(m->weights, entry, m->keepalive);
+        Py_DECREF(entry);
+    }
+    Py_DECREF(iterator);
+    if (!failed && PyErr_Occurred()) failed = -1;
+    if (!failed) failed = mg_py_bird_set_metadata(m->weights, metadata);
+    if (!failed) {
+        Py_BEGIN_ALLOW_THREADS
+        status = mg_bird_load(m->weights, &options, &m->bird);
+        Py_END_ALLOW_THREADS
+        if (status != MG_OK) failed = mg_py_raise_int(status);
+    }
+    PyObject *capsule = failed ? NULL : PyCapsule_New(m, MG_PY_BIRD, mg_py_bird_destroy);
+    if (!capsule) {
+        mg_bird_free(m->bird);
+        mg_weights_destroy(m->weights);
+        Py_XDECREF(m->keepalive);
+        free(m);
+    }
+    return capsule;
+}
+
+/* bird_check_tensors(specs, metadata, strict=True) -> None.
+ * A metadata-only load: specs are (name, dtype name, shape) of a checkpoint
+ * of any size; every tensor reads as zeros from one shared read-only
+ * anonymous mapping (no memory is committed), and mg_bird_load runs on that
+ * table with the given options. Raises what the loader raises (missing or
+ * unused tensor, wrong shape). Only formats whose load needs no
+ * conversion (f32 matrices) are cheap: the loader's conversions still run. */
+static PyObject *py_bird_check_tensors(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"specs", "metadata", "strict", NULL};
+    PyObject *specs, *metadata;
+    int strict = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|p", keywords, &specs, &metadata, &strict)) return NULL;
+    PyObject *sequence = PySequence_Fast(specs, "specs must be a sequence of (name, dtype, shape)");
+    if (!sequence) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    mg_weights *weights = NULL;
+    mg_status status = mg_weights_create(&weights);
+    if (status != MG_OK) {
+        Py_DECREF(sequence);
+        return mg_py_raise(status);
+    }
+    /* Pass 1: parse and find the largest tensor. */
+    size_t largest = 64;
+    int failed = 0;
+    typedef struct { const char *name; mg_dtype dtype; int n_dims; int64_t shape[MG_MAX_DIMS]; } spec_t;
+    spec_t *parsed = calloc((size_t)(n > 0 ? n : 1), sizeof *parsed);
+    if (!parsed) failed = (PyErr_NoMemory(), -1);
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(sequence, i), *shape_object;
+        const char *dtype_name;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "ssO", &parsed[i].name, &dtype_name, &shape_object)) {
+            PyErr_Clear();
+            failed = mg_py_raise_int(mg_error(MG_ERR_INVALID_ARGUMENT, "spec %zd: expected (name, dtype, shape)", (ssize_t)i));
+            break;
+        }
+        status = mg_dtype_from_name(dtype_name, &parsed[i].dtype);
+        PyObject *shape = status == MG_OK ? PySequence_Fast(shape_object, "shape must be a sequence") : NULL;
+        if (status != MG_OK) {
+            failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+            break;
+        }
+        if (!shape) {
+            failed = -1;
+            break;
+        }
+        parsed[i].n_dims = (int)PySequence_Fast_GET_SIZE(shape);
+        if (parsed[i].n_dims < 1 || parsed[i].n_dims > MG_MAX_DIMS) {
+            Py_DECREF(shape);
+            failed = mg_py_raise_int(mg_error(MG_ERR_SHAPE, "tensor %s: %d dims", parsed[i].name, parsed[i].n_dims));
+            break;
+        }
+        for (int d = 0; d < parsed[i].n_dims; d++)
+            parsed[i].shape[d] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(shape, d));
+        Py_DECREF(shape);
+        if (PyErr_Occurred()) {
+            failed = -1;
+            break;
+        }
+        mg_tensor probe;
+        status = mg_tensor_init(&probe, NULL, parsed[i].dtype, parsed[i].n_dims, parsed[i].shape);
+        if (status != MG_OK) {
+            failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+            break;
+        }
+        size_t bytes = mg_tensor_nbytes(&probe);
+        if (bytes > largest) largest = bytes;
+    }
+    void *zeros = MAP_FAILED;
+    if (!failed) {
+        zeros = mmap(NULL, largest, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (zeros == MAP_FAILED)
+            failed = mg_py_raise_int(mg_error(MG_ERR_NO_MEMORY, "bird_check_tensors: cannot map %zu bytes", largest));
+    }
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        mg_tensor t;
+        status = mg_tensor_init(&t, zeros, parsed[i].dtype, parsed[i].n_dims, parsed[i].shape);
+        if (status == MG_OK) status = mg_weights_add(weights, parsed[i].name, &t, false);
+        if (status != MG_OK) failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+    }
+    if (!failed) failed = mg_py_bird_set_metadata(weights, metadata);
+    if (!failed) {
+        mg_model_weights_options options = {false, MG_F32, strict != 0};
+        mg_bird *bird = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        status = mg_bird_load(weights, &options, &bird);
+        mg_bird_free(bird);
+        Py_END_ALLOW_THREADS
+        if (status != MG_OK) failed = mg_py_raise_int(status);
+    }
+    mg_weights_destroy(weights);
+    if (zeros != MAP_FAILED) munmap(zeros, largest);
+    free(parsed);
+    Py_DECREF(sequence);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* bird_info(model) -> dict of the loaded hyper-parameters */
@@ -419,6 +651,12 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
 static PyMethodDef mg_py_bird_methods[] = {
     {"bird_load", (PyCFunction)(void (*)(void))py_bird_load, METH_VARARGS | METH_KEYWORDS,
      "bird_load(path, dtype=None, strict=False) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."},
+    {"bird_load_arrays", (PyCFunction)(void (*)(void))py_bird_load_arrays, METH_VARARGS | METH_KEYWORDS,
+     "bird_load_arrays(tensors, metadata, dtype=None, strict=False) -> handle. tensors: (name, ndarray, dtype) "
+     "borrowed; metadata: flattened config ('config.hidden_size': 4096, ...)."},
+    {"bird_check_tensors", (PyCFunction)(void (*)(void))py_bird_check_tensors, METH_VARARGS | METH_KEYWORDS,
+     "bird_check_tensors(specs, metadata, strict=True) -> None. Metadata-only load of (name, dtype, shape) specs "
+     "(zero-backed, nothing committed); raises what mg_bird_load raises."},
     {"bird_info", py_bird_info, METH_O, "bird_info(model) -> dict of hyper-parameters."},
     {"bird_encode_image", (PyCFunction)(void (*)(void))py_bird_encode_image, METH_VARARGS | METH_KEYWORDS,
      "bird_encode_image(model, pixels, return_features=False) -> embeddings (, vit features)."},

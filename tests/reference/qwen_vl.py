@@ -27,18 +27,20 @@ import torch.nn.functional as F
 # ----------------------------------------------------------------- configs
 
 
-def tiny_config(vocab_size: int = 151936, image_start_id: int = 151857) -> dict:
+def tiny_config(vocab_size: int = 512, image_start_id: int = 500) -> dict:
     """A config.json of the real schema with widths/depths shrunk. The
     resampler width must equal hidden_size and be a multiple of 128 (its
-    head count is width // 128)."""
+    head count is width // 128): 256 gives 2 resampler heads. Qwen's special
+    tokens keep their relative layout (<|endoftext|> = image_start_id - 214),
+    so vocab_size 512 with image_start_id 500 holds them all (286..502)."""
     return {
         "architectures": ["QWenLMHeadModel"],
         "model_type": "qwen",
-        "hidden_size": 128,
+        "hidden_size": 256,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
-        "kv_channels": 32,
-        "intermediate_size": 384,  # two SwiGLU branches of 192
+        "kv_channels": 64,
+        "intermediate_size": 512,  # two SwiGLU branches of 256
         "layer_norm_epsilon": 1e-6,
         "vocab_size": vocab_size,
         "rotary_emb_base": 10000,
@@ -55,7 +57,7 @@ def tiny_config(vocab_size: int = 151936, image_start_id: int = 151857) -> dict:
             "image_start_id": image_start_id,
             "layers": 2,
             "mlp_ratio": 2.0,
-            "output_dim": 128,  # resampler width = hidden_size (128 -> 1 head)
+            "output_dim": 256,  # resampler width = hidden_size (2 heads of 128)
             "patch_size": 14,
             "width": 64,
         },
@@ -359,9 +361,11 @@ class QwenVL(nn.Module):
 # ------------------------------------------------------ random checkpoints
 
 
-def random_state_dict(config: dict, seed: int = 0, scale: float = 0.05) -> dict[str, torch.Tensor]:
+def random_state_dict(config: dict, seed: int = 0, scale: float = 0.1) -> dict[str, torch.Tensor]:
     """Random weights for QwenVL(config) with realistic magnitudes: norms
-    near 1, pos_embed the real 2-D sin-cos table."""
+    near 1, pos_embed the real 2-D sin-cos table. scale 0.1 makes the tiny
+    model's greedy continuations vary from step to step (0.05 repeats one
+    token, which would hide cache/position bugs)."""
     torch.manual_seed(seed)
     model = QwenVL(config)
     state = {}
@@ -394,6 +398,42 @@ def save_checkpoint(folder: pathlib.Path, config: dict, state: dict[str, torch.T
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+def save_bin(folder: pathlib.Path, config: dict, state: dict[str, torch.Tensor],
+             dtype: torch.dtype = torch.float32, shards: int = 1) -> pathlib.Path:
+    """A Hugging Face folder of torch.save pickles (pytorch_model*.bin, with
+    pytorch_model.bin.index.json when sharded) + config.json, as Qwen-VL-Chat
+    ships (bf16 there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(state)
+    if shards == 1:
+        torch.save({k: state[k].to(dtype).contiguous() for k in names}, folder / "pytorch_model.bin")
+    else:
+        weight_map = {}
+        for i in range(shards):
+            part = names[i::shards]
+            file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+            torch.save({k: state[k].to(dtype).contiguous() for k in part}, folder / file)
+            weight_map.update({k: file for k in part})
+        (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def gguf_state_dict(path) -> dict[str, torch.Tensor]:
+    """Every tensor of a GGUF file as exact f32 values, read and dequantised
+    by the `gguf` package (independent of medground's reader)."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(str(path))
+    out = {}
+    for t in reader.tensors:
+        values = dequantize(t.data, t.tensor_type)
+        shape = tuple(int(d) for d in reversed(t.shape))  # GGUF lists dims fastest first
+        out[t.name] = torch.from_numpy(np.array(values, dtype=np.float32).reshape(shape))
+    return out
 
 
 # ------------------------------------------------------------ GPTQ (int4)

@@ -609,6 +609,9 @@ typedef enum mg_tokenizer_kind {
  * Qwen's reference NFC-normalises text first; this C API does not (pass NFC
  * text, see mg_tokenizer_wants_nfc). Caller frees with mg_tokenizer_destroy. */
 mg_status mg_tokenizer_load_qwen(const char *path, mg_tokenizer **out);
+/* mg_tokenizer_load_qwen from the ranks file's bytes in memory (e.g. GGUF
+ * metadata medground.tokenizer.qwen_tiktoken); `name` is used in messages. */
+mg_status mg_tokenizer_load_qwen_memory(const char *data, size_t n_bytes, const char *name, mg_tokenizer **out);
 /* Any tiktoken ranks file with a given pre-tokenisation regex (NULL: Qwen's)
  * and no special tokens (add them with mg_tokenizer_add_tokens). The bytes
  * are copied. `name` is used in messages. */
@@ -625,6 +628,9 @@ mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_
  * </ref>, <region>, </region>, <sr>, </sr>, <mask>, </mask>, <gen_1>..
  * <gen_256>, <im_start>, <im_end> 32266 (vocab 32267). */
 mg_status mg_tokenizer_load_medplib(const char *path, mg_tokenizer **out);
+/* mg_tokenizer_load_medplib from tokenizer.model bytes in memory. */
+mg_status mg_tokenizer_load_medplib_memory(const uint8_t *bytes, size_t n_bytes, const char *name,
+                                           mg_tokenizer **out);
 
 /* A Hugging Face tokenizer.json whose model is a byte-level BPE (ByteLevel
  * or Split+ByteLevel pre-tokenizer). Other models: MG_ERR_UNSUPPORTED. */

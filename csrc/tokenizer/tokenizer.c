@@ -157,10 +157,17 @@ mg_status mg_tokenizer_load_qwen(const char *path, mg_tokenizer **out) {
     uint8_t *data;
     size_t n;
     MG_TRY(read_file(path, &data, &n));
-    mg_tokenizer *tok;
-    mg_status status = mg_tokenizer_load_tiktoken_memory((const char *)data, n, mg_qwen_pattern, base_name(path), &tok);
+    mg_status status = mg_tokenizer_load_qwen_memory((const char *)data, n, base_name(path), out);
     free(data);
-    if (status != MG_OK) return status;
+    return status;
+}
+
+mg_status mg_tokenizer_load_qwen_memory(const char *data, size_t n, const char *name, mg_tokenizer **out) {
+    if (!out) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_tokenizer_load_qwen_memory: out is NULL");
+    *out = NULL;
+    mg_tokenizer *tok;
+    MG_TRY(mg_tokenizer_load_tiktoken_memory(data, n, mg_qwen_pattern, name ? name : "qwen.tiktoken", &tok));
+    mg_status status;
     /* Qwen-VL's SPECIAL_TOKENS order: ENDOFTEXT, IMSTART, IMEND, the 205
      * extras, then the image/box tags; ids continue the ranks. */
     static const char *const image_tags[] = {"<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>",
@@ -222,8 +229,21 @@ mg_status mg_tokenizer_load_sentencepiece(const char *path, mg_tokenizer **out) 
     return MG_OK;
 }
 
+/* Adds MedPLIB's tokens to a freshly loaded LLaMA SentencePiece model;
+ * destroys it on failure. */
+static mg_status add_medplib_tokens(mg_tokenizer **out);
+
 mg_status mg_tokenizer_load_medplib(const char *path, mg_tokenizer **out) {
     MG_TRY(mg_tokenizer_load_sentencepiece(path, out));
+    return add_medplib_tokens(out);
+}
+
+mg_status mg_tokenizer_load_medplib_memory(const uint8_t *bytes, size_t n_bytes, const char *name, mg_tokenizer **out) {
+    MG_TRY(mg_tokenizer_load_sentencepiece_memory(bytes, n_bytes, name, out));
+    return add_medplib_tokens(out);
+}
+
+static mg_status add_medplib_tokens(mg_tokenizer **out) {
     /* MedPLIB's train code adds these with tokenizer.add_tokens (plain
      * added tokens: whitespace stripped around them by the slow tokenizer),
      * in this order; ids follow the 32000 base pieces. */

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .models.sam_med2d import SamMed2D
+from .tokenizer import Tokenizer
 
 
 def set_num_threads(n_threads: int = 0, blas: str | None = None) -> None:
@@ -40,6 +41,7 @@ __all__ = [
     "convert",
     "inspect",
     "SamMed2D",
+    "Tokenizer",
     "__version__",
     "set_num_threads",
     "get_num_threads",

@@ -1,0 +1,700 @@
+"""Tokenizers vs independent references, id for id, on a >= 1 MB corpus.
+
+References (none written here):
+* Qwen-VL: PyPI ``tiktoken.Encoding`` built from ../shared/data/tokenizers/qwen.tiktoken with Qwen's
+  ``PAT_STR`` and Qwen-VL's special tokens. That object *is* Qwen-VL's tokenizer
+  (tokenization_qwen.py wraps it); its ``tokenize`` NFC-normalises first, which our default
+  ``normalize=True`` reproduces. The ``<img>path</img>`` rule is re-implemented below from
+  architecture.md §1.7.3 on top of tiktoken's output.
+* LLaMA: PyPI ``sentencepiece`` on ../shared/data/tokenizers/llama.tokenizer.model.
+* MedPLIB added tokens: MedPLIB pins transformers 4.31; the installed transformers is 5.x.
+  - What 5.x checks: 5.x's slow ``SentencePieceBackend`` (legacy=True) keeps 4.31's split/strip
+    loop (PreTrainedTokenizer.tokenize: trie split, then ``right.lstrip()`` / ``left.rstrip()``
+    next to an added token whose AddedToken has rstrip/lstrip). 5.x's ``add_tokens("<SEG>")``
+    makes AddedToken(lstrip=False, rstrip=False), i.e. NO stripping — 5.x differs from 4.31 here.
+    4.31's ``tokenize`` stripped both sides of any no-split token that is not an AddedToken
+    (plain ``add_tokens(str)``, what MedPLIB's training code does). So the 5.x reference is built
+    with ``AddedToken(t, lstrip=True, rstrip=True)``, which runs exactly 4.31's strip lines.
+    test_medplib_5x_plain_add_tokens_differs pins the 5.x difference so nobody "fixes" us to 5.x.
+  - Reproduced from the doc (architecture.md §2.10) and 4.31's code, with hand-written golden
+    cases: the whitespace rule above (test_medplib_golden_4_31) and 4.31's decode joining
+    (PreTrainedTokenizer._decode joins sub-texts with " "; LlamaTokenizer.convert_tokens_to_string
+    writes " " + previous text + control token) — 5.x decodes differently, so decode is checked
+    only against the hand-derived strings.
+* tokenizer.json: PyPI ``tokenizers`` loading the same file, built at test time (a ByteLevel
+  BPE trained on part of the corpus, and Qwen's ranks converted to HF merges with
+  Split+ByteLevel+NFC as Qwen2 files are laid out).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+import random
+import time
+import unicodedata
+
+import pytest
+
+from conftest import shared_path
+
+tiktoken = pytest.importorskip("tiktoken")
+spm = pytest.importorskip("sentencepiece")
+hf_tokenizers = pytest.importorskip("tokenizers")
+
+import medground  # noqa: E402
+from medground import errors  # noqa: E402
+from medground.tokenizer import Tokenizer  # noqa: E402
+
+QWEN_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+# architecture.md §1.7.2: ids = 151643 + index in this order.
+QWEN_SPECIALS = (["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + [f"<|extra_{i}|>" for i in range(205)]
+                 + ["<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>", "<img>", "</img>", "<imgpad>"])
+# architecture.md §2.10, train-code order, ids 32000.. (vocab 32267).
+MEDPLIB_ADDED = (["<SEG>", "<ref>", "</ref>", "<region>", "</region>", "<sr>", "</sr>", "<mask>", "</mask>"]
+                 + [f"<gen_{i}>" for i in range(1, 257)] + ["<im_start>", "<im_end>"])
+
+MEDICAL = [
+    "Please output the bounding box of the liver in this CT image.",
+    "<ref>the left kidney</ref><box>(123,456),(789,999)</box>",
+    "<ref>lesion</ref><box>(0,0),(999,999)</box><box>(12,34),(56,78)</box>",
+    "Picture 1:<img>/data/ct/amos_0001.png</img>\nWhere is the spleen?",
+    "Dose: 2.5 mg/kg q8h IV; BP 120/80 mmHg; HR 72 bpm; SpO₂ 98%; T 37.2 °C; 5×10⁹/L; 3 µm; 10 mSv",
+    "肝脏占位性病变，大小约 3.2 cm × 2.8 cm，边界清楚。右肺上叶见结节影（直径 8 mm）。",
+    "腹部CT平扫：胰腺形态、大小未见异常。脾脏未见增大。",
+    "Ｆｕｌｌｗｉｄｔｈ ＣＴ　ｓｃａｎ　１２３",
+    "Emoji: 🩻🫁🫀🧠 💉💊 👩🏽‍⚕️ 🏳️‍🌈 😀😀😀",
+    "MRI T2-FLAIR hyperintensity in the periventricular white matter (≈ 4–6 lesions, ≥3 mm).",
+    "tab\tseparated\tvalues\t\t\tand  double  spaces   and    four",
+    "lines\n\n\n\nwith blank\r\n\r\nCRLF\n \n  \n   trailing   \n",
+    "     leading spaces and trailing spaces     ",
+    "Ångström, café, naïve, résumé, Zürich, São Paulo, Ελληνικά, русский, עברית, العربية, हिन्दी, 한국어, 日本語",
+    "e\u0301 (combining acute, NFC composes it) vs é; ﬁ ligature; Ⅻ roman; ½ ¼",
+    "don't I'M You'RE they'll we'd it's She'S HE'VE",
+    "1234567890 3.14159 -0.001 1e-9 0x1F 10,000,000 2024-12-01T08:00:00Z",
+    "!!!??? ... --- *** ### @@@ $$$ %%% ^^^ &&& ((( ))) [[[ ]]] {{{ }}} <<< >>> ||| ~~~",
+    "USER: <im_start><image><im_end>\nWhat is shown in <region>mask</region>? ASSISTANT: It is <SEG>.",
+    "A chat between a curious user and an artificial intelligence assistant. USER: Segment the tumour. ASSISTANT:",
+    "zero\u200bwidth\u200cjoiners\u200d and NBSP\u00a0here and NEL\u0085there and LS\u2028PS\u2029end",
+    "\u3000ideographic\u3000space\u3000",
+]
+
+
+def _docstrings(path: pathlib.Path) -> str:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError):
+        return ""
+    parts = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                parts.append(doc)
+    return "\n\n".join(parts)
+
+
+def _build_corpus() -> list[str]:
+    """>= 1 MB of real text from installed packages (package metadata/READMEs, licences,
+    docstrings), plus medical phrases with random whitespace runs. Deterministic."""
+    site = pathlib.Path(tiktoken.__file__).resolve().parent.parent
+    docs: list[str] = []
+    size = 0
+
+    def add(text: str, limit: int) -> bool:
+        nonlocal size
+        if text.strip():
+            docs.append(text)
+            size += len(text.encode("utf-8"))
+        return size >= limit
+
+    for path in sorted(site.glob("*.dist-info/METADATA")):
+        if add(path.read_text(encoding="utf-8", errors="replace"), 600_000):
+            break
+    licences = sorted(site.glob("*.dist-info/licenses/*")) + sorted(site.glob("*.dist-info/LICENSE*"))
+    for path in licences:
+        if path.is_file() and add(path.read_text(encoding="utf-8", errors="replace"), 850_000):
+            break
+    sources = []
+    for package in ("tiktoken", "tokenizers", "sentencepiece", "numpy", "transformers"):
+        root = site / package
+        if root.is_dir():
+            sources += sorted(p for p in root.rglob("*.py") if p.stat().st_size < 150_000)
+    for path in sources:
+        if add(_docstrings(path), 1_150_000):
+            break
+    rng = random.Random(4)
+    for i in range(400):
+        phrase = MEDICAL[i % len(MEDICAL)]
+        words = phrase.split(" ")
+        glue = [rng.choice([" ", " ", "  ", "\n", "\n\n", "\t", "   ", " \n "]) for _ in words]
+        docs.append("".join(w + g for w, g in zip(words, glue)).rstrip(" ") if i % 3 else phrase)
+    assert size >= 1_000_000, f"corpus only {size} bytes; installed packages changed?"
+    return docs
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return _build_corpus()
+
+
+def _first_mismatch(ours: list[list[int]], ref: list[list[int]], docs) -> str | None:
+    assert len(ours) == len(ref)
+    for d, (a, b) in enumerate(zip(ours, ref)):
+        if a != b:
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            doc = docs[d] if docs is not None else ""
+            return (f"doc {d} ({len(doc)} chars) differs at token {k}: ours {a[max(0, k - 3):k + 5]} "
+                    f"ref {b[max(0, k - 3):k + 5]}; doc starts {doc[:80]!r}")
+    return None
+
+
+def _sprinkle(docs: list[str], tokens: list[str], seed: int, every: int = 40) -> list[str]:
+    """Insert tokens between words with varied whitespace (deterministic)."""
+    rng = random.Random(seed)
+    out = []
+    for doc in docs:
+        words = doc.split(" ")
+        for _ in range(max(1, len(words) // every)):
+            at = rng.randrange(len(words))
+            words[at] = words[at] + rng.choice(["", " ", "  ", "\n", " \n\t"]) + rng.choice(tokens) + \
+                rng.choice(["", " ", "\n", "  "])
+        out.append(" ".join(words))
+    return out
+
+
+# ============================================================== Qwen-VL
+
+@pytest.fixture(scope="module")
+def qwen_path() -> pathlib.Path:
+    return shared_path("tokenizers", "qwen.tiktoken")
+
+
+@pytest.fixture(scope="module")
+def qwen_ref(qwen_path):
+    from tiktoken.load import load_tiktoken_bpe
+
+    ranks = load_tiktoken_bpe(str(qwen_path))
+    return tiktoken.Encoding("qwen", pat_str=QWEN_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)})
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_path) -> Tokenizer:
+    return Tokenizer.from_pretrained(qwen_path)
+
+
+def test_public_export():
+    assert medground.Tokenizer is Tokenizer
+
+
+def test_qwen_special_ids(qwen, qwen_ref):
+    assert qwen.vocab_size == 151860 == qwen_ref.n_vocab
+    assert qwen.eos_id == 151643 and qwen.bos_id is None
+    expected = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|extra_0|>": 151646,
+                "<|extra_204|>": 151850, "<ref>": 151851, "</ref>": 151852, "<box>": 151853, "</box>": 151854,
+                "<quad>": 151855, "</quad>": 151856, "<img>": 151857, "</img>": 151858, "<imgpad>": 151859}
+    for token, token_id in expected.items():
+        assert qwen.token_to_id(token) == token_id
+        assert qwen.id_to_token(token_id) == token.encode()
+        assert qwen.is_special(token_id)
+        assert qwen.encode(token, expand_images=False) == [token_id] == qwen_ref.encode(token, allowed_special="all")
+    # architecture.md §1.7.1: GPT-2 byte order for ranks 0..255
+    assert qwen.token_to_id(b"!") == 0 and qwen.token_to_id(b"\n") == 198 and qwen.token_to_id(b" ") == 220
+    assert not qwen.is_special(220)
+    with pytest.raises(errors.NotFoundError):
+        qwen.token_to_id("<|extra_205|>")
+    assert sorted(qwen.special_tokens()) == sorted(QWEN_SPECIALS)
+
+
+def test_qwen_corpus_ordinary(qwen, qwen_ref, corpus):
+    """Specials off, no NFC: tiktoken's encode_ordinary, per document and as one 1 MB string."""
+    started = time.perf_counter()
+    ours = qwen.encode_batch(corpus, allowed_special=None, normalize=False)
+    ref = qwen_ref.encode_ordinary_batch(corpus, num_threads=1)
+    assert _first_mismatch(ours, ref, corpus) is None
+    joined = "".join(corpus)
+    assert qwen.encode(joined, allowed_special=None, normalize=False) == qwen_ref.encode_ordinary(joined)
+    assert sum(map(len, ours)) > 200_000
+    assert time.perf_counter() - started < 30
+
+
+def test_qwen_corpus_specials_nfc(qwen, qwen_ref, corpus):
+    """Qwen's tokenize(): NFC, then every special allowed. <img> is tested on its own below."""
+    tags = [t for t in QWEN_SPECIALS if t not in ("<img>", "</img>")]
+    docs = _sprinkle(corpus, tags, seed=7)
+    ours = qwen.encode_batch(docs, expand_images=False)
+    ref = [qwen_ref.encode(unicodedata.normalize("NFC", d), allowed_special="all") for d in docs]
+    assert _first_mismatch(ours, ref, docs) is None
+    assert sum(x >= 151643 for ids in ours for x in ids) > 1000
+    # NFC really happens: "e" + U+0301 composes to "é"
+    assert qwen.encode("e\u0301") == qwen_ref.encode("\u00e9") != qwen_ref.encode("e\u0301")
+    assert qwen.encode("e\u0301", normalize=False) == qwen_ref.encode("e\u0301")
+
+
+def test_qwen_allowed_and_disallowed_special(qwen, qwen_ref):
+    text = "User <box>(1,2),(3,4)</box> wrote <|im_start|> and <|endoftext|> and <ref>x</ref>"
+    for allowed in ({"<box>"}, {"<box>", "</box>", "<|endoftext|>"}, set()):
+        ours = qwen.encode(text, allowed_special=allowed or None)
+        assert ours == qwen_ref.encode(text, allowed_special=allowed, disallowed_special=())
+    assert qwen.encode(text, allowed_special=None) == qwen_ref.encode_ordinary(text)
+    assert qwen.encode(text, allowed_special="all") == qwen_ref.encode(text, allowed_special="all")
+    # tiktoken's default: a disallowed special in text is an error
+    with pytest.raises(errors.InvalidArgumentError, match="disallowed special token"):
+        qwen.encode(text, allowed_special={"<box>", "</box>"}, disallowed_special="all")
+    with pytest.raises(ValueError):
+        qwen_ref.encode(text, allowed_special={"<box>", "</box>"})
+    assert qwen.encode("plain text", allowed_special=None, disallowed_special="all") == \
+        qwen_ref.encode("plain text")
+    with pytest.raises(errors.NotFoundError, match="<nope>"):
+        qwen.encode(text, allowed_special={"<nope>"})
+    with pytest.raises(errors.InvalidArgumentError):
+        qwen.encode(text, allowed_special="some")
+
+
+def _qwen_img_reference(qwen_ref, text: str) -> list[int]:
+    """architecture.md §1.7.3 over tiktoken's ids: the tokens between <img> and </img> are joined back
+    into the path's bytes, byte b becomes id b, padded with <imgpad> to 256."""
+    ids = qwen_ref.encode(unicodedata.normalize("NFC", text), allowed_special="all")
+    out, i = [], 0
+    while i < len(ids):
+        if ids[i] != 151857:
+            out.append(ids[i])
+            i += 1
+            continue
+        j = ids.index(151858, i)
+        path = b"".join(qwen_ref.decode_single_token_bytes(t) for t in ids[i + 1:j])
+        assert len(path) <= 256
+        out += [151857] + list(path) + [151859] * (256 - len(path)) + [151858]
+        i = j + 1
+    return out
+
+
+def test_qwen_image_rule(qwen, qwen_ref):
+    texts = ["Picture 1:<img>/data/ct/amos_0001.png</img>\nWhere is the liver?",
+             "<img>a</img><img>图像/肝脏 😀.png</img> two images <ref>x</ref><box>(1,2),(3,4)</box>",
+             "<img></img>", "no image </img> stray close", "<img>" + "p" * 256 + "</img>"]
+    for text in texts:
+        ours = qwen.encode(text)
+        assert ours == _qwen_img_reference(qwen_ref, text), text
+    ids = qwen.encode(texts[0])
+    assert ids.count(151859) == 256 - len(b"/data/ct/amos_0001.png")
+    assert ids[ids.index(151857):ids.index(151858) + 1].__len__() == 258
+    assert qwen.decode(ids) == texts[0]  # decode writes the path back
+    assert qwen.decode(qwen.encode(texts[1])) == texts[1]
+    # skip_special drops every id >= 151643, the path bytes (ids 0..255) stay
+    assert qwen.decode(ids, skip_special_tokens=True) == "Picture 1:/data/ct/amos_0001.png\nWhere is the liver?"
+    with pytest.raises(errors.InvalidArgumentError, match="at most 256"):
+        qwen.encode("<img>" + "p" * 257 + "</img>")
+    with pytest.raises(errors.InvalidArgumentError, match="not closed"):
+        qwen.encode("<img>/no/close.png")
+    # not allowed -> plain text, no rule (Qwen's rule runs on special-token ids only)
+    assert qwen.encode("<img>x</img>", allowed_special=None) == qwen_ref.encode_ordinary("<img>x</img>")
+    assert qwen.encode("<img>x</img>", expand_images=False) == qwen_ref.encode("<img>x</img>", allowed_special="all")
+
+
+def test_qwen_decode(qwen, qwen_ref, corpus):
+    ids = qwen.encode_batch(corpus, allowed_special=None, normalize=False)
+    for doc, seq in zip(corpus, ids):
+        assert qwen.decode(seq) == doc
+    # byte-level ids whose bytes are not UTF-8 decode as Python's errors="replace"
+    broken = [qwen.token_to_id(b"\xe8"), qwen.token_to_id(b"a"), qwen.token_to_id(b"\xff")]
+    assert qwen.decode(broken) == qwen_ref.decode(broken) == b"\xe8a\xff".decode("utf-8", "replace")
+    assert qwen.decode([151644, 872, 151645], skip_special_tokens=True) == qwen_ref.decode([872])
+    assert qwen.decode([151644, 872, 151645]) == qwen_ref.decode([151644, 872, 151645])
+    with pytest.raises(errors.InvalidArgumentError, match="position 1"):
+        qwen.decode([1, 151860])
+    with pytest.raises(errors.InvalidArgumentError):
+        qwen.decode([-1])
+    with pytest.raises(errors.InvalidArgumentError):
+        qwen.decode(["a"])
+    with pytest.raises(errors.InvalidArgumentError, match="no </img>"):
+        qwen.decode([151857, 1, 2])
+
+
+def test_qwen_stream_partial_utf8(qwen, qwen_ref):
+    text = "肝脏 😀🩻 résumé 日本語テキスト 👩🏽‍⚕️ end"
+    ids = qwen.encode(text)
+    # the emoji are split into several byte tokens, so some pushes must hold bytes back
+    assert any(len(qwen.id_to_token(i).decode("utf-8", "ignore")) == 0 for i in ids)
+    stream = qwen.stream()
+    pieces = [stream.push(i) for i in ids]
+    assert "".join(pieces) + stream.flush() == text == qwen_ref.decode(ids)
+    assert "" in pieces and all("\ufffd" not in p for p in pieces)
+    # an unfinished character at the end is held, then flushed as one U+FFFD (Python's rule)
+    stream = qwen.stream()
+    first = qwen.token_to_id(b"\xf0\x9f")
+    assert stream.push(first) == ""
+    assert stream.flush() == b"\xf0\x9f".decode("utf-8", "replace") == "\ufffd"
+    # skip_special in the stream matches decode(skip_special_tokens=True)
+    ids = qwen.encode("<|im_start|>user\n肝<|im_end|>")
+    stream = qwen.stream(skip_special_tokens=True)
+    assert "".join(stream.push(i) for i in ids) + stream.flush() == qwen.decode(ids, skip_special_tokens=True)
+
+
+def test_qwen_long_piece_matches_tiktoken(qwen, qwen_ref):
+    rng = random.Random(11)
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(20_000))  # one regex piece
+    assert qwen.encode(word) == qwen_ref.encode_ordinary(word)
+    digits_and_punct = "".join(rng.choice("0123456789.,;:!?-()[]") for _ in range(20_000))
+    assert qwen.encode(digits_and_punct) == qwen_ref.encode_ordinary(digits_and_punct)
+
+
+# ================================================================ LLaMA
+
+@pytest.fixture(scope="module")
+def llama_path() -> pathlib.Path:
+    return shared_path("tokenizers", "llama.tokenizer.model")
+
+
+@pytest.fixture(scope="module")
+def sp_ref(llama_path):
+    return spm.SentencePieceProcessor(model_file=str(llama_path))
+
+
+@pytest.fixture(scope="module")
+def llama(llama_path) -> Tokenizer:
+    return Tokenizer.from_pretrained(llama_path, medplib=False)
+
+
+@pytest.fixture(scope="module")
+def medplib(llama_path) -> Tokenizer:
+    return Tokenizer.from_pretrained(llama_path, medplib=True)
+
+
+def test_llama_basics(llama, medplib, sp_ref):
+    assert llama.vocab_size == 32000 == sp_ref.get_piece_size()
+    assert (llama.bos_id, llama.eos_id) == (1, 2) == (sp_ref.bos_id(), sp_ref.eos_id())
+    # architecture.md §2.10 facts
+    assert llama.token_to_id(":") == 29901 and llama.token_to_id("\u2581") == 29871
+    assert llama.encode("\n", add_bos=False) == sp_ref.encode("\n") == [29871, 13]
+    assert llama.encode("ASSISTANT:", add_bos=False) == [319, 1799, 9047, 13566, 29901]
+    assert llama.encode("hello") == [1] + sp_ref.encode("hello")  # BOS by default, as tokenizer(text)
+    assert llama.encode("hello", add_eos=True, add_bos=False) == sp_ref.encode("hello") + [2]
+    assert medplib.vocab_size == 32267
+    for i, token in enumerate(MEDPLIB_ADDED):
+        assert medplib.token_to_id(token) == 32000 + i
+    assert medplib.token_to_id("<SEG>") == 32000 and medplib.token_to_id("<im_end>") == 32266
+
+
+def test_llama_corpus_vs_sentencepiece(llama, sp_ref, corpus):
+    ours = llama.encode_batch(corpus, allowed_special=None, add_bos=False)
+    ref = sp_ref.encode(corpus)
+    assert _first_mismatch(ours, ref, corpus) is None
+    joined = "".join(corpus)
+    assert llama.encode(joined, allowed_special=None, add_bos=False) == sp_ref.encode(joined)
+    for seq in ours:
+        assert llama.decode(seq) == sp_ref.decode(seq)
+    # control pieces: decode drops them when skipping, as sp does
+    ids = [1] + ours[0][:50] + [2]
+    assert llama.decode(ids, skip_special_tokens=True) == sp_ref.decode(ids)
+    # byte pieces that are not UTF-8: sentencepiece's one U+FFFD per byte
+    assert llama.decode([235, 133]) == sp_ref.decode([235, 133])
+    assert llama.decode([243, 162, 155, 131, 3 + 0x41]) == sp_ref.decode([243, 162, 155, 131, 3 + 0x41])
+
+
+@pytest.fixture(scope="module")
+def medplib_ref(llama_path):
+    """transformers 5.x slow SentencePiece tokenizer running 4.31's strip lines (module docstring)."""
+    backend = pytest.importorskip("transformers.tokenization_utils_sentencepiece")
+    from transformers import AddedToken
+
+    ref = backend.SentencePieceBackend(vocab_file=str(llama_path), legacy=True, bos_token="<s>",
+                                       eos_token="</s>", unk_token="<unk>")
+    ref.add_tokens([AddedToken(t, lstrip=True, rstrip=True, normalized=False, special=False)
+                    for t in MEDPLIB_ADDED])
+    assert len(ref) == 32267
+    return ref
+
+
+def test_medplib_corpus_vs_transformers(medplib, medplib_ref, corpus):
+    docs = _sprinkle(corpus, MEDPLIB_ADDED[:12] + ["<gen_256>", "<im_start>", "<im_end>", "<s>", "</s>"], seed=9)
+    ours = medplib.encode_batch(docs, add_bos=False)
+    ref = [medplib_ref.encode(d, add_special_tokens=False) for d in docs]
+    assert _first_mismatch(ours, ref, docs) is None
+    assert sum(x >= 32000 for ids in ours for x in ids) > 1000
+
+
+def test_medplib_5x_plain_add_tokens_differs(llama_path, medplib):
+    """5.x add_tokens(str) does not strip whitespace (4.31 did): we follow 4.31, on purpose."""
+    backend = pytest.importorskip("transformers.tokenization_utils_sentencepiece")
+    ref = backend.SentencePieceBackend(vocab_file=str(llama_path), legacy=True, bos_token="<s>",
+                                       eos_token="</s>", unk_token="<unk>")
+    ref.add_tokens(MEDPLIB_ADDED)
+    text = "USER: <im_start><image><im_end>\nWhat"
+    assert ref.encode(text, add_special_tokens=False) != medplib.encode(text, add_bos=False)
+
+
+def test_medplib_golden_4_31(medplib, sp_ref):
+    """Hand-written expectations of transformers 4.31's slow LlamaTokenizer (legacy=True) with MedPLIB's
+    tokens added by add_tokens(str): split on added tokens (longest first), strip Python whitespace on
+    both sides of each, SentencePiece-encode every remaining chunk on its own (own dummy prefix)."""
+    sp = sp_ref.encode
+    # architecture.md §2.10 examples: "USER: <im_start>" -> "USER:" + <im_start>
+    assert medplib.encode("USER: <im_start>", add_bos=False) == sp("USER:") + [32265]
+    # "<im_end>\nWhat": the newline after the image disappears
+    assert medplib.encode("<im_end>\nWhat", add_bos=False) == [32266] + sp("What")
+    # a chunk "?" after </region> becomes "▁?" (fresh dummy prefix)
+    assert medplib.encode("</region>?", add_bos=False) == [32004] + sp("?")
+    assert sp("?") == [medplib.token_to_id("\u2581?")]
+    # the full MedPLIB prompt (llava_v1 template), BOS first
+    prompt = ("A chat between a curious user and an artificial intelligence assistant. USER: "
+              "<im_start><image><im_end>\nSegment the <ref>liver</ref> in <region>mask</region> ASSISTANT:")
+    expected = ([1] + sp("A chat between a curious user and an artificial intelligence assistant. USER:")
+                + [32265] + sp("<image>") + [32266] + sp("Segment the") + [32001] + sp("liver") + [32002]
+                + sp("in") + [32003] + sp("mask") + [32004] + sp("ASSISTANT:"))
+    assert medplib.encode(prompt) == expected
+    # longest match: <gen_25> is not <gen_2> + "5>"
+    assert medplib.encode("<gen_25>", add_bos=False) == [32009 + 24]
+    # control pieces are no-split AddedToken(lstrip=False, rstrip=False): spaces kept
+    assert medplib.encode("a <s> b", add_bos=False) == sp("a ") + [1] + sp(" b")
+    # Python's str.strip whitespace (U+3000 too), all of it
+    assert medplib.encode("x \u3000\t\n<SEG>\n\n y", add_bos=False) == sp("x") + [32000] + sp("y")
+    # only whitespace between two tokens: the chunk vanishes
+    assert medplib.encode("<SEG>   <SEG>", add_bos=False) == [32000, 32000]
+    # special tokens off: the added tokens are still matched (they are not special), <s> is text
+    assert medplib.encode("<SEG> <s>", add_bos=False, allowed_special=None) == [32000] + sp("<s>")
+
+
+def test_medplib_decode_golden_4_31(medplib):
+    """4.31 _decode: added tokens and runs of pieces become sub-texts joined by " ";
+    LlamaTokenizer.convert_tokens_to_string writes control tokens verbatim, prefixed by " " unless
+    first or after another control token, *before* the decoded text that preceded them."""
+    ids = medplib.encode("It is <SEG>.", add_bos=False)  # ▁It ▁is <SEG> ▁.
+    assert medplib.decode(ids) == "It is <SEG> ."
+    ids = medplib.encode("a <s> b", add_bos=False)  # ▁a ▁ <s> ▁ ▁b -> " " + "a " + "<s>" + " b"
+    assert ids == [263, 29871, 1, 29871, 289]
+    assert medplib.decode(ids) == " a <s> b"
+    assert medplib.decode(ids, skip_special_tokens=True) == "a   b"
+    ids = medplib.encode("<im_start><image><im_end>\nWhat", add_bos=True)
+    assert medplib.decode(ids, skip_special_tokens=True) == "<im_start> <image> <im_end> What"
+    # MedPLIB's output path: skip_special_tokens=True keeps <SEG>
+    ids = medplib.encode("Sure, it is <SEG>.</s>", add_bos=True)
+    assert ids[-1] == 2
+    assert medplib.decode(ids, skip_special_tokens=True) == "Sure, it is <SEG> ."
+
+
+def test_llama_stream(llama, medplib, sp_ref):
+    text = "肝脏 😀 🩻 résumé end"
+    ids = llama.encode(text, add_bos=False)
+    assert 243 in ids  # the emoji goes through byte fallback pieces
+    stream = llama.stream(skip_special_tokens=True)
+    pieces = [stream.push(i) for i in ids]
+    assert "".join(pieces) + stream.flush() == sp_ref.decode(ids) == text
+    assert "" in pieces and all("\ufffd" not in p for p in pieces)
+    ids = medplib.encode("Sure, it is <SEG>. 肝", add_bos=True)
+    stream = medplib.stream(skip_special_tokens=True)
+    assert "".join(stream.push(i) for i in ids) + stream.flush() == medplib.decode(ids, skip_special_tokens=True)
+    with pytest.raises(errors.UnsupportedError):
+        llama.stream(skip_special_tokens=False)
+
+
+# ========================================================= tokenizer.json
+
+@pytest.fixture(scope="module")
+def hf_trained(tmp_path_factory, corpus):
+    """A ByteLevel BPE trained by PyPI tokenizers on part of the corpus, with special and added tokens."""
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
+
+    tok = hf_tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=2000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus[:60], trainer=trainer)
+    tok.add_special_tokens(["<|endoftext|>", "<ref>", "</ref>"])
+    tok.add_tokens([AddedToken("<mask>", lstrip=True, rstrip=False)])
+    path = tmp_path_factory.mktemp("hf") / "tokenizer.json"
+    tok.save(str(path))
+    return path, tok
+
+
+def test_hf_json_trained_bpe(hf_trained, corpus):
+    path, ref = hf_trained
+    ours = Tokenizer.from_pretrained(path)
+    assert ours.kind == "hf_byte_bpe" and ours.vocab_size == ref.get_vocab_size()
+    docs = _sprinkle(corpus, ["<|endoftext|>", "<ref>", "</ref>", "<mask>"], seed=5, every=80)
+    got = ours.encode_batch(docs)
+    want = [e.ids for e in ref.encode_batch(docs, add_special_tokens=False)]
+    assert _first_mismatch(got, want, docs) is None
+    for seq, doc in zip(got[:200], docs[:200]):
+        assert ours.decode(seq) == ref.decode(seq, skip_special_tokens=False)
+    assert ours.token_to_id("<ref>") == ref.token_to_id("<ref>")
+    # folder loading finds tokenizer.json
+    assert Tokenizer.from_pretrained(path.parent).encode("hello <ref>") == ref.encode("hello <ref>").ids
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2's printable stand-ins for bytes (the ByteLevel alphabet), written from its definition
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def test_hf_json_qwen_layout(tmp_path, qwen_path, corpus):
+    """Qwen's ranks as an HF file laid out like Qwen2's: NFC normalizer, Split(Qwen regex, Isolated),
+    ByteLevel(use_regex=false); merges = every split of every token into two tokens, by merged rank."""
+    from tiktoken.load import load_tiktoken_bpe
+
+    ranks = load_tiktoken_bpe(str(qwen_path))
+    b2u = _bytes_to_unicode()
+    enc = {token: "".join(b2u[b] for b in token) for token in ranks}
+    merges = []
+    for token, rank in ranks.items():
+        for k in range(1, len(token)):
+            left, right = token[:k], token[k:]
+            if left in ranks and right in ranks:
+                merges.append((rank, ranks[left], ranks[right], enc[left], enc[right]))
+    merges.sort()
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": 151643 + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for i, t in enumerate(QWEN_SPECIALS[:3])],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN_PATTERN}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": {enc[t]: r for t, r in ranks.items()},
+                  "merges": [[a, b] for _, _, _, a, b in merges]},
+    }
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    ref = hf_tokenizers.Tokenizer.from_file(str(path))
+    ours = Tokenizer.from_pretrained(path)
+    assert ours.vocab_size == 151646
+    sample = corpus[::3] + _sprinkle(MEDICAL, ["<|endoftext|>", "<|im_start|>"], seed=3, every=3)
+    got = ours.encode_batch(sample)
+    want = [e.ids for e in ref.encode_batch(sample, add_special_tokens=False)]
+    assert _first_mismatch(got, want, sample) is None
+
+
+# ============================================================= bad input
+
+def _mini_ranks(extra: bytes = b"") -> bytes:
+    import base64
+
+    lines = [base64.b64encode(bytes([b])) + b" " + str(b).encode() for b in range(256)]
+    lines.append(base64.b64encode(b"ab") + b" 256")
+    return b"\n".join(lines) + b"\n" + extra
+
+
+def test_bad_vocab_files(tmp_path):
+    ok = Tokenizer.from_tiktoken_bytes(_mini_ranks(), special_tokens=["<|end|>"])
+    assert ok.vocab_size == 258
+    assert ok.encode("abab<|end|>") == [256, 256, 257]
+    with pytest.raises(errors.FormatError, match="line 258"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"not-base64! 257\n"))
+    with pytest.raises(errors.FormatError, match="line 258"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"YWJj\n"))  # no rank
+    with pytest.raises(errors.FormatError, match="line 258"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"YWJj -1\n"))
+    with pytest.raises(errors.FormatError, match="rank 256 already given on line 257"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"YWJj 256\n"))  # duplicate rank
+    with pytest.raises(errors.FormatError, match="repeats the token"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"YWI= 257\n"))  # duplicate token "ab"
+    with pytest.raises(errors.FormatError, match="missing"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(b"YWJj 300\n"))  # gap in ranks
+    with pytest.raises(errors.FormatError, match="byte 0x"):
+        Tokenizer.from_tiktoken_bytes(b"YQ== 0\n")  # bytes without a token
+    with pytest.raises(errors.FormatError):
+        Tokenizer.from_tiktoken_bytes(b"")
+    with pytest.raises(errors.FormatError, match="regex"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(), pattern="(unclosed")
+    with pytest.raises(errors.InvalidArgumentError, match="already in the vocabulary"):
+        Tokenizer.from_tiktoken_bytes(_mini_ranks(), special_tokens=["ab"])
+    # files on disk: bad ranks, empty, garbage SentencePiece, broken / unsupported JSON, missing
+    bad = tmp_path / "qwen.tiktoken"
+    bad.write_bytes(_mini_ranks(b"@@@@ 257\n"))
+    with pytest.raises(errors.FormatError, match="qwen.tiktoken: line 258"):
+        Tokenizer.from_pretrained(bad)
+    empty = tmp_path / "empty.model"
+    empty.write_bytes(b"")
+    with pytest.raises(errors.FormatError):
+        Tokenizer.from_pretrained(empty)
+    garbage = tmp_path / "tokenizer.model"
+    garbage.write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 20)
+    with pytest.raises(errors.FormatError):
+        Tokenizer.from_pretrained(garbage)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"model": {"type": "BPE", "vocab": {"a": 0}')
+    with pytest.raises(errors.FormatError, match="JSON"):
+        Tokenizer.from_pretrained(broken)
+    wordpiece = tmp_path / "wp.json"
+    wordpiece.write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {"a": 0}}}))
+    with pytest.raises(errors.UnsupportedError, match="WordPiece"):
+        Tokenizer.from_pretrained(wordpiece)
+    with pytest.raises(errors.NotFoundError):
+        Tokenizer.from_pretrained(tmp_path / "missing")
+    (tmp_path / "no_vocab").mkdir()
+    with pytest.raises(errors.NotFoundError, match="holds none"):
+        Tokenizer.from_pretrained(tmp_path / "no_vocab")
+
+
+def test_truncated_real_vocabularies(qwen_path, llama_path):
+    data = qwen_path.read_bytes()
+    cut = data[:data.index(b"\n", len(data) // 2) + 5]  # ends inside a line (4 base64 chars, no rank)
+    assert not cut.endswith(b"\n")
+    with pytest.raises(errors.FormatError, match="line"):
+        Tokenizer.from_tiktoken_bytes(cut)
+    model = llama_path.read_bytes()
+    for n in (1, 100, len(model) // 2, len(model) - 3):
+        with pytest.raises(errors.FormatError):
+            medground._C.Tokenizer.from_bytes(model[:n], "sentencepiece")
+
+
+def test_bad_text_everywhere(qwen, llama, medplib, hf_trained):
+    hf = Tokenizer.from_pretrained(hf_trained[0])
+    for tok in (qwen, llama, medplib, hf):
+        assert tok.encode("", add_bos=False) == []
+        assert tok.encode(b"", add_bos=False) == []
+        assert tok.decode([]) == ""
+        with pytest.raises(errors.InvalidArgumentError, match="byte 3"):
+            tok.encode(b"abc\xff", add_bos=False)
+        with pytest.raises(errors.InvalidArgumentError, match="byte 1"):
+            tok.encode(b"a\xe2\x82", add_bos=False)  # truncated character
+        with pytest.raises(errors.InvalidArgumentError, match="byte 0"):
+            tok.encode(b"\xed\xa0\x80", add_bos=False)  # UTF-8-encoded surrogate
+        with pytest.raises(errors.InvalidArgumentError, match="surrogate"):
+            tok.encode("a\ud800b", add_bos=False)
+        with pytest.raises(errors.InvalidArgumentError, match="text 1 of the batch"):
+            tok.encode_batch(["ok", b"\xff"], add_bos=False)
+        with pytest.raises(errors.InvalidArgumentError):
+            tok.encode(12, add_bos=False)
+        assert tok.encode("a\x00b", add_bos=False) == tok.encode(b"a\x00b", add_bos=False) != []
+    assert llama.encode("") == [1]
+    with pytest.raises(errors.InvalidArgumentError, match="BOS"):
+        qwen.encode("x", add_bos=True)
+
+
+def test_50mb_text_is_time_bounded(qwen, llama, corpus):
+    text = "".join(corpus)
+    big = text * (50_000_000 // len(text.encode("utf-8")) + 1)
+    assert len(big.encode("utf-8")) >= 50_000_000
+    started = time.perf_counter()
+    ids = qwen.encode(big, allowed_special=None, normalize=False)
+    qwen_seconds = time.perf_counter() - started
+    unit = qwen.encode(text, allowed_special=None, normalize=False)
+    assert ids[:len(unit)] == unit and len(ids) >= 40 * len(unit)
+    started = time.perf_counter()
+    ids = llama.encode(big, allowed_special=None, add_bos=False)
+    llama_seconds = time.perf_counter() - started
+    assert len(ids) > 10_000_000
+    assert qwen_seconds < 30 and llama_seconds < 30, (qwen_seconds, llama_seconds)
+    # one 4 MB regex piece (no tiktoken reference: its merge loop is quadratic): completes, round-trips
+    word = "a" * 4_000_000
+    started = time.perf_counter()
+    ids = qwen.encode(word)
+    assert time.perf_counter() - started < 20
+    assert qwen.decode(ids) == word

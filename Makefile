@@ -11,7 +11,7 @@ PIP := $(VENV)/bin/pip
 
 APT_PACKAGES := build-essential pkg-config libdnnl-dev libopenblas-dev libcjson-dev libstb-dev \
 	libpcre2-dev libstemmer-dev clang libclang-rt-14-dev default-jre-headless \
-	python3-venv python3-dev
+	python3-venv python3-dev mricron-data
 
 CC ?= gcc
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation \
@@ -128,8 +128,9 @@ asan:
 	$(MAKE) --no-print-directory -f Makefile.asan run
 
 # --------------------------------------------------------------- other
+# MODEL=path also runs a BiRD / Qwen-VL checkpoint over the same images.
 demo: build
-	PYTHONPATH=python $(PY) -m medground demo
+	PYTHONPATH=python $(PY) -m medground demo $(if $(MODEL),--model $(MODEL))
 
 bench: build
 	PYTHONPATH=python $(PY) benchmarks/run_all.py

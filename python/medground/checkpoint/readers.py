@@ -63,6 +63,55 @@ def _map(path: str) -> mmap.mmap:
         raise MedgroundIOError(f"{path}: cannot map: {error}") from None
 
 
+class _MappedFile(io.RawIOBase):
+    """A read-only file over an mmap with its own position (several readers
+    of one mapping never disturb each other); reads copy only what is read."""
+
+    def __init__(self, mapped: mmap.mmap):
+        super().__init__()
+        self._mapped = mapped
+        self._view = memoryview(mapped)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._mapped)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        chunk = self._view[self._pos:self._pos + len(buffer)]
+        n = len(chunk)
+        memoryview(buffer).cast("B")[:n] = chunk
+        self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._mapped) if size is None or size < 0 else min(len(self._mapped), self._pos + size)
+        data = self._mapped[self._pos:end] if end > self._pos else b""
+        self._pos = max(self._pos, end)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        end = self._mapped.find(b"\n", self._pos)
+        end = len(self._mapped) if end < 0 else end + 1
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        return self.read(end - self._pos)
+
+    def close(self) -> None:
+        self._view.release()
+        super().close()
+
+
 def _zip_member_offset(mapped: mmap.mmap, info: zipfile.ZipInfo, path: str) -> int:
     """Start of a stored member's bytes (after its local header)."""
     start = info.header_offset
@@ -92,7 +141,9 @@ def _storage_array(buffer, offset: int, n_bytes: int, storage_type: StorageType,
 def read_torch_zip(path: str) -> PickleCheckpoint:
     mapped = _map(path)
     try:
-        archive = zipfile.ZipFile(io.BytesIO(mapped))  # reads the directory only
+        # the mmap itself is the file object: io.BytesIO(mapped) would copy
+        # the whole checkpoint into memory
+        archive = zipfile.ZipFile(_MappedFile(mapped))  # reads the directory only
     except zipfile.BadZipFile as error:
         raise FormatError(f"{path}: not a valid zip checkpoint ({error})") from None
     pickles = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
@@ -157,7 +208,7 @@ def read_pickle_file(path: str) -> PickleCheckpoint:
     """A non-zip pickle: legacy torch (starts with the torch magic number) or
     a Paddle/NumPy state dict."""
     mapped = _map(path)
-    f = io.BytesIO(mapped)
+    f = _MappedFile(mapped)  # no copy (io.BytesIO would copy the whole file)
     # A legacy torch file starts with the pickled magic number (PROTO n,
     # maybe a FRAME, LONG1 of 10 bytes); only then is the first pickle read
     # here, so a Paddle pickle is unpickled once, with the NumPy-only list.

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .models.sam_med2d import SamMed2D
+from .eval import evaluate
 from .tokenizer import Tokenizer
 
 
@@ -41,6 +42,7 @@ __all__ = [
     "convert",
     "inspect",
     "SamMed2D",
+    "evaluate",
     "Tokenizer",
     "__version__",
     "set_num_threads",

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("medground.checkpoint.commands.convert", "convert a checkpoint (safetensors, .bin, .pth, .pdparams, GGUF) to one GGUF"),
     "inspect": ("medground.checkpoint.commands.inspect", "list a checkpoint's tensors, dtypes, shapes and metadata"),
     "data": ("medground.data.cli", "dataset tools: check, build, stats and draw refer-and-ground records"),
+    "evaluate": ("medground.eval.cli", "score a prediction file as the papers do (VG, ROC, captioning, VQA, masks)"),
     "demo": ("medground.demo", "the main job end to end on real images: build, check, draw, evaluate"),
 }
 

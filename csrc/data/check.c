@@ -945,6 +945,11 @@ static mg_status check_record(mg_data_checker *ck, const cJSON *record, record_r
             TRY_DONE(add_finding(ck, where, "image_size_mismatch", MG_DATA_ERROR,
                                "mask %s is %dx%d but image %s is %dx%d", scan.paths[i].path,
                                m->width, m->height, image_name, image->width, image->height));
+        else if (m->empty)
+            /* a grounding target / region without a single foreground pixel */
+            TRY_DONE(add_finding(ck, where, "mask_empty", MG_DATA_ERROR,
+                               "<%s> file %s has no foreground pixel", scan.paths[i].tag,
+                               scan.paths[i].path));
     }
     if (ck->masks_dir) {
         for (int i = 0; i < scan.n_boxes && status == MG_OK; i++) {

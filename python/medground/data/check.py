@@ -5,7 +5,7 @@ Each finding has the file, the line where its record starts, the record's
 Codes: json_syntax, schema, unknown_role, turn_order, image_tag_missing,
 tag_unbalanced, box_syntax, ref_empty, box_out_of_range, box_inverted,
 box_zero_area, box_mask_mismatch, image_missing, image_unreadable,
-image_size_mismatch, mask_missing, mask_unreadable, duplicate_record
+image_size_mismatch, mask_missing, mask_unreadable, mask_empty, duplicate_record
 (warning), duplicate_image (warning), label_variant (warning), case_leakage.
 """
 

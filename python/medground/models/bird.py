@@ -366,6 +366,83 @@ def default_tokenizer(path: Union[str, os.PathLike]):
     return _TiktokenQwen(file)
 
 
+# ------------------------------------------------------------------ prompts
+
+_TAGS = re.compile(r"(<ref>|</ref>|<box>|</box>|<quad>|</quad>)")
+IMAGE = ("image",)  # marker segment: <img> + image_tokens x <imgpad> + </img>
+
+
+class Answer(str):
+    """A history answer (text); encode_segments swaps in the ids generated for it when known."""
+
+
+def _content(text: str, with_image: bool) -> list:
+    """A user content string as Qwen encodes it (``allowed_special=IMAGE_ST``):
+    one tokenizer call per text run between image/box tags."""
+    out: list = []
+    if with_image:
+        out += [["Picture 1: "], "<img>", IMAGE, "</img>"]
+        text = "\n" + text
+    for piece in _TAGS.split(text):
+        if piece:
+            out.append(piece if _TAGS.fullmatch(piece) else [piece])
+    return out
+
+
+def chatml_segments(query: str, history: Sequence[tuple[str, str]] = (), system: str = SYSTEM_PROMPT,
+                    with_image: bool = True) -> list:
+    """Qwen-VL-Chat's ``make_context`` (chat_format 'chatml') as segments:
+    special-token names (str), text runs ([str], one tokenizer call each),
+    :data:`IMAGE` for the 256 image positions, :class:`Answer` for a
+    history answer. Rendered:
+    ``<|im_start|>system\n{system}<|im_end|>`` then per history turn
+    ``\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>``
+    then ``\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n``;
+    the image (``Picture 1: <img>…</img>\n``) opens the first user turn."""
+    nl = ["\n"]
+    out: list = ["<|im_start|>", ["system"], nl, [system], "<|im_end|>"]
+    turns = [(str(q), str(a)) for q, a in history] + [(str(query), None)]
+    for i, (q, a) in enumerate(turns):
+        out += [nl, "<|im_start|>", ["user"], nl] + _content(q, with_image and i == 0) + ["<|im_end|>", nl]
+        out += ["<|im_start|>", ["assistant"], nl]
+        if a is not None:
+            out += [Answer(a), "<|im_end|>"]
+    return out
+
+
+def render_segments(segments: list, image_text: str = "") -> str:
+    """The text a segment list stands for (``image_text`` inside <img>…</img>)."""
+    parts = []
+    for seg in segments:
+        if seg is IMAGE:
+            parts.append(image_text)
+        elif isinstance(seg, list):
+            parts.append(seg[0])
+        else:
+            parts.append(str(seg))
+    return "".join(parts)
+
+
+def encode_segments(tokenizer, segments: list, special: dict[str, int], image_tokens: int = 256,
+                    known: Optional[dict[str, list[int]]] = None) -> list[int]:
+    ids: list[int] = []
+    for seg in segments:
+        if seg is IMAGE:
+            ids += [special["<imgpad>"]] * image_tokens
+        elif isinstance(seg, Answer):
+            if known and str(seg) in known:
+                ids += known[str(seg)]
+            else:
+                for piece in _TAGS.split(str(seg)):
+                    if piece:
+                        ids += [special[piece]] if _TAGS.fullmatch(piece) else [int(i) for i in tokenizer.encode(piece)]
+        elif isinstance(seg, list):
+            ids += [int(i) for i in tokenizer.encode(seg[0])]
+        else:
+            ids.append(special[seg])
+    return ids
+
+
 # --------------------------------------------------------------------- model
 
 ImageLike = Any  # path, PIL image, uint8 ndarray [H, W(, C)]
@@ -449,38 +526,12 @@ class BiRD:
         self._image_key = object()
 
     # -- prompts
-    def _text(self, text: str) -> list[int]:
-        return [int(i) for i in self.tokenizer.encode(text)]
-
-    def _user_content(self, text: str, with_image: bool) -> list[int]:
-        """User text with <ref>/<box>/<img> tags as special ids; the image span
-        as <img> + 256 <imgpad> + </img>."""
-        ids: list[int] = []
-        if with_image:
-            ids += self._text("Picture 1: ")
-            ids += [self.special["<img>"]] + [self.special["<imgpad>"]] * self.info["image_tokens"]
-            ids += [self.special["</img>"]] + self._text("\n")
-        for piece in re.split(r"(<ref>|</ref>|<box>|</box>|<quad>|</quad>)", text):
-            if not piece:
-                continue
-            ids += [self.special[piece]] if piece in self.special else self._text(piece)
-        return ids
-
     def build_prompt(self, query: str, history: Sequence[tuple[str, str]] = (), with_image: bool = True) -> list[int]:
-        """Token ids of Qwen-VL-Chat's ChatML context (``make_context``): the
-        system turn, the history turns, then ``query``; the image goes into the
-        first user turn."""
-        s, e = self.special["<|im_start|>"], self.special["<|im_end|>"]
-        nl = self._text("\n")
-        ids = [s] + self._text("system\n" + self.system) + [e]
-        turns = list(history) + [(query, None)]
-        for i, (q, a) in enumerate(turns):
-            ids += nl + [s] + self._text("user\n") + self._user_content(q, with_image and i == 0) + [e]
-            ids += nl + [s] + self._text("assistant\n")
-            if a is not None:
-                ids += self._answer_ids.get(a) or self._user_content(a, False)
-                ids += [e]
-        return ids
+        """Token ids of Qwen-VL-Chat's ChatML context (see :func:`chatml_segments`);
+        answers of earlier turns use the ids generated for them when known."""
+        segments = chatml_segments(query, history, self.system, with_image)
+        return encode_segments(self.tokenizer, segments, self.special, self.info["image_tokens"],
+                               known=self._answer_ids)
 
     # -- generation
     def generate(self, ids: Sequence[int], max_new_tokens: int = 80, do_sample: bool = False,
@@ -509,7 +560,11 @@ class BiRD:
             generated: list[int] = []
             emitted = [0]
 
+            stop_set = set(stop_ids)
+
             def callback(token: int):
+                if token in stop_set:  # the answer ends here; the stop token is not text
+                    return True
                 generated.append(token)
                 text = self._decode(generated)
                 if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for more bytes
@@ -524,10 +579,15 @@ class BiRD:
             if self._image_embeddings is None:
                 raise InvalidArgumentError("the prompt has an image span but no image was encoded")
             images = self._image_embeddings
-        return _C.bird_generate(self._model, self._session, np.asarray(ids, dtype=np.int32), images,
-                                max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample),
-                                temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                                seed=int(seed), stop_tokens=stop_ids, callback=callback)
+        out = _C.bird_generate(self._model, self._session, np.asarray(ids, dtype=np.int32), images,
+                               max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample),
+                               temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                               seed=int(seed), stop_tokens=stop_ids, callback=callback)
+        if stream is not None:  # flush a tail held back as an incomplete UTF-8 sequence
+            text = self._decode(generated)
+            if len(text) > emitted[0]:
+                stream(text[emitted[0]:])
+        return out
 
     def _decode(self, ids: Sequence[int]) -> str:
         """Text of ids with the special tokens written out (as Qwen's decode with
@@ -613,5 +673,5 @@ class BiRD:
         return _C.bird_session_length(self._session)
 
 
-__all__ = ["BiRD", "Box", "ParsedAnswer", "parse_boxes", "box_to_grid", "format_box", "clean_answer",
+__all__ = ["BiRD", "Box", "chatml_segments", "encode_segments", "render_segments", "ParsedAnswer", "parse_boxes", "box_to_grid", "format_box", "clean_answer",
            "open_model", "flatten_config", "default_tokenizer", "QWEN_SPECIALS", "TEMPLATES", "SYSTEM_PROMPT"]

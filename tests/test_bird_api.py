@@ -1,0 +1,299 @@
+"""medground.models.bird: answer parsing, box/grid mapping, Qwen-VL-Chat prompts
+(checked against tiktoken over the real qwen.tiktoken), and the BiRD front end
+(ground / refer / chat, streaming, sampling, KV reuse across turns) on the tiny
+random model against the PyTorch reference."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import shared_path  # noqa: E402
+from reference import qwen_vl as ref  # noqa: E402
+
+import medground  # noqa: E402
+from medground import _C  # noqa: E402
+from medground.image import preprocess_qwen  # noqa: E402
+from medground.models.bird import (QWEN_SPECIALS, BiRD, Box, box_to_grid, chatml_segments, clean_answer,  # noqa: E402
+                                   encode_segments, flatten_config, format_box, parse_boxes)
+
+# ------------------------------------------------------------ box parsing
+
+
+def test_parse_single_and_pixels():
+    # (100,200),(500,750) on a 640 x 480 image: x * 640/1000, y * 480/1000
+    got = parse_boxes("<ref>liver</ref><box>(100,200),(500,750)</box>", 640, 480)
+    assert got.boxes == [Box(64.0, 96.0, 320.0, 360.0, "liver")] and got.problems == []
+    assert got.boxes[0].to_dict() == {"x1": 64.0, "y1": 96.0, "x2": 320.0, "y2": 360.0, "label": "liver"}
+    assert got.grid_boxes == [(100.0, 200.0, 500.0, 750.0)]
+
+
+def test_parse_multiple_boxes_and_refs():
+    text = ("<ref>kidney</ref><box>(10,20),(30,40)</box><box>(50, 60), (70, 80)</box> and "
+            "<ref>spleen</ref><box>(0,0),(1000,1000)</box> plus <box>(1,2),(3,4)</box>")
+    got = parse_boxes(text)
+    assert [(b.x1, b.y1, b.x2, b.y2, b.label) for b in got.boxes] == [
+        (10, 20, 30, 40, "kidney"), (50, 60, 70, 80, "kidney"), (0, 0, 1000, 1000, "spleen"), (1, 2, 3, 4, "spleen")]
+    assert got.problems == []
+    assert parse_boxes("<box>(1,2),(3,4)</box>").boxes[0].label is None
+
+
+@pytest.mark.parametrize("text, n_boxes, problem", [
+    ("<ref>liver</ref><box>(100,200),(500</box>", 0, "malformed"),
+    ("<ref>liver</ref><box>(a,b),(c,d)</box>", 0, "malformed"),
+    ("<ref>liver</ref><box>(100,200),(500,750),(1,2)</box>", 0, "malformed"),
+    ("<ref>liver</ref><box>(100,200),(50", 0, "unterminated"),
+    ("<ref>liver</ref><box>(100,200),(500,750)</box><box>(1,", 1, "unterminated"),
+    ("<ref>liver</ref><box>(-5,200),(1200,750)</box>", 1, "outside"),
+    ("<ref>liver</ref><box>(500,750),(100,200)</box>", 1, "swapped"),
+    ("<ref>liver</ref><box>(100,200),(100,750)</box>", 1, "empty"),
+    ("<ref>liver</ref> is not visible", 0, "without any box"),
+    ("", 0, None),
+    ("<box></box><ref></ref></box><box>", 0, "malformed"),
+])
+def test_parse_bad_model_output_never_raises(text, n_boxes, problem):
+    got = parse_boxes(text, 100, 100)
+    assert len(got.boxes) == n_boxes
+    if problem is None:
+        assert got.problems == []
+    else:
+        assert any(problem in p for p in got.problems), got.problems
+
+
+def test_parse_clamps_and_reorders():
+    got = parse_boxes("<box>(-5,200),(1200,750)</box><box>(500,750),(100,200)</box>", 1000, 1000)
+    assert [(b.x1, b.y1, b.x2, b.y2) for b in got.boxes] == [(0, 200, 1000, 750), (100, 200, 500, 750)]
+
+
+def test_parse_fallback_without_tags():
+    # BiRD's fallback regex when the answer has no <box>
+    got = parse_boxes("the lesion is at (120,340),(560,780).", 200, 100)
+    assert [(b.x1, b.y1, b.x2, b.y2) for b in got.boxes] == [(24.0, 34.0, 112.0, 78.0)]
+
+
+def test_parse_rejects_bad_arguments():
+    with pytest.raises(medground.InvalidArgumentError):
+        parse_boxes(None)
+    with pytest.raises(medground.InvalidArgumentError):
+        parse_boxes("x", 100, None)
+    with pytest.raises(medground.InvalidArgumentError):
+        parse_boxes("x", 0, 100)
+
+
+def test_box_to_grid():
+    # floor(v / size * 1000), clamped to 0..999
+    assert box_to_grid((64, 96, 320, 360), 640, 480) == (100, 200, 500, 750)
+    assert box_to_grid((0, 0, 640, 480), 640, 480) == (0, 0, 999, 999)
+    assert box_to_grid((-3, 1, 700, 2), 640, 480) == (0, 2, 999, 4)
+    assert format_box((100, 200, 500, 750)) == "(100,200),(500,750)"
+    for bad in [(1, 2, 3), (5, 5, 1, 9), (0, float("nan"), 1, 1)]:
+        with pytest.raises(medground.InvalidArgumentError):
+            box_to_grid(bad, 10, 10)
+
+
+def test_clean_answer_matches_the_eval_module():
+    samples = ["The liver.<|im_end|>\n<|endoftext|>", "a<|im_end|>\nb", "x\nkeep this\ny", "  plain  ",
+               "kidney<|endoftext|>"]
+    expected = ["The liver.", "ab", "keep this", "plain", "kidney"]  # by hand, regularization.py's 5 steps
+    assert [clean_answer(s) for s in samples] == expected
+    assert _C.eval_bird_clean(samples) == expected
+
+
+# ----------------------------------------------------------------- prompts
+
+
+def test_prompt_ids_match_tiktoken_on_the_real_vocabulary():
+    tiktoken = pytest.importorskip("tiktoken")
+    import base64
+
+    from medground.models.bird import _TiktokenQwen
+
+    path = shared_path("tokenizers", "qwen.tiktoken")
+    ranks = {}
+    for line in path.read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    enc = tiktoken.Encoding("qwen-test", pat_str=_TiktokenQwen.PATTERN, mergeable_ranks=ranks,
+                            special_tokens={t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)})
+    special = {t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)}
+    history = [("Where is <ref>the liver</ref>?", "<ref>the liver</ref><box>(120,88),(560,640)</box>")]
+    query = "What is in <box>(1,2),(300,400)</box>?"
+    # Qwen-VL-Chat make_context, written out by hand (docs §1.8):
+    text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nPicture 1: <img></img>\nWhere is <ref>the liver</ref>?<|im_end|>\n"
+            "<|im_start|>assistant\n<ref>the liver</ref><box>(120,88),(560,640)</box><|im_end|>\n"
+            "<|im_start|>user\nWhat is in <box>(1,2),(300,400)</box>?<|im_end|>\n<|im_start|>assistant\n")
+    want = enc.encode(text, allowed_special="all")
+    at = want.index(special["</img>"])
+    want = want[:at] + [special["<imgpad>"]] * 256 + want[at:]  # 256 image positions (docs §1.7.3)
+    got = encode_segments(_TiktokenQwen(path), chatml_segments(query, history), special, 256)
+    assert got == want
+    assert got[0] == 151644 and got.count(151859) == 256 and got.count(151857) == 1
+
+
+# ------------------------------------------------------ the BiRD front end
+
+CFG = ref.tiny_config()
+BASE = 286  # <|endoftext|> in the tiny vocabulary (image_start_id 500 - 214)
+
+
+class ByteTokenizer:
+    """Toy tokenizer for the tiny model: ids 0..255 are UTF-8 bytes; other
+    non-special ids decode to '<tN>'."""
+
+    def encode(self, text):
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids):
+        out, run = [], bytearray()
+        for i in ids:
+            if i < 256:
+                run.append(i)
+            else:
+                out.append(run.decode("utf-8", "replace"))
+                run = bytearray()
+                out.append(f"<t{i}>")
+        out.append(run.decode("utf-8", "replace"))
+        return "".join(out)
+
+
+def toy_ids(text_with_specials: str) -> list[int]:
+    """Hand encoding for the tiny model: specials by name, bytes otherwise."""
+    import re
+
+    names = sorted(QWEN_SPECIALS, key=len, reverse=True)
+    pattern = "(" + "|".join(re.escape(n) for n in names) + ")"
+    ids = []
+    for piece in re.split(pattern, text_with_specials):
+        if piece in QWEN_SPECIALS:
+            ids.append(BASE + QWEN_SPECIALS.index(piece))
+        elif piece:
+            ids += list(piece.encode())
+    return ids
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    state = ref.random_state_dict(CFG, seed=1)
+    model = ref.load_model(CFG, state)
+    handle = _C.bird_load_arrays([(k, v.numpy(), "f32") for k, v in state.items()], flatten_config(CFG))
+    return model, handle
+
+
+@pytest.fixture(scope="module")
+def picture():
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 256, size=(150, 200, 3), dtype=np.uint8)  # H 150, W 200
+
+
+def ref_embeddings(model, picture):
+    pixels, _ = preprocess_qwen(picture, size=112)
+    return model.encode_image(torch.from_numpy(pixels))[1]
+
+
+def first_prompt(query):
+    return toy_ids("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nPicture 1: <img>"
+                   ) + [BASE + QWEN_SPECIALS.index("<imgpad>")] * 256 + toy_ids(
+        f"</img>\n{query}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_matches_reference_and_reuses_the_cache(tiny, picture):
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer(), context=1024)
+    tok = ByteTokenizer()
+    emb = ref_embeddings(model, picture)
+    stops = {BASE, BASE + 1, BASE + 2}
+    q1 = "What modality is this?"
+    ids1 = first_prompt(q1)
+    assert bird.build_prompt(q1) == ids1
+    want1, _ = model.greedy(ids1, emb, max_new_tokens=12, stop=stops)
+    a1 = bird.chat(picture, q1, max_new_tokens=12)
+    body1 = want1[:-1] if want1[-1] in stops else want1
+    assert a1 == bird._decode(body1).strip()
+    assert bird.cached_tokens == len(ids1) + len(want1) - 1
+
+    q2 = "And the <ref>liver</ref>?"
+    ids2 = (ids1 + body1 + toy_ids("<|im_end|>\n<|im_start|>user\n") + tok.encode("And the ")
+            + toy_ids("<ref>liver</ref>") + tok.encode("?") + toy_ids("<|im_end|>\n<|im_start|>assistant\n"))
+    assert bird.build_prompt(q2, [(q1, a1)]) == ids2  # the generated ids of turn 1 are reused verbatim
+    want2, _ = model.greedy(ids2, emb, max_new_tokens=10, stop=stops)
+    before = bird.cached_tokens
+    a2 = bird.chat(picture, q2, history=[(q1, a1)], max_new_tokens=10)
+    body2 = want2[:-1] if want2[-1] in stops else want2
+    assert a2 == bird._decode(body2).strip()
+    assert before > len(ids1)  # the first turn stayed cached and the second extended it
+    assert bird.cached_tokens == len(ids2) + len(want2) - 1
+
+
+def test_streaming_sampling_and_limits(tiny, picture):
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer())
+    pieces = []
+    answer = bird.chat(picture, "Describe.", max_new_tokens=15, stream=pieces.append)
+    assert "".join(pieces).strip() == answer
+    assert len(pieces) >= 2
+    stopped = []
+    bird.chat(picture, "Describe.", max_new_tokens=15, stream=lambda p: stopped.append(p) or len(stopped) < 2)
+    assert len(stopped) == 2
+    a = bird.chat(picture, "Describe.", max_new_tokens=8, do_sample=True, temperature=0.8, top_p=0.9, seed=3)
+    b = bird.chat(picture, "Describe.", max_new_tokens=8, do_sample=True, temperature=0.8, top_p=0.9, seed=3)
+    assert a == b
+    out = bird.generate(bird.build_prompt("Describe."), max_new_tokens=4, stop=[])
+    assert len(out) == 4
+    with pytest.raises(medground.InvalidArgumentError, match="stop token"):
+        bird.generate([1, 2], stop=["<nope>"])
+
+
+def test_ground_maps_answer_boxes_to_pixels(tiny, picture, monkeypatch):
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer())
+    seen = {}
+    answer = toy_ids("<ref>liver</ref><box>(100,200),(500,750)</box><box>(0,0),(1200,10)</box><|im_end|>")
+
+    def fake_generate(ids, **options):
+        seen["ids"] = list(ids)
+        return answer
+
+    monkeypatch.setattr(bird, "generate", fake_generate)
+    boxes = bird.ground(picture, "liver")
+    # W 200, H 150: x * 0.2, y * 0.15; the second box is clamped to 1000
+    assert boxes == [Box(20.0, 30.0, 100.0, 112.5, "liver"), Box(0.0, 0.0, 200.0, 1.5, "liver")]
+    assert any("outside" in p for p in bird.last_problems)
+    assert seen["ids"] == first_prompt("Please output the bounding box of <ref>liver</ref> in the image.")
+    # refer: the pixel box goes into the prompt on the grid
+    bird.refer(picture, (20, 30, 100, 112.5))
+    text = bird._decode(seen["ids"])
+    assert "What is the object in <box>(100,200),(500,750)</box>?" in text
+    bird.refer(picture, (20, 30, 100, 112.5), task="caption")
+    assert "describe the region <box>(100,200),(500,750)</box>" in bird._decode(seen["ids"])
+    with pytest.raises(medground.InvalidArgumentError):
+        bird.refer(picture, (20, 30, 100), task="refer")
+    with pytest.raises(medground.InvalidArgumentError):
+        bird.ground(picture, "  ")
+
+
+def test_ground_end_to_end_matches_reference(tiny, picture):
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer())
+    query = "Please output the bounding box of <ref>liver</ref> in the image."
+    want, _ = model.greedy(first_prompt(query), ref_embeddings(model, picture), max_new_tokens=20,
+                           stop={BASE, BASE + 1, BASE + 2})
+    body = want[:-1] if want[-1] in {BASE, BASE + 1, BASE + 2} else want
+    boxes = bird.ground(picture, "liver", max_new_tokens=20)
+    assert bird.last_raw.startswith(bird._decode(body))
+    assert boxes == parse_boxes(bird._decode(body), 200, 150).boxes
+
+
+def test_model_special_layout_checked(tiny):
+    _, handle = tiny
+    with pytest.raises(medground.InvalidArgumentError, match="tokenizer"):
+        BiRD(handle)
+    with pytest.raises(medground.InvalidArgumentError, match="encode"):
+        BiRD(handle, tokenizer=object())

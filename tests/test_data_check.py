@@ -23,6 +23,7 @@ import sys
 import pytest
 
 from medground import data as md
+from medground.data.check import report_from_json
 
 from conftest import REPO, shared_path
 
@@ -412,3 +413,37 @@ def test_cli_help_and_errors(tmp_path, capsys):
     done = _cli("draw", tmp_path / "none.jsonl", "--images", tmp_path, "--out", tmp_path / "o.png",
                 capsys=capsys)
     assert done.returncode == 3 and "none.jsonl" in done.stderr
+
+
+# ------------------------------------------------------------ streaming
+
+def test_stream_300k_records_with_progress(tmp_path, capfd):
+    """300,000 records (JSONL, ~35 MB) over 30 images: streamed, every image
+    header read once, progress reported in order up to the file size."""
+    from PIL import Image
+
+    for i in range(30):
+        Image.new("L", (8, 6), i).save(tmp_path / f"img{i}_{i}.png")
+    line = ('{"id": "r%d", "image": "img%d_%d.png", "width": 8, "height": 6, "conversations": '
+            '[["Picture 1:<img>img.png</img>\\nWhere is the liver? %d", '
+            '"<ref>liver</ref><box>(10,20),(300,400)</box>"]]}')
+    n = 300_000
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(line % (r, r % 30, r % 30, r) for r in range(n)) + "\n")
+    calls = []
+    from medground import _C
+
+    text = _C.data_check([(str(path), None, None)], str(tmp_path), None, 0.5, True, True,
+                         lambda done, total: calls.append((done, total)))
+    report = report_from_json(text)
+    assert report.n_records == n and report.findings == []
+    assert report.stats["images"]["distinct"] == 30
+    assert report.stats["boxes"]["count"] == n
+    size = path.stat().st_size
+    assert len(calls) >= size // (1 << 20) and calls[-1] == (size, size)
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    # the tqdm bar of the Python API
+    report = md.check(path, images=tmp_path, progress=True)
+    assert report.n_records == n
+    err = capfd.readouterr().err
+    assert "checking" in err and "100%" in err

@@ -196,11 +196,21 @@ static const char *base_name(const char *path) {
     return slash ? slash + 1 : path;
 }
 
-/* File name without directory and extension. */
+/* File name without directory and extension. Only a real extension goes:
+ * 1-5 letters/digits with at least one letter after the last '.', so that
+ * DICOM-UID case names such as "ct_00--CTSpine1K_Full--1.3.6.1.4.1.9328.50.4.0115--x_0352"
+ * (SA-Med2D, dots inside) keep their tail. */
 static void stem_of(const char *path, char *out, size_t size) {
     snprintf(out, size, "%s", base_name(path));
     char *dot = strrchr(out, '.');
-    if (dot && dot != out) *dot = '\0';
+    if (!dot || dot == out) return;
+    size_t n = strlen(dot + 1);
+    bool letter = false, ok = n >= 1 && n <= 5;
+    for (const char *p = dot + 1; ok && *p; p++) {
+        if (!isalnum((unsigned char)*p)) ok = false;
+        if (isalpha((unsigned char)*p)) letter = true;
+    }
+    if (ok && letter) *dot = '\0';
 }
 
 /* --------------------------------------------------- names -> case, modality */

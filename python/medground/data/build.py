@@ -70,24 +70,37 @@ def load_json_template(name: str, directory: Optional[os.PathLike] = None) -> di
 
 # --------------------------------------------------------------- names -> meta
 
+_EXTENSION = re.compile(r"\.(?=[A-Za-z0-9]{0,4}[A-Za-z])[A-Za-z0-9]{1,5}$")
+
+
+def image_stem(name: str) -> str:
+    """File name without folder and extension. Only a real extension (1-5
+    letters/digits, at least one letter) is dropped: SA-Med2D case names hold
+    DICOM UIDs with dots (``ct_00--CTSpine1K_Full--1.3.6.1.4.1.9328.50.4.0115--x_0352``)."""
+    base = pathlib.PurePath(name).name
+    return _EXTENSION.sub("", base) if not base.startswith(".") else base
+
+
 def parse_name(image_name: str, table: Optional[dict[str, Any]] = None) -> dict[str, str]:
     """Meta fields derivable from an image file name.
 
     SA-Med2D: ``<modality>_<nn>--<dataset>--<case>--<axis>_<slice>`` (e.g.
     ``ct_00--AbdomenCT1K--Case_00220--x_0359``; ``x_ray--...`` is X-ray, ``2d_none``
-    a 2-D image). biomedparse: ``<nn>_<modality>_<region>``. Otherwise the
-    ``datasets`` patterns of the table decide. Unknown fields stay "".
+    a 2-D image; the region comes from the table's ``dataset_regions``).
+    biomedparse: ``<nn>_<modality>_<region>``. Otherwise the ``datasets``
+    patterns of the table decide. Unknown fields stay "".
     """
     table = table or load_json_template("datasets.json")
     modalities = {k.lower(): v for k, v in table.get("modalities", {}).items()}
-    stem = pathlib.PurePath(image_name).stem
+    stem = image_stem(image_name)
     meta = {"modality": "", "dataset": "", "region": "", "orientation": "",
-            "case": _C.data_case_id(stem)}
+            "case": _C.data_case_id(pathlib.PurePath(image_name).name)}
     parts = stem.split("--")
     if len(parts) >= 4:
         raw = "x_ray" if parts[0].startswith("x_ray") else parts[0].rsplit("_", 1)[0]
         meta["modality"] = modalities.get(raw.lower(), _C.data_modality(stem))
         meta["dataset"] = parts[1]
+        meta["region"] = table.get("dataset_regions", {}).get(parts[1], "")
         axis = parts[3].split("_", 1)[0]
         meta["orientation"] = "2d" if axis == "2d" else axis
         return meta
@@ -166,12 +179,12 @@ def scan_sam_med2d(root: os.PathLike, *, table: Optional[dict[str, Any]] = None,
             raise FileNotFoundError(f"{root / image_rel}: image listed in the SA-Med2D tables "
                                     "does not exist")
         width, height = _image_size(root / image_rel)
-        stem = pathlib.PurePath(image_rel).stem
+        stem = image_stem(image_rel)
         meta = ImageMeta(image_rel, stem, width, height, split=split,
                          **parse_name(stem, table))
         by_label: dict[str, list[str]] = {}
         for rel in mask_rels:
-            name = pathlib.PurePath(rel).stem
+            name = image_stem(rel)
             match = re.fullmatch(re.escape(stem) + r"_(.+)_(\d{3})", name)
             if not match:
                 raise ValueError(f"mask {rel} is not named {stem}_<label>_<instance>.png")

@@ -8,6 +8,7 @@ in pixels; grid boxes map back to pixels as Qwen-VL does (g / 1000 * size).
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from typing import Any, Optional, Sequence, Union
@@ -79,15 +80,21 @@ class Overlay:
             x0, y0, x1, y1 = grid_to_pixels(box, *self.image.size)
         else:
             x0, y0, x1, y1 = (float(v) for v in box)
+        # edges -> the smallest pixel rectangle that holds them: first pixel
+        # floor(x0), last pixel ceil(x1) - 1 (inclusive), clipped to the image
+        w, h = self.image.size
+        left, top = min(max(math.floor(x0), 0), w - 1), min(max(math.floor(y0), 0), h - 1)
+        right = min(max(math.ceil(x1) - 1, left), w - 1)
+        bottom = min(max(math.ceil(y1) - 1, top), h - 1)
         color = self._color(color)
         draw = ImageDraw.Draw(self.image)
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=width)
+        draw.rectangle([left, top, right, bottom], outline=color, width=width)
         if label:
-            draw.text((x0 + 2, max(0, y0 - 12)), label, fill=color)
+            draw.text((left + 2, max(0, top - 12)), label, fill=color)
         return self
 
     def add_text_boxes(self, text: str) -> "Overlay":
-        """Draws every ``<ref>…</ref><box>…</box>`` span of a record text."""
+        """Draws every ``<ref>…</ref><box>…</box>`` span (and bare ``<box>``) of a record text."""
         for match in _BOX.finditer(text):
             label = match.group(1) or ""
             color = self._color(None)

@@ -101,6 +101,7 @@ def test_full_size_extra_and_reshaped_tensors_are_named():
 # ------------------------------------------------------- bad tiny checkpoints
 
 CFG = ref.tiny_config()
+torch.set_num_threads(1)  # tiny models: threads only add contention
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@
  * -LSB- -RSB-, '<' '>' '|' '\' stay, "gonna" -> "gon na", "'tis" -> "'t is".
  * Not ported (treated as ordinary characters): SGML entities other than
  * &amp; &lt; &gt; &quot; &apos; &mdash; &ndash;, non-ASCII digits, Unicode
- * letter classes beyond the ranges in ptb_is_letter. A '\r' or other line
+ * letter classes beyond the ranges in ptb_is_letter. Known difference:
+ * the jar splits a line-final "\\w." into "\\ w ." (kept "w." here). A '\r'
+ * or other line
  * separator inside a caption is a space here (the jar would start a new
  * output line, shifting pycocoevalcap's line pairing). */
 #include "eval/eval_internal.h"
@@ -139,8 +141,81 @@ static size_t run(const ptb_text *t, size_t i, bool (*cls)(cp_t)) {
 
 /* ---- rules ------------------------------------------------------------ */
 
-/* WORD = ([:letter:]|soft hyphen|marks)+ */
-static size_t m_word(const ptb_text *t, size_t i) { return run(t, i, ptb_is_word_char); }
+/* WORD = {LETTER}({LETTER}|{DIGIT})*([.!?]{LETTER}({LETTER}|{DIGIT})*)*
+ * (LETTER: [:letter:], soft hyphen, combining marks) */
+static bool ptb_is_word_char_or_digit(cp_t c) { return ptb_is_word_char(c) || ptb_is_digit(c); }
+static size_t m_word(const ptb_text *t, size_t i) {
+    if (!ptb_is_word_char(at(t, i))) return 0;
+    size_t k = i + 1 + run(t, i + 1, ptb_is_word_char_or_digit);
+    while ((at(t, k) == '.' || at(t, k) == '!' || at(t, k) == '?') && ptb_is_word_char(at(t, k + 1)))
+        k += 2 + run(t, k + 2, ptb_is_word_char_or_digit);
+    return k - i;
+}
+
+/* SGML, as 3.4.1 recognises tags: <name( attr| attr=value)* /?>, </name>,
+ * <!...> (a bare "<https://..>" is not a tag). */
+static bool sgml_name_char(cp_t c) { return ptb_is_ascii_alnum(c) || c == '_' || c == ':' || c == '.' || c == '-'; }
+static bool sgml_value_char(cp_t c) { return sgml_name_char(c) || c == '/'; }
+static size_t m_sgml(const ptb_text *t, size_t i) {
+    if (at(t, i) != '<') return 0;
+    size_t k = i + 1;
+    cp_t c = at(t, k);
+    if (c == '!' || c == '?') {
+        if (!(ptb_is_ascii_letter(at(t, k + 1)) || at(t, k + 1) == '-')) return 0;
+        size_t e = k + 2;
+        while (e < t->n && at(t, e) != '>') e++;
+        return e < t->n ? e + 1 - i : 0;
+    }
+    if (c == '/') {
+        if (!ptb_is_ascii_letter(at(t, k + 1))) return 0;
+        k += 2 + run(t, k + 2, sgml_name_char);
+    } else {
+        if (!ptb_is_ascii_letter(c)) return 0;
+        k += 1 + run(t, k + 1, sgml_name_char);
+        for (;;) {
+            size_t sp = 0;
+            while (at(t, k + sp) == ' ') sp++;
+            if (!sp || !ptb_is_ascii_letter(at(t, k + sp))) break;
+            size_t a = k + sp + 1 + run(t, k + sp + 1, sgml_name_char);
+            size_t e = a;
+            while (at(t, e) == ' ') e++;
+            if (at(t, e) == '=') {
+                e++;
+                while (at(t, e) == ' ') e++;
+                cp_t q = at(t, e);
+                if (q == '\'' || q == '"') {
+                    size_t f = e + 1;
+                    while (f < t->n && at(t, f) != q) f++;
+                    if (f >= t->n) break;
+                    a = f + 1;
+                } else if (ptb_is_ascii_letter(q)) {
+                    a = e + 1 + run(t, e + 1, sgml_value_char);
+                }
+            }
+            k = a;
+        }
+        while (at(t, k) == ' ') k++;
+        if (at(t, k) == '/') k++;
+    }
+    while (at(t, k) == ' ') k++;
+    return at(t, k) == '>' ? k + 1 - i : 0;
+}
+
+/* SMILEY = [<>]?[:;=][\-o\*']?[\(\)DPdpO\\{@\|\[\]], not followed by a letter or digit */
+static size_t m_smiley(const ptb_text *t, size_t i) {
+    size_t k = i;
+    if (at(t, k) == '<' || at(t, k) == '>') k++;
+    if (at(t, k) != ':' && at(t, k) != ';' && at(t, k) != '=') return 0;
+    k++;
+    if (at(t, k) == '-' || at(t, k) == 'o' || at(t, k) == '*' || at(t, k) == '\'') {
+        cp_t e = at(t, k + 1);
+        if (e && e < 0x80 && strchr("()DPdpO\\{@|[]", (int)e)) k++;
+    }
+    cp_t e = at(t, k);
+    if (!(e && e < 0x80 && strchr("()DPdpO\\{@|[]", (int)e))) return 0;
+    k++;
+    return ptb_is_ascii_alnum(at(t, k)) || at(t, k) == 0 ? 0 : k - i;
+}
 
 /* REDAUX = {APOS}([msdMSD]|re|ve|ll) */
 static size_t m_redaux(const ptb_text *t, size_t i) {
@@ -604,16 +679,8 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     for (int k = 0; k < 5; k++)
         if ((m = lit(t, i, assim[k]))) consider(&b, m, 3, OUT_TEXT, NULL);
     if (ptb_is_apos(c) && ((m = lit(t, i + 1, "tis")) || (m = lit(t, i + 1, "twas")))) consider(&b, m + 1, 2, OUT_TEXT, NULL);
-    /* SGML = <\/?[A-Za-z!][^>]*> */
-    if (c == '<') {
-        size_t k = i + 1;
-        if (at(t, k) == '/') k++;
-        if (ptb_is_ascii_letter(at(t, k)) || at(t, k) == '!') {
-            size_t e = k + 1;
-            while (e < t->n && at(t, e) != '>') e++;
-            if (e < t->n) consider(&b, e + 1 - i, e + 1 - i, OUT_TEXT_NBSP, NULL);
-        }
-    }
+    if ((m = m_sgml(t, i))) consider(&b, m, m, OUT_TEXT_NBSP, NULL);
+    if ((m = m_smiley(t, i))) consider(&b, m + 1, m, OUT_PHONE, NULL);
     /* SPMDASH */
     if (c == 0x96 || c == 0x97 || c == 0x2013 || c == 0x2014 || c == 0x2015) consider(&b, 1, 1, OUT_FIXED, "--");
     if ((m = lit(t, i, "&mdash;")) || (m = lit(t, i, "&ndash;")) || (m = lit(t, i, "&md;"))) consider(&b, m, m, OUT_FIXED, "--");
@@ -714,7 +781,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         consider(&b, 1, 1, OUT_TEXT, NULL);
     if (c == '[') consider(&b, 1, 1, OUT_FIXED, "-LSB-");
     if (c == ']') consider(&b, 1, 1, OUT_FIXED, "-RSB-");
-    if (c == '<' || c == '>') consider(&b, 1, 1, OUT_TEXT, NULL);
+    if (c == '<' || c == '>') consider(&b, at(t, i + 1) == c ? 2 : 1, at(t, i + 1) == c ? 2 : 1, OUT_TEXT, NULL);
     if (c == '{') consider(&b, 1, 1, OUT_FIXED, "-LCB-");
     if (c == '}') consider(&b, 1, 1, OUT_FIXED, "-RCB-");
     if (c == '(') consider(&b, 1, 1, OUT_FIXED, "-LRB-");

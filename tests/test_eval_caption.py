@@ -1,0 +1,244 @@
+"""Captioning metrics against PyPI pycocoevalcap itself: its PTBTokenizer
+(stanford-corenlp-3.4.1.jar), BLEU/ROUGE-L/CIDEr-D (pure Python) and its
+bundled Meteor 1.5 jar with the paraphrase table it ships. Each jar runs
+once on the whole corpus (module-scoped fixtures)."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from medground.eval import metrics as M
+
+pycoco = pytest.importorskip("pycocoevalcap")
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
+from pycocoevalcap.cider.cider import Cider  # noqa: E402
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java (default-jre-headless) not installed")
+
+# Radiology-style captions written for these tests (real-text style: the
+# punctuation, clitics, numbers and abbreviations captions contain).
+REAL = [
+    "Axial CT image of the abdomen shows a 3.5 cm hypodense lesion in the right lobe of the liver.",
+    "Chest X-ray: no acute cardiopulmonary abnormality.",
+    "The left kidney is enlarged, with mild hydronephrosis (arrow).",
+    "MRI T2-weighted image shows a well-defined hyperintense mass [arrowhead] in the pituitary.",
+    "There's a small pleural effusion on the right; the heart size is normal.",
+    "Endoscopy shows an ulcer in the gastric antrum, approx. 1 cm in size.",
+    "Dermoscopy: a pigmented lesion with irregular borders, e.g. an atypical naevus.",
+    "Fundus photograph of the left eye shows drusen near the macula.",
+    "Ultrasound of the gallbladder shows multiple stones and wall thickening of 4 mm.",
+    "PET/CT shows increased FDG uptake in the mediastinal lymph nodes.",
+    "The patient's spleen isn't enlarged, and it doesn't show focal lesions.",
+    "A 2-3 mm nodule is seen in the left upper lobe (Fig. 2).",
+    "\"Ground-glass\" opacities are noted bilaterally, worse on the right.",
+    "No evidence of fracture... soft tissues are unremarkable!",
+    "Sagittal view: the spinal cord can't be assessed due to motion artefact.",
+    "Coronal image shows the liver, spleen & both kidneys; no free fluid.",
+    "The tumour measures 45x32 mm -- larger than on the prior study of 12/03/2019.",
+    "Is there a mass? Yes, in the right breast at 10 o'clock.",
+    "Dr. Smith's note: the colour Doppler shows flow within the lesion.",
+    "Brain MRI (FLAIR) shows periventricular white-matter hyperintensities.",
+]
+
+
+def _stdlib_sentences(n: int = 400) -> list[str]:
+    """Real English sentences from the standard library's docstrings."""
+    import collections, json, argparse, logging, textwrap, pathlib, csv, email, unittest  # noqa: E401
+    out: list[str] = []
+    for module in (collections, json, argparse, logging, textwrap, pathlib, csv, email, unittest, random, re):
+        for _, obj in inspect.getmembers(module):
+            doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+            if not doc:
+                continue
+            for sentence in re.split(r"(?<=[.!?])\s+", doc.replace("\n", " ")):
+                # known difference, not ported: the jar splits "\\w." at a line end into "\\ w ."
+                if 3 <= len(sentence.split()) <= 40 and sentence not in out and "\\" not in sentence:
+                    out.append(sentence)
+    return out[:n]
+
+
+WORDS = ("the a an of in on with and left right lower upper lobe lung liver kidney kidneys spleen heart brain mass "
+         "lesion lesions nodule nodules tumor tumour opacity effusion fracture enlarged small large mild severe no "
+         "evidence shows showing seen image scan ct mri x-ray ultrasound chest abdomen axial coronal view there is "
+         "are 3.5 cm 2 mm 10 patient's don't it's can't hypodense lesion, region. (arrow) [note] grey colour "
+         "haemorrhage big huge tiny car automobile vehicle kid child happy glad walks walked walking ran running run "
+         "U.S. e.g. i.e. dr. well-defined t2-weighted 1,000 50% & / : ; ! ? -- ... \" ' isn't won't").split(" ")
+
+
+def _corpus() -> tuple[list[str], list[list[str]]]:
+    rng = random.Random(2024)
+    real = REAL + _stdlib_sentences()
+    hyps, refs = [], []
+    for i in range(1200):  # generated pairs: edits of a reference, unrelated text, identical text
+        ref = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 18)))
+        r = rng.random()
+        if r < 0.4:
+            w = ref.split(" ")
+            for _ in range(rng.randint(0, 3)):
+                w[rng.randrange(len(w))] = rng.choice(WORDS)
+            hyp = " ".join(w)
+        elif r < 0.45:
+            hyp = ref
+        else:
+            hyp = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 18)))
+        extra = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12))) for _ in range(rng.choice([0, 0, 1, 2]))]
+        hyps.append(hyp)
+        refs.append([ref] + extra)
+    for i, ref in enumerate(real):  # real-text pairs: a sentence vs an edited copy or another sentence
+        w = ref.split()
+        if i % 3 == 0:
+            hyp = real[(i * 7 + 3) % len(real)]
+        else:
+            k = rng.randrange(len(w))
+            hyp = " ".join(w[:k] + w[k + 1:] if rng.random() < 0.5 else w[:k] + [rng.choice(WORDS)] + w[k:])
+        hyps.append(hyp)
+        refs.append([ref])
+    return hyps, refs
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    hyps, refs = _corpus()
+    assert len(hyps) >= 1500
+    return hyps, refs
+
+
+@pytest.fixture(scope="module")
+def jar_tokenized(corpus):
+    """pycocoevalcap's PTBTokenizer (one java run for hyps and refs)."""
+    if shutil.which("java") is None:
+        pytest.skip("java not installed")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    hyps, refs = corpus
+    texts = hyps + [r for rs in refs for r in rs]
+    out = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    tok = [out[i][0] for i in range(len(texts))]
+    it = iter(tok[len(hyps):])
+    return tok[:len(hyps)], [[next(it) for _ in rs] for rs in refs]
+
+
+@needs_java
+def test_ptb_tokenizer_matches_corenlp_jar(corpus, jar_tokenized):
+    hyps, refs = corpus
+    ours_h = M.ptb_tokenize(hyps)
+    ours_r = [M.ptb_tokenize(rs) for rs in refs]
+    jar_h, jar_r = jar_tokenized
+    bad = [(hyps[i], jar_h[i], ours_h[i]) for i in range(len(hyps)) if jar_h[i] != ours_h[i]]
+    bad += [(refs[i], jar_r[i], ours_r[i]) for i in range(len(refs)) if jar_r[i] != ours_r[i]]
+    assert not bad, f"{len(bad)} texts differ, first: {bad[:3]}"
+    # the corpus exercises the rules that matter (not only plain words)
+    joined = " ".join(jar_h + [r for rs in jar_r for r in rs])
+    for token in ("'s", "n't", "-lrb-", "-lsb-", "3.5", "x-ray", "e.g.", "dr.", "1,000"):
+        assert f" {token} " in f" {joined} ", token
+
+
+# Hand-checked PTB cases (jar output verified once; rules in csrc/eval/ptb.c)
+@pytest.mark.parametrize("text, expected", [
+    ("Don't worry, it's fine.", "do n't worry it 's fine"),          # clitics split, ',' '.' removed
+    ("The CT (axial) shows a mass [arrow].", "the ct -lrb- axial -rrb- shows a mass -lsb- arrow -rsb-"),
+    ("3.5cm vs. 10mm; 1,000 cells", "3.5 cm vs. 10mm 1,000 cells"),  # NUMBER longest, then the letters
+    ("He can't -- won't.", "he ca n't wo n't"),
+    ("cannot gonna 'tis", "can not gon na 't is"),                   # assimilations split
+    ("“quoted” 'single'", "quoted single"),                          # quotes -> `` '' ` ' -> removed
+    ("grey colour tumour", "grey colour tumour"),                    # no Americanize in 3.4.1
+])
+def test_ptb_hand_cases(text, expected):
+    assert M.ptb_tokenize([text]) == [expected]
+
+
+def _pycoco_scores(hyps, refs):
+    gts = {i: list(r) for i, r in enumerate(refs)}
+    res = {i: [h] for i, h in enumerate(hyps)}
+    bleu, bleu_img = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, rouge_img = Rouge().compute_score(gts, res)
+    cider, cider_img = Cider().compute_score(gts, res)
+    return list(bleu) + [rouge, cider], np.column_stack([np.array(bleu_img).T, rouge_img, cider_img])
+
+
+def test_bleu_rouge_cider_match_pycocoevalcap_on_tokenized(corpus):
+    """Our scorers vs pycocoevalcap's on the same (lower-cased, split) text:
+    corpus and per-image values to 1e-9."""
+    hyps, refs = corpus
+    h = [" ".join(x.lower().split()) for x in hyps]
+    r = [[" ".join(x.lower().split()) for x in rs] for rs in refs]
+    ref_corpus, ref_img = _pycoco_scores(h, r)
+    ours, ours_img = M.caption_scores(h, r)
+    np.testing.assert_allclose(list(ours.values()), ref_corpus, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours_img, ref_img, rtol=0, atol=1e-9)
+
+
+@needs_java
+def test_full_pipeline_matches_pycocoevalcap(corpus, jar_tokenized):
+    """Raw text: pycocoevalcap (jar PTB + scorers) vs ours (C PTB + C scorers)."""
+    hyps, refs = corpus
+    jar_h, jar_r = jar_tokenized
+    ref_corpus, _ = _pycoco_scores(jar_h, jar_r)
+    ours, _ = M.caption_scores(M.ptb_tokenize(hyps), [M.ptb_tokenize(rs) for rs in refs])
+    np.testing.assert_allclose(list(ours.values()), ref_corpus, rtol=0, atol=1e-9)
+    # per modality-sized subsets too (IDF depends on the subset)
+    for lo, hi in ((0, 7), (100, 400), (1200, len(hyps))):
+        ref_sub, _ = _pycoco_scores(jar_h[lo:hi], jar_r[lo:hi])
+        ours_sub, _ = M.caption_scores(M.ptb_tokenize(hyps[lo:hi]), [M.ptb_tokenize(rs) for rs in refs[lo:hi]])
+        np.testing.assert_allclose(list(ours_sub.values()), ref_sub, rtol=0, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def jar_meteor(jar_tokenized):
+    from pycocoevalcap.meteor.meteor import Meteor
+    jar_h, jar_r = jar_tokenized
+    gts = {i: list(r) for i, r in enumerate(jar_r)}
+    res = {i: [h] for i, h in enumerate(jar_h)}
+    m = Meteor()
+    try:
+        score, scores = m.compute_score(gts, res)
+    finally:
+        del m
+    return score, np.asarray(scores, dtype=np.float64)
+
+
+@needs_java
+def test_meteor_matches_meteor_1_5_jar(jar_tokenized, jar_meteor):
+    """C METEOR (exact, stem, synonym, paraphrase; beam quirks; corpus
+    aggregation) vs pycocoevalcap's meteor-1.5.jar on PTB-tokenised text:
+    the jar prints full doubles; we agree to 1e-12."""
+    jar_h, jar_r = jar_tokenized
+    corpus, per_image, modules = M.meteor_scores(jar_h, jar_r)
+    assert modules == "exact stem synonym paraphrase"
+    score, scores = jar_meteor
+    assert abs(corpus - score) < 1e-12
+    diff = np.abs(per_image - scores)
+    assert diff.max() < 1e-12, f"{int((diff > 1e-12).sum())} segments differ"
+
+
+def test_meteor_hand_case():
+    # metrics.md §9: "the cat was sat on the mat" vs "the cat sat on the mat":
+    # P = 3/3.25 (weighted), R = 1, Fmean = 0.98765..., 2 chunks over 6 matched
+    # words -> frag 1/3, Pen = 0.6 * (1/3)^0.2 = 0.48165 -> 0.5119556177223324
+    corpus, per, _ = M.meteor_scores(["the cat was sat on the mat"], [["the cat sat on the mat"]])
+    assert per[0] == pytest.approx(0.5119556177223324, abs=1e-15)
+    assert corpus == pytest.approx(0.5119556177223324, abs=1e-15)
+
+
+def test_caption_hand_cases():
+    # one image, hyp "a b c d", ref "a b c e": 1-grams 3/4, 2-grams 2/3,
+    # 3-grams 1/2, 4-grams 0/1 (+1e-15 epsilons); lengths equal -> no BP.
+    s, _ = M.caption_scores(["a b c d"], [["a b c e"]])
+    assert s["Bleu_1"] == pytest.approx(0.75, abs=1e-9)
+    assert s["Bleu_2"] == pytest.approx((0.75 * 2 / 3) ** 0.5, abs=1e-9)
+    assert s["Bleu_3"] == pytest.approx((0.75 * 2 / 3 * 0.5) ** (1 / 3), abs=1e-9)
+    # ROUGE-L: LCS 3, P = R = 3/4 -> F = 0.75 for any beta
+    assert s["ROUGE_L"] == pytest.approx(0.75, abs=1e-12)
+    # CIDEr-D with one image: IDF log(1) - log(1) = 0 -> every vector is 0 -> 0
+    assert s["CIDEr"] == 0.0
+    # brevity penalty: hyp "a b" vs ref "a b c d": p1 = p2 = 1, ratio 1/2 -> exp(1 - 2)
+    s, _ = M.caption_scores(["a b"], [["a b c d"]])
+    assert s["Bleu_1"] == pytest.approx(np.exp(-1), abs=1e-9)
+    # ROUGE-L: P = 1, R = 1/2 -> (1 + 1.44) * 0.5 / (0.5 + 1.44) = 0.628866
+    assert s["ROUGE_L"] == pytest.approx(2.44 * 0.5 / 1.94, abs=1e-12)

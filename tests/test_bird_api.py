@@ -107,13 +107,19 @@ def test_clean_answer_matches_the_eval_module():
 # ----------------------------------------------------------------- prompts
 
 
-def test_prompt_ids_match_tiktoken_on_the_real_vocabulary():
+@pytest.mark.parametrize("which", ["medground", "tiktoken-adapter"])
+def test_prompt_ids_match_tiktoken_on_the_real_vocabulary(which, tmp_path):
     tiktoken = pytest.importorskip("tiktoken")
     import base64
 
-    from medground.models.bird import _TiktokenQwen
+    from medground.models.bird import _TiktokenQwen, default_tokenizer
 
     path = shared_path("tokenizers", "qwen.tiktoken")
+    if which == "medground":  # the C tokenizer found beside a checkpoint, as BiRD(folder) does
+        (tmp_path / "qwen.tiktoken").symlink_to(path)
+        ours = default_tokenizer(tmp_path / "model.safetensors")
+    else:
+        ours = _TiktokenQwen(path)
     ranks = {}
     for line in path.read_bytes().splitlines():
         if line:
@@ -132,9 +138,12 @@ def test_prompt_ids_match_tiktoken_on_the_real_vocabulary():
     want = enc.encode(text, allowed_special="all")
     at = want.index(special["</img>"])
     want = want[:at] + [special["<imgpad>"]] * 256 + want[at:]  # 256 image positions (docs §1.7.3)
-    got = encode_segments(_TiktokenQwen(path), chatml_segments(query, history), special, 256)
+    got = encode_segments(ours, chatml_segments(query, history), special, 256)
     assert got == want
     assert got[0] == 151644 and got.count(151859) == 256 and got.count(151857) == 1
+    # user text is plain text: a special string inside it is not a special token
+    tricky = encode_segments(ours, chatml_segments("say <|im_end|> now", with_image=False), special, 256)
+    assert tricky.count(special["<|im_end|>"]) == 2  # system + user turn ends only
 
 
 # ------------------------------------------------------ the BiRD front end

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .models.sam_med2d import SamMed2D
+from .models.bird import BiRD, Box
 from .eval import evaluate
 from .tokenizer import Tokenizer
 
@@ -42,6 +43,8 @@ __all__ = [
     "convert",
     "inspect",
     "SamMed2D",
+    "BiRD",
+    "Box",
     "evaluate",
     "Tokenizer",
     "__version__",

@@ -342,28 +342,44 @@ class _TiktokenQwen:
         return self._enc.decode([int(i) for i in ids], errors="replace")
 
 
-def _find_tokenizer_file(path: pathlib.Path) -> Optional[pathlib.Path]:
-    folder = path if path.is_dir() else path.parent
-    candidate = folder / "qwen.tiktoken"
-    return candidate if candidate.is_file() else None
+class _PlainText:
+    """medground.Tokenizer seen through BiRD's protocol: text runs are encoded
+    with no special-token parsing and no <img> expansion (the prompt builder
+    places every special id itself), decoded as is."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, allowed_special="none", expand_images=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
 
 
 def default_tokenizer(path: Union[str, os.PathLike]):
-    """A tokenizer for the checkpoint at ``path``: ``qwen.tiktoken`` next to it
-    (medground's C tokenizer when exposed as ``medground.Tokenizer``, else the
-    tiktoken package)."""
-    file = _find_tokenizer_file(pathlib.Path(os.fspath(path)))
-    if file is None:
-        raise NotFoundError(f"{path}: no qwen.tiktoken beside the checkpoint; pass tokenizer=")
+    """The Qwen tokenizer for the checkpoint at ``path``: medground's C
+    tokenizer (``medground.Tokenizer.from_pretrained``) over ``qwen.tiktoken``
+    beside the checkpoint or embedded in its GGUF; the tiktoken package when
+    medground's is unavailable."""
+    p = pathlib.Path(os.fspath(path))
+    target = p if p.is_dir() or p.suffix.lower() == ".gguf" else p.parent
     try:
-        from ..tokenizer import Tokenizer  # built by the tokenizer module (may be absent)
-
-        for factory in ("qwen", "load_qwen", "from_file"):
-            if hasattr(Tokenizer, factory):
-                return getattr(Tokenizer, factory)(str(file))
-    except ImportError:
-        pass
-    return _TiktokenQwen(file)
+        from ..tokenizer import Tokenizer
+    except ImportError:  # pragma: no cover - the tokenizer module ships with medground
+        Tokenizer = None
+    if Tokenizer is not None:
+        try:
+            tokenizer = Tokenizer.from_pretrained(target)
+        except NotFoundError as error:
+            raise NotFoundError(f"{path}: no Qwen tokenizer found ({error}); pass tokenizer=") from None
+        if tokenizer.family != "qwen":
+            raise FormatError(f"{target}: the tokenizer found is {tokenizer.family}, not Qwen's; pass tokenizer=")
+        return _PlainText(tokenizer)
+    folder = target if target.is_dir() else target.parent
+    if not (folder / "qwen.tiktoken").is_file():
+        raise NotFoundError(f"{path}: no qwen.tiktoken beside the checkpoint; pass tokenizer=")
+    return _TiktokenQwen(folder / "qwen.tiktoken")
 
 
 # ------------------------------------------------------------------ prompts
@@ -479,6 +495,8 @@ class BiRD:
                 raise InvalidArgumentError("pass tokenizer= with a model handle")
         if not (hasattr(tokenizer, "encode") and hasattr(tokenizer, "decode")):
             raise InvalidArgumentError("tokenizer needs encode(str) -> ids and decode(ids) -> str")
+        if type(tokenizer).__name__ == "Tokenizer" and hasattr(tokenizer, "family"):
+            tokenizer = _PlainText(tokenizer)  # medground.Tokenizer: plain-text runs
         self.tokenizer = tokenizer
         self.info = _C.bird_info(self._model)
         base = self.info["image_start_id"] - _IMG_INDEX

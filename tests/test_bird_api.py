@@ -306,3 +306,24 @@ def test_model_special_layout_checked(tiny):
         BiRD(handle)
     with pytest.raises(medground.InvalidArgumentError, match="encode"):
         BiRD(handle, tokenizer=object())
+
+
+def test_image_inputs_and_memo(tiny, picture, tmp_path):
+    from PIL import Image
+
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer())
+    first = bird.encode_image(picture)
+    assert bird.encode_image(picture.copy()) is first  # same pixels: memoised
+    changed = picture.copy()
+    changed[:40] = 255 - changed[:40]
+    other = bird.encode_image(changed)
+    assert other is not first and np.abs(other - first).max() > 1e-3
+    np.testing.assert_allclose(bird.encode_image(changed), ref_embeddings(model, changed).numpy(), rtol=0, atol=1e-4)
+    path = tmp_path / "scan.png"
+    Image.fromarray(picture).save(path)
+    np.testing.assert_array_equal(bird.encode_image(str(path)), first)  # PNG is lossless
+    np.testing.assert_array_equal(bird.encode_image(Image.fromarray(picture)), first)
+    gray = bird.encode_image(Image.fromarray(picture[:, :, 0]))  # any mode: gray replicated to RGB
+    np.testing.assert_array_equal(gray, bird.encode_image(np.repeat(picture[:, :, :1], 3, axis=2)))
+    assert bird._image_size == (200, 150)

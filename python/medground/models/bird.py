@@ -464,10 +464,23 @@ def encode_segments(tokenizer, segments: list, special: dict[str, int], image_to
 ImageLike = Any  # path, PIL image, uint8 ndarray [H, W(, C)]
 
 
-@dataclasses.dataclass
-class _Turn:
-    query: str
-    answer: str
+def _image_key(image: Any) -> Any:
+    """Identity of an image for memoising its embeddings: a file by path, size
+    and modification time; an array by shape, dtype and a digest of its bytes
+    (never by id(), which Python reuses)."""
+    import hashlib
+
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ("path", path, None)
+        return ("path", os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if isinstance(image, np.ndarray):
+        data = np.ascontiguousarray(image)
+        return ("array", data.shape, data.dtype.str, hashlib.blake2b(data.tobytes(), digest_size=16).digest())
+    return ("object", id(image), object())  # unknown kind: never equal, always re-encoded
 
 
 class BiRD:
@@ -522,11 +535,13 @@ class BiRD:
         """Preprocess (PIL bicubic squash to the model's size, CLIP normalisation)
         and run the ViT + resampler: [image_tokens, hidden] float32. The last
         image is memoised (same path, or same array object)."""
-        key = image if isinstance(image, (str, os.PathLike)) else id(image)
-        if self._image_embeddings is not None and key == self._image_key:
-            return self._image_embeddings
         from ..image import preprocess_qwen
 
+        if not isinstance(image, (str, os.PathLike, np.ndarray)) and hasattr(image, "mode"):
+            image = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB", "RGBA") else image)
+        key = _image_key(image)
+        if self._image_embeddings is not None and key == self._image_key:
+            return self._image_embeddings
         pixels, geometry = preprocess_qwen(image, size=self.info["image_size"])
         self._image_embeddings = _C.bird_encode_image(self._model, pixels)
         self._image_size = (geometry.original_width, geometry.original_height)

@@ -342,6 +342,40 @@ def test_qwen_long_piece_matches_tiktoken(qwen, qwen_ref):
     assert qwen.encode(digits_and_punct) == qwen_ref.encode_ordinary(digits_and_punct)
 
 
+def _all_code_points() -> str:
+    return "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+
+
+def test_regex_classes_match_rust(qwen_path):
+    """\\p{L}, \\p{N}, \\s, \\S mean to our PCRE2 pattern what they mean to tiktoken's Rust regex, over
+    every code point: a pattern matching one class, over a bytes-only vocabulary, returns exactly the
+    bytes of the characters in that class (tiktoken drops unmatched text; so do we)."""
+    import base64
+
+    ranks = {bytes([b]): b for b in range(256)}
+    raw = b"".join(base64.b64encode(bytes([b])) + b" %d\n" % b for b in range(256))
+    text = _all_code_points()
+    for pattern in (r"\p{L}", r"\p{N}", r"\s", r"\S", r"[^\r\n\p{L}\p{N}]", r"[^\s\p{L}\p{N}]"):
+        ref = tiktoken.Encoding("probe", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+        want = bytes(ref.encode_ordinary(text)).decode()
+        got = bytes(Tokenizer.from_tiktoken_bytes(raw, pattern=pattern).encode(text)).decode()
+        assert got == want, (pattern, sorted(set(got) ^ set(want))[:10])
+    case = "".join("'" + c for c in text[::7])  # (?i:'s|...) under Unicode case folding
+    pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)"
+    ref = tiktoken.Encoding("probe", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+    assert Tokenizer.from_tiktoken_bytes(raw, pattern=pattern).encode(case) == ref.encode_ordinary(case)
+
+
+def test_qwen_every_code_point_in_context(qwen, qwen_ref):
+    """Qwen's full pattern and merges around every 5th code point (all of them: run with step 1)."""
+    text = _all_code_points()[::5]
+    docs = ["".join(f"a{c}{c}b {c}1'{c}\n{c} {c}'s {c}'S{c}\t" for c in text[i:i + 2000])
+            for i in range(0, len(text), 2000)]
+    ours = qwen.encode_batch(docs, allowed_special=None, normalize=False)
+    ref = qwen_ref.encode_ordinary_batch(docs, num_threads=1)
+    assert _first_mismatch(ours, ref, docs) is None
+
+
 # ================================================================ LLaMA
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,62 @@ const char mg_qwen_pattern[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* Rust's regex (which tiktoken and HF tokenizers use) defines \s as Unicode
- * White_Space; PCRE2's \s under UCP is category Z plus \t\n\v\f\r, which
- * misses U+0085 (NEXT LINE). Rewrite \s / \S so the two agree. */
+/* The references (tiktoken, HF tokenizers) match with Rust's regex crate,
+ * whose Unicode tables are newer than Debian's PCRE2 10.42 (Unicode 14), and
+ * whose \s is Unicode White_Space where PCRE2's UCP \s also takes U+180E.
+ * translate_pattern closes both gaps so that \p{L}, \p{N}, \s and \S mean
+ * exactly what they mean to the references:
+ *  - \s / \S become the White_Space list below;
+ *  - \p{L} / \p{N} gain the code points that are letters / numbers to Rust
+ *    but unassigned to PCRE2 (Unicode 15-16 additions). The lists were
+ *    measured, not copied: a tiktoken Encoding with pattern "\p{L}" (and
+ *    "\p{N}", "\s") over all 1,112,064 code points versus this tokenizer with
+ *    the same pattern; tests/test_tokenizer.py::test_regex_classes_match_rust
+ *    repeats that comparison, so a PCRE2 or tiktoken upgrade that moves
+ *    either side fails loudly. Only L and N needed additions; nothing PCRE2
+ *    calls L or N is outside them for Rust.
+ * Other escapes (\p{Lu}, \d, \w ...) pass through unchanged. */
+static const char white_space[] =
+    "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+static const char extra_letters[] =
+    "\\x{1C89}-\\x{1C8A}\\x{A7CB}-\\x{A7CD}\\x{A7DA}-\\x{A7DC}\\x{105C0}-\\x{105F3}\\x{10D4A}-\\x{10D65}"
+    "\\x{10D6F}-\\x{10D85}\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}\\x{11380}-\\x{11389}\\x{1138B}\\x{1138E}"
+    "\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}"
+    "\\x{11F12}-\\x{11F33}\\x{1342F}\\x{13441}-\\x{13446}\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}"
+    "\\x{16D40}-\\x{16D6C}\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}"
+    "\\x{1E4D0}-\\x{1E4EB}\\x{1E5D0}-\\x{1E5ED}\\x{1E5F0}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}";
+static const char extra_numbers[] =
+    "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}\\x{11F50}-\\x{11F59}\\x{16130}-\\x{16139}"
+    "\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}";
+
+static mg_status append_str(mg_tok_bytes *out, const char *s) { return mg_tok_bytes_append(out, s, strlen(s)); }
+
 static mg_status translate_pattern(const char *pattern, mg_tok_bytes *out) {
     bool in_class = false;
     for (const char *p = pattern; *p; p++) {
         if (*p == '\\' && p[1]) {
-            if (p[1] == 's') {
-                MG_TRY(mg_tok_bytes_append(out, in_class ? "\\s\\x{85}" : "[\\s\\x{85}]",
-                                           in_class ? 8 : 10));
+            const char *extra = NULL;
+            size_t skip = 1;
+            if (strncmp(p + 1, "p{L}", 4) == 0) {
+                extra = extra_letters;
+                skip = 4;
+            } else if (strncmp(p + 1, "p{N}", 4) == 0) {
+                extra = extra_numbers;
+                skip = 4;
+            }
+            if (extra) {
+                if (!in_class) MG_TRY(append_str(out, "["));
+                MG_TRY(mg_tok_bytes_append(out, p, skip + 1));
+                MG_TRY(append_str(out, extra));
+                if (!in_class) MG_TRY(append_str(out, "]"));
+            } else if (p[1] == 's') {
+                if (!in_class) MG_TRY(append_str(out, "["));
+                MG_TRY(append_str(out, white_space));
+                if (!in_class) MG_TRY(append_str(out, "]"));
             } else if (p[1] == 'S' && !in_class) {
-                MG_TRY(mg_tok_bytes_append(out, "[^\\s\\x{85}]", 11));
+                MG_TRY(append_str(out, "[^"));
+                MG_TRY(append_str(out, white_space));
+                MG_TRY(append_str(out, "]"));
             } else if (p[1] == 'S') {
                 /* \S inside a class cannot be widened by a rewrite; no known
                  * tokenizer pattern uses it. */
@@ -41,7 +85,7 @@ static mg_status translate_pattern(const char *pattern, mg_tok_bytes *out) {
             } else {
                 MG_TRY(mg_tok_bytes_append(out, p, 2));
             }
-            p++;
+            p += skip;
             continue;
         }
         if (!in_class && *p == '[') {

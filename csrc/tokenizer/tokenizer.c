@@ -35,6 +35,8 @@ void mg_tokenizer_destroy(mg_tokenizer *tok) {
     free(tok->added);
     free(tok->added_by_length);
     free(tok->id_flags);
+    free(tok->added_of_id);
+    free(tok->added_lengths);
     free(tok->scores);
     free(tok->piece_type);
     free(tok->sp_piece_ids);
@@ -106,6 +108,35 @@ mg_status mg_tokenizer_register_added(mg_tokenizer *tok, int32_t id, bool specia
     return MG_OK;
 }
 
+/* The tables find_added uses: which ids are added tokens, the distinct
+ * lengths (longest first) and the first two bytes of every added token. */
+static mg_status rebuild_added_index(mg_tokenizer *tok) {
+    int32_t *of_id = realloc(tok->added_of_id, ((size_t)tok->vocab.n + 1) * sizeof *of_id);
+    size_t *lengths = realloc(tok->added_lengths, ((size_t)tok->n_added + 1) * sizeof *lengths);
+    if (of_id) tok->added_of_id = of_id;
+    if (lengths) tok->added_lengths = lengths;
+    if (!of_id || !lengths) return mg_error(MG_ERR_NO_MEMORY, "%s: out of memory", tok->name);
+    for (int32_t id = 0; id <= tok->vocab.n; id++) of_id[id] = -1;
+    memset(tok->single_byte_added, 0, sizeof tok->single_byte_added);
+    memset(tok->added_pairs, 0, sizeof tok->added_pairs);
+    int32_t n_lengths = 0;
+    for (int32_t i = 0; i < tok->n_added; i++) {
+        size_t len;
+        const uint8_t *s = mg_tok_strings_get(&tok->vocab, tok->added[i].id, &len);
+        of_id[tok->added[i].id] = i;
+        if (len == 1) tok->single_byte_added[s[0]] = true;
+        else tok->added_pairs[(s[0] << 8 | s[1]) >> 3] |= (uint8_t)(1u << (s[1] & 7));
+        int32_t k = 0;
+        while (k < n_lengths && lengths[k] > len) k++;
+        if (k < n_lengths && lengths[k] == len) continue;
+        memmove(lengths + k + 1, lengths + k, (size_t)(n_lengths - k) * sizeof *lengths);
+        lengths[k] = len;
+        n_lengths++;
+    }
+    tok->n_added_lengths = n_lengths;
+    return MG_OK;
+}
+
 /* id_flags: (re)computed from `added` and the piece types. */
 static mg_status rebuild_id_flags(mg_tokenizer *tok) {
     uint8_t *flags = realloc(tok->id_flags, (size_t)tok->vocab.n + 1);
@@ -122,7 +153,7 @@ static mg_status rebuild_id_flags(mg_tokenizer *tok) {
                 flags[id] |= MG_TOK_FLAG_SPECIAL;
     }
     tok->id_flags = flags;
-    return MG_OK;
+    return rebuild_added_index(tok);
 }
 
 mg_status mg_tokenizer_add_tokens(mg_tokenizer *tok, const char *const *tokens, int64_t n_tokens, bool special,
@@ -348,18 +379,24 @@ mg_status mg_tokenizer_id_to_token(const mg_tokenizer *tok, int32_t id, const ch
 
 /* -------------------------------------------------------------- encode */
 
-/* Earliest (then longest) allowed added token at or after `from`. */
+/* Earliest (then longest) allowed added token at or after `from`: at each
+ * byte that can start one, look the text up by each added-token length
+ * (longest first) in the vocabulary's hash index. */
 static int32_t find_added(const mg_tokenizer *tok, const bool *allowed, const uint8_t *text, size_t n, size_t from,
                           size_t *at) {
     if (tok->n_added == 0) return -1;
     for (size_t i = from; i < n; i++) {
-        if (!tok->first_byte[text[i]]) continue;
-        for (int32_t k = 0; k < tok->n_added; k++) {
-            int32_t index = tok->added_by_length[k];
-            if (!allowed[index]) continue;
-            size_t len;
-            const uint8_t *s = mg_tok_strings_get(&tok->vocab, tok->added[index].id, &len);
-            if (len <= n - i && s[0] == text[i] && memcmp(s, text + i, len) == 0) {
+        uint8_t c = text[i];
+        if (!tok->first_byte[c]) continue;
+        bool pair = i + 1 < n && (tok->added_pairs[(c << 8 | text[i + 1]) >> 3] & (1u << (text[i + 1] & 7)));
+        if (!pair && !tok->single_byte_added[c]) continue;
+        for (int32_t k = 0; k < tok->n_added_lengths; k++) {
+            size_t len = tok->added_lengths[k];
+            if (len > n - i || (len > 1 && !pair)) continue;
+            int32_t id = mg_tok_strings_find(&tok->vocab, text + i, len);
+            if (id < 0) continue;
+            int32_t index = tok->added_of_id[id];
+            if (index >= 0 && allowed[index]) {
                 *at = i;
                 return index;
             }

@@ -151,6 +151,12 @@ struct mg_tokenizer {
     uint8_t *id_flags;    /* per id: MG_TOK_FLAG_* (sized vocab.n)          */
     bool first_byte[256]; /* some added token starts with this byte        */
     bool any_strip;
+    /* lookup tables for find_added, rebuilt with the id flags */
+    int32_t *added_of_id;     /* id -> index in `added`, or -1 (vocab.n)    */
+    size_t *added_lengths;    /* distinct byte lengths of added tokens, desc */
+    int32_t n_added_lengths;
+    bool single_byte_added[256];    /* a one-byte added token is this byte   */
+    uint8_t added_pairs[256 * 256 / 8]; /* bit (b0 << 8 | b1): some added token starts b0 b1 */
 
     bool wants_nfc;
     int32_t bos_id, eos_id, unk_id;

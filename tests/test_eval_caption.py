@@ -72,9 +72,24 @@ WORDS = ("the a an of in on with and left right lower upper lobe lung liver kidn
          "U.S. e.g. i.e. dr. well-defined t2-weighted 1,000 50% & / : ; ! ? -- ... \" ' isn't won't").split(" ")
 
 
+# Abbreviation handling (the jar's lists are case-sensitive for some):
+# sentence-final and mid-sentence, lower and capitalised.
+ABBREVIATIONS = ("ct CT mr MRI pt dr Dr vol fig Fig figs no No ca approx inc mg ml cm mm hr min sec yr mo dept co "
+                 "ltd jr sr st ave mr Mr mrs ms prof gen col lt rev vs cf est ext sq ph tel etc al seq bldg mass Mass "
+                 "la La pa Pa del Del tex Tex ill Ill wash Wash miss Miss ore Ore ark Ark jan Jan dec Dec fri Fri "
+                 "corp univ e.g i.e a.m p.m U.S u.s T T2 x X").split()
+
+
+def _abbreviation_sentences() -> list[str]:
+    out = []
+    for w in ABBREVIATIONS:
+        out += [f"Seen on {w}. Next image", f"findings on {w}.", f"{w}. 2 lesions", f"({w}.)"]
+    return out
+
+
 def _corpus() -> tuple[list[str], list[list[str]]]:
     rng = random.Random(2024)
-    real = REAL + _stdlib_sentences()
+    real = REAL + _abbreviation_sentences() + _stdlib_sentences()
     hyps, refs = [], []
     for i in range(1200):  # generated pairs: edits of a reference, unrelated text, identical text
         ref = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 18)))

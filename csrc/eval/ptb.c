@@ -405,8 +405,8 @@ static size_t m_acro(const ptb_text *t, size_t i) {
 
 static const char AB_MONTH[] = "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec";
 static const char AB_DAYS[] = "mon|tue|tues|wed|thu|thurs|fri";
-static const char AB_STATE[] = "ala|ariz|^ark|calif|colo|conn|dak|del|fla|ga|^ill|ind|kan|kans|ky|la|^mass|md|mich|minn|"
-                               "^miss|mo|mont|neb|nev|okla|^ore|pa|penn|tenn|tex|va|vt|^wash|wis|wisc|wyo";
+static const char AB_STATE[] = "ala|ariz|^ark|calif|colo|conn|ct|dak|^del|fla|ga|^ill|ind|kan|kans|ky|^la|^mass|md|mich|minn|"
+                               "^miss|mo|mont|neb|nev|okla|^ore|^pa|penn|tenn|^tex|va|vt|^wash|wis|wisc|wyo";
 static const char AB_COMP[] = "inc|co|cos|corp|pty|ptys|ppty|pptys|ltd|plc|bancorp|dept|bhd|assn|univ|intl|sys";
 static const char AB_NUM[] = "ph|tel|est|ext|sq|ft";
 static const char AB_PTIT[] = "jr|sr|bros|ed.d|ph.d|blvd|rd|esq";

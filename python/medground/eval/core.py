@@ -88,7 +88,7 @@ def evaluate(records_or_path: Any, task: str = "vg", modality_average: bool = Tr
              on_error: str = "raise", clean_response: bool = True, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
              meteor: bool = True, meteor_data: str | None = None, spice: bool | None = None,
              answer_type: str | None = None, seg_root: str | None = None,
-             modalities: Sequence[str] | None = None) -> EvalResult:
+             modalities: Sequence[str] | None = None, references: Any = None) -> EvalResult:
     """Scores prediction records (or a JSONL/JSON file) as the papers do.
 
     task: "vg" (Recall@0.5, BiRD), "roc" (BiRD recall + exact match),
@@ -98,12 +98,17 @@ def evaluate(records_or_path: Any, task: str = "vg", modality_average: bool = Tr
     modality_average: add the papers' 'average' row (see EvalResult.average_rule).
     on_error: "raise" (default) or "report" (bad lines/records become
     findings, the rest are scored).
-    modalities: the modality rows averaged (default BiRD's 8 for vg/roc)."""
+    modalities: the modality rows averaged (default BiRD's 8 for vg/roc).
+    references: optional separate ground-truth records (path or dicts)
+    joined to the predictions by id (id / question_id); unmatched ids are
+    errors (or findings with on_error="report")."""
     task = str(task).lower()
     if task not in TASKS:
         raise InvalidArgumentError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     records, findings, path = load_records(records_or_path, on_error)
     ctx = _Context(path, on_error, findings)
+    if references is not None:
+        records = _join_references(records, references, ctx)
     if task in ("vg", "roc"):
         rows, modules = _grounding(task, records, ctx, clean_response, thresholds, modality_average, modalities)
     elif task in ("caption", "mia"):
@@ -168,6 +173,40 @@ class _Context:
                 self.note(r, "duplicate_id", f"id {rid!r} also on line {seen[rid]} (scored twice, as the reference)")
             else:
                 seen[rid] = r.line
+
+
+def _join_references(records: list[Record], references: Any, ctx: _Context) -> list[Record]:
+    refs, ref_findings, ref_path = load_records(references, ctx.on_error)
+    ctx.findings.extend(ref_findings)
+    by_id: dict[Any, Record] = {}
+    for r in refs:
+        rid = record_id(r)
+        if rid is None:
+            ctx.problem(r, "missing_id", f"reference record {ref_path or ''}:{r.line} has no id "
+                                         "(id / question_id) to join on")
+            continue
+        by_id[str(rid)] = r
+    joined, used = [], set()
+    for r in records:
+        rid = record_id(r)
+        ref = by_id.get(str(rid)) if rid is not None else None
+        if ref is None:
+            ctx.problem(r, "unmatched_id", f"prediction id {rid!r} has no reference record")
+            continue
+        used.add(str(rid))
+        data = dict(ref.data)
+        data.update({k: v for k, v in r.data.items() if k not in REFERENCE_FIELDS or get_field(ref, (k,))[0] is None})
+        for name in REFERENCE_FIELDS:  # the reference file's answer wins
+            if name in ref.data:
+                data[name] = ref.data[name]
+        joined.append(Record(r.line, data))
+    missing = [k for k in by_id if k not in used]
+    if missing:
+        ctx.note(None, "missing_prediction", f"{len(missing)} reference id(s) have no prediction "
+                                             f"(first: {', '.join(missing[:5])}); they are not scored")
+    if not joined:
+        raise FormatError("no prediction id matches a reference id")
+    return joined
 
 
 def _modality_order(found: Sequence[str], fixed: Sequence[str] | None) -> list[str]:

@@ -40,7 +40,7 @@ CUDA_SOURCES := $(shell find csrc -name '*.cu' | sort)
 CUDA_OBJECTS := $(patsubst csrc/%.cu,build/obj/%.cu.o,$(CUDA_SOURCES))
 LIB_OBJECTS += $(CUDA_OBJECTS)
 CUDA_DEFINE := -DMG_HAVE_CUDA
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
 NVCC_FLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Xcompiler -Wall -Iinclude -Icsrc \
 	-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 endif

@@ -205,6 +205,15 @@ def test_dynamic_ntk_and_logn(tiny):
     # and the plain config gives different numbers (the switch is live)
     plain = ref.load_model(CFG, state)
     assert rel_err(plain.forward(ids)[0][-1].numpy(), steps[0]) > 1e-3
+    # A session turn that crosses into another alpha is run from scratch, as
+    # modeling_qwen.py runs every turn (turn 1: 20 tokens, alpha 1; turn 2: 60).
+    session = _C.bird_session_new(handle, 128)
+    _C.bird_generate(handle, session, ids[:20], None, max_new_tokens=3)
+    assert _C.bird_generate(handle, session, ids, None, max_new_tokens=10) == r_tokens
+    # within one alpha the prefix is reused and still exact
+    again = _C.bird_generate(handle, session, ids + r_tokens[:4], None, max_new_tokens=5)
+    want, _ = model.greedy(ids + r_tokens[:4], None, max_new_tokens=5)
+    assert again == want
 
 
 # -------------------------------------------------- sessions and sampling

@@ -28,6 +28,7 @@ struct mg_bird_session {
      * first row on. */
     uint64_t *image_hashes;
     int n_images;
+    int prefill_length; /* tokens of the forward that started the cache (its NTK alpha) */
 };
 
 /* FNV-1a over the 64-bit words of one image's embedding rows. */
@@ -226,6 +227,13 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
             break;
         }
     }
+    /* modeling_qwen.py runs every turn from scratch, choosing the dynamic-NTK
+     * alpha from the whole prompt; the cached K/V carry the alpha of the
+     * prefill that started them, so reuse only when the two agree (always
+     * for prompts within seq_length). */
+    if (keep > 0 && mg_decoder_ntk_alpha(bird->decoder, n_tokens) !=
+                        mg_decoder_ntk_alpha(bird->decoder, session->prefill_length))
+        keep = 0;
     int first_new_row = 0;
     while (first_new_row < n_rows && rows[first_new_row] < keep) first_new_row++;
     int n_override = n_rows - first_new_row;
@@ -265,6 +273,7 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
     /* Images of this prompt: new fingerprints when embeddings were given,
      * else every image lay in the reused prefix and keeps its own. */
     if (hashes) memcpy(session->image_hashes, hashes, (size_t)n_images * sizeof *hashes);
+    if (keep == 0) session->prefill_length = n_tokens;
     session->n_images = n_images;
     free(hashes);
     memcpy(session->history + keep, tokens + keep, (size_t)(n_tokens - keep) * sizeof *tokens);

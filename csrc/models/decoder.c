@@ -288,6 +288,11 @@ static float mg_ntk_alpha(int length, int seq_length) {
     return (float)(alpha < 1.0 ? 1.0 : alpha);
 }
 
+float mg_decoder_ntk_alpha(const mg_decoder *d, int prefill_length) {
+    if (!d->config.use_dynamic_ntk || prefill_length <= 0) return 1.0f;
+    return mg_ntk_alpha(prefill_length, d->config.seq_length);
+}
+
 static mg_status mg_check_out(const char *what, const mg_tensor *t, int n_dims, const int64_t *shape) {
     bool ok = t->dtype == MG_F32 && t->n_dims == n_dims && mg_tensor_is_contiguous(t);
     for (int i = 0; ok && i < n_dims; i++) ok = t->shape[i] == shape[i];

@@ -80,6 +80,10 @@ void mg_model_track_begin(void);
 void mg_model_note(const char *name);
 mg_status mg_model_track_end(const mg_weights *weights, bool check);
 
+/* The dynamic-NTK alpha a prefill of `prefill_length` tokens on an empty
+ * cache picks (1 when the model has no dynamic NTK). */
+float mg_decoder_ntk_alpha(const mg_decoder *d, int prefill_length);
+
 /* snprintf into a fixed name buffer, failing loudly on truncation. */
 mg_status mg_name(char *buf, size_t size, const char *fmt, ...) MG_PRINTF(3, 4);
 

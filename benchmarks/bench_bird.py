@@ -1,0 +1,262 @@
+"""BiRD / Qwen-VL speed and memory: medground (f32, bf16, q8_0, q4_0) vs PyTorch eager f32,
+on the same random weights, in the same run.
+
+Measured per variant, each in its own process (so peak RSS is that variant's):
+image encode (ViT + resampler, 448 px, 1024 patches), prefill tokens/s (ChatML prompt
+with one image, 256 image rows), decode tokens/s (greedy, KV cache), peak RSS; and for
+medground the decode roofline: bytes of LM weights read per token / measured read
+bandwidth (benchmarks/machine.py), reported as the fraction reached.
+
+Default: a quarter-width model (ViT 416 wide x 4 blocks, LM 1024 wide x 4 blocks,
+vocabulary 37984) that runs in a few minutes. `--full`: the real 9.6 B-parameter shape,
+written once as GGUF files (bf16/q8_0/q4_0) from streamed random tensors; PyTorch f32
+is skipped there (38 GB of f32 weights do not fit 24 GiB). Needs ~40 GB disk, hours on 2 cores.
+
+Standalone: `python benchmarks/bench_bird.py [--full] [--threads N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(HERE))
+
+DECODE_STEPS = 32
+
+
+def quarter_config() -> dict:
+    from reference import qwen_vl as ref
+
+    cfg = ref.tiny_config(vocab_size=37984, image_start_id=37984 - 3)
+    cfg.update(hidden_size=1024, num_hidden_layers=4, num_attention_heads=8, kv_channels=128,
+               intermediate_size=5504)
+    cfg["visual"].update(width=416, heads=4, layers=4, mlp_ratio=4.9231, image_size=448, output_dim=1024)
+    return cfg
+
+
+def full_config() -> dict:
+    cfg = json.loads((REPO.parent / "shared/data/checkpoints/qwen-vl-chat-int4/config.json").read_text())
+    cfg.pop("quantization_config", None)
+    return cfg
+
+
+def prompt(cfg: dict) -> list[int]:
+    img = cfg["visual"]["image_start_id"]
+    return [1] * 20 + [img] + [img + 2] * 256 + [img + 1] + [2] * 30
+
+
+def lm_matrix_elements(cfg: dict) -> int:
+    """Elements of every matrix one decode step reads (LM blocks + lm_head)."""
+    h, ff = cfg["hidden_size"], cfg["intermediate_size"] // 2
+    per_layer = 3 * h * h + h * h + 3 * h * ff
+    return cfg["num_hidden_layers"] * per_layer + cfg["vocab_size"] * h
+
+
+BYTES_PER_ELEMENT = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+
+
+# ------------------------------------------------------------------ children
+
+
+def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
+    import numpy as np
+
+    import medground
+    from medground import _C
+    from medground.models.bird import open_model
+
+    medground.set_num_threads(threads)
+    t0 = time.perf_counter()
+    handle = open_model(path, dtype=None if dtype == "file" else dtype)
+    load_s = time.perf_counter() - t0
+    size = cfg["visual"]["image_size"]
+    pixels = np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32)
+    _C.bird_encode_image(handle, pixels)  # warm-up (arena growth)
+    t0 = time.perf_counter()
+    emb = _C.bird_encode_image(handle, pixels)
+    encode_s = time.perf_counter() - t0
+    ids = prompt(cfg)
+    cache = _C.bird_kv_cache_new(handle, len(ids) + DECODE_STEPS + 1)
+    t0 = time.perf_counter()
+    logits, _ = _C.bird_forward(handle, cache, ids, emb)
+    prefill_s = time.perf_counter() - t0
+    token = int(np.argmax(logits[0]))
+    t0 = time.perf_counter()
+    for _ in range(DECODE_STEPS):
+        logits, _ = _C.bird_forward(handle, cache, [token])
+        token = int(np.argmax(logits[0]))
+    decode_s = time.perf_counter() - t0
+    return dict(load_s=load_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
+                decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
+
+
+def run_torch(path: str, cfg: dict, threads: int) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    from reference import qwen_vl as ref
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = ref.load_model(cfg, load_file(str(pathlib.Path(path) / "model.safetensors")))
+    load_s = time.perf_counter() - t0
+    size = cfg["visual"]["image_size"]
+    pixels = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
+    model.encode_image(pixels)
+    t0 = time.perf_counter()
+    _, emb = model.encode_image(pixels)
+    encode_s = time.perf_counter() - t0
+    ids = prompt(cfg)
+    t0 = time.perf_counter()
+    logits, _, past = model.forward(ids, None, emb)
+    prefill_s = time.perf_counter() - t0
+    token = int(torch.argmax(logits[-1]))
+    t0 = time.perf_counter()
+    for _ in range(DECODE_STEPS):
+        logits, _, past = model.forward([token], past)
+        token = int(torch.argmax(logits[-1]))
+    decode_s = time.perf_counter() - t0
+    return dict(load_s=load_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
+                decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
+
+
+# ------------------------------------------------------------ checkpoints
+
+
+def write_quarter(folder: pathlib.Path, cfg: dict) -> None:
+    from reference import qwen_vl as ref
+
+    ref.save_checkpoint(folder, cfg, ref.random_state_dict(cfg, seed=0, scale=0.02))
+
+
+def write_full_gguf(path: pathlib.Path, cfg: dict, dtype: str) -> None:
+    """A full-size random GGUF written tensor by tensor (one f32 tensor in memory at a time)."""
+    import numpy as np
+
+    from medground import _C
+    from medground.checkpoint.convert import choose_type
+    from medground.checkpoint.sources import TensorInfo
+    from medground.models.bird import flatten_config
+    from reference import qwen_vl as ref
+
+    shapes = ref.hf_tensor_shapes(cfg)
+    rng = np.random.default_rng(0)
+    writer = _C.GGUFWriter(str(path) + ".partial")
+    try:
+        writer.add_string("general.architecture", "bird")
+        for key, value in flatten_config(cfg).items():
+            if isinstance(value, bool) or isinstance(value, int):
+                writer.add_int(key, int(value))
+            elif isinstance(value, float):
+                writer.add_float(key, value)
+            else:
+                writer.add_string(key, value)
+        types = {}
+        for name, shape in shapes.items():
+            info = TensorInfo(name=name, dtype="f32", shape=tuple(shape), nbytes=4 * math.prod(shape))
+            types[name] = choose_type(info, dtype)
+            writer.add_tensor_info(name, types[name], list(shape))
+        for name, shape in shapes.items():
+            array = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
+            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                array += 1.0
+            writer.write_tensor(name, array)
+        writer.finish()
+    finally:
+        writer.close()
+    os.replace(str(path) + ".partial", path)
+
+
+# ------------------------------------------------------------------- parent
+
+
+def child(args) -> int:
+    cfg = json.loads(args.config)
+    if args.variant == "torch-f32":
+        result = run_torch(args.path, cfg, args.threads)
+    else:
+        result = run_medground(args.path, args.variant.split("-", 1)[1], cfg, args.threads)
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="the real 9.6 B-parameter shape (hours)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return child(args)
+
+    import machine
+
+    cfg = full_config() if args.full else quarter_config()
+    bandwidth = machine.bandwidth(args.threads, 1 << 24)["read_gb_s"]
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench_bird_"))
+    runs = []
+    if args.full:
+        for dtype in ("bf16", "q8_0", "q4_0"):
+            path = work / f"bird_{dtype}.gguf"
+            write_full_gguf(path, cfg, dtype)
+            runs.append((f"medground-file", dtype, str(path)))
+    else:
+        write_quarter(work / "st", cfg)
+        runs.append(("torch-f32", "f32", str(work / "st")))
+        for dtype in ("f32", "bf16", "q8_0", "q4_0"):
+            runs.append((f"medground-{dtype}", dtype, str(work / "st")))
+    n_params = lm_matrix_elements(cfg)
+    print(f"model: {'full' if args.full else 'quarter'}; LM matrix elements per decode step {n_params / 1e6:.0f} M; "
+          f"{args.threads} threads; read bandwidth {bandwidth:.1f} GB/s; prompt {len(prompt(cfg))} tokens; "
+          f"{DECODE_STEPS} decode steps")
+    results = {}
+    for variant, dtype, path in runs:
+        command = [sys.executable, __file__, "--variant", variant, "--path", path, "--config", json.dumps(cfg),
+                   "--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if done.returncode or line is None:
+            print(f"{variant} ({dtype}): failed\n{done.stderr[-2000:]}")
+            continue
+        r = json.loads(line[7:])
+        roofline = bandwidth * 1e9 / (n_params * BYTES_PER_ELEMENT[dtype])
+        r["decode_roofline_fraction"] = r["decode_tok_s"] / roofline
+        results[f"{variant}:{dtype}"] = r
+        print(f"{variant:16s} {dtype:5s} encode {r['encode_s']:.3f} s  prefill {r['prefill_tok_s']:8.1f} tok/s  "
+              f"decode {r['decode_tok_s']:7.2f} tok/s ({100 * r['decode_roofline_fraction']:.0f}% of "
+              f"{roofline:.1f} tok/s roofline)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s")
+    base = results.get("torch-f32:f32")
+    if base:
+        for key, r in results.items():
+            if key.startswith("medground"):
+                print(f"ratio {key} / torch-f32: encode {base['encode_s'] / r['encode_s']:.2f}x faster, "
+                      f"prefill {r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x, "
+                      f"decode {r['decode_tok_s'] / base['decode_tok_s']:.2f}x, "
+                      f"peak RSS {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x")
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "bench_bird.json").write_text(json.dumps({"bandwidth_gb_s": bandwidth, "results": results},
+                                                             indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

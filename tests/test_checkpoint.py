@@ -587,3 +587,57 @@ def test_pickle_reader_never_imports_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "python"))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def _special_floats(rng) -> np.ndarray:
+    """Rounding edge cases: f16/bf16 ties, subnormals, overflow, inf, NaN,
+    signed zeros, then random values; > 1 M elements so the writer's chunked
+    conversion runs over a chunk boundary with a ragged tail."""
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, 1e6, -1e6,
+                        2**-24, 2**-25, 2**-25 * 1.0001, 3 * 2**-26, 6e-8, 1e-45, -1e-40, 1 + 2**-11,
+                        1 + 3 * 2**-11, 1 + 2**-8, 1 + 3 * 2**-8, 3.4e38, -3.4e38], np.float32)
+    bits = np.array([0x7F800001, 0xFFC00001, 0x7FFFFFFF, 0x3F808000, 0x3F818000, 0x3F80FFFF, 0x00000001,
+                     0x80000001, 0x33000000, 0x33000001, 0x477FF000], np.uint32).view(np.float32)
+    body = (rng.standard_normal((1 << 20) + 37) * 10).astype(np.float32)
+    return np.concatenate([special, bits, body])
+
+
+def test_writer_float_conversions_exact(tmp_path):
+    """f32 -> f16 / bf16 and f16 / bf16 -> f32 through the writer equal
+    NumPy's IEEE conversion and gguf-py's bf16 quantizer bit for bit (NaN
+    payloads aside: any NaN must stay NaN)."""
+    x = _special_floats(np.random.default_rng(8))
+    n = x.size
+    with np.errstate(all="ignore"):
+        f16 = x.astype(np.float16)
+    bf16 = quantize(x, Q.BF16).view(np.uint16)
+    path = tmp_path / "conv.gguf"
+    w = GGUFWriter(str(path))
+    for name, dtype in [("to_f16", "f16"), ("to_bf16", "bf16"), ("f16_to_f32", "f32"), ("bf16_to_f32", "f32"),
+                        ("f16_to_bf16", "bf16"), ("bf16_to_f16", "f16")]:
+        w.add_tensor_info(name, dtype, [n])
+    w.write_tensor("to_f16", x)
+    w.write_tensor("to_bf16", x)
+    w.write_tensor("f16_to_f32", f16)
+    w.write_tensor("bf16_to_f32", bf16, source_dtype="bf16")
+    w.write_tensor("f16_to_bf16", f16)
+    w.write_tensor("bf16_to_f16", bf16, source_dtype="bf16")
+    w.finish()
+    r = Weights(str(path))
+    bf16_as_f32 = (bf16.astype(np.uint32) << 16).view(np.float32)
+    with np.errstate(all="ignore"):
+        expected = {"to_f16": f16, "to_bf16": bf16, "f16_to_f32": f16.astype(np.float32),
+                    "bf16_to_f32": bf16_as_f32, "f16_to_bf16": quantize(f16.astype(np.float32), Q.BF16).view(np.uint16),
+                    "bf16_to_f16": bf16_as_f32.astype(np.float16)}
+    for name, want in expected.items():
+        got = r[name]
+        if name in ("to_bf16", "f16_to_bf16"):
+            np.testing.assert_array_equal(got, want, err_msg=name)  # gguf-py's NaN rule too
+            continue
+        got_values = got.astype(np.float32)
+        want_values = want.astype(np.float32)
+        nan = np.isnan(want_values)
+        np.testing.assert_array_equal(np.isnan(got_values), nan, err_msg=name)
+        np.testing.assert_array_equal(got[~nan].view(np.uint16 if got.dtype == np.float16 else np.uint32),
+                                      want[~nan].view(np.uint16 if want.dtype == np.float16 else np.uint32),
+                                      err_msg=name)

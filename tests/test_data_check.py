@@ -447,3 +447,25 @@ def test_stream_300k_records_with_progress(tmp_path, capfd):
     assert report.n_records == n
     err = capfd.readouterr().err
     assert "checking" in err and "100%" in err
+
+
+def test_non_utf8_and_stray_brackets(tmp_path):
+    """Bytes that are not UTF-8 are quoted as '?' in the report (which stays
+    valid JSON); a stray '}' in a JSON list is reported and stepped over
+    (found by fuzz/targets/fuzz_data.c: it used to loop forever)."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"id": "caf\xe9", "conversations": [["<img>x</img>", '
+                     b'"<ref>f\xe9mur</ref><box>(1,1),(5,5)</box>"]]}\n{bad \xe9\xff\n')
+    report = md.check(path)
+    assert [(f.index, f.id, f.code) for f in report.findings] == [(1, "", "json_syntax")]
+    assert report.stats["labels"] == {"f?mur": 1}
+    assert "?" in report.findings[0].message
+    path = tmp_path / "stray.json"
+    good = '{"id": "a", "conversations": [["<img>a</img>", "b"]]}'
+    path.write_text(f"[{good}}}, {good}]")
+    report = md.check(path)
+    assert [(f.index, f.code) for f in report.findings] == [(1, "json_syntax"), (1, "duplicate_record")]
+    assert "found '}'" in report.findings[0].message
+    path.write_text(f"[}} {good}]")
+    assert [(f.index, f.code) for f in md.check(path).findings] == [(0, "json_syntax")]
+    assert report.n_records == 2

@@ -1099,6 +1099,17 @@ static mg_status stream_json_list(stream *s) {
                                "file",
                                (long long)s->line, (long long)index);
         }
+        if (end == s->pos && s->bytes[s->pos] != ',' && s->bytes[s->pos] != ']') {
+            /* a stray closing '}' (value_extent stops at a closing bracket at
+             * depth 0): report it and step over it, or the loop would not
+             * advance */
+            record_ref where = {.file = s->file, .line = s->line, .index = index, .id = ""};
+            MG_TRY(add_finding(ck, &where, "json_syntax", MG_DATA_ERROR,
+                               "line %lld: unexpected '%c' in the JSON list", (long long)s->line,
+                               s->bytes[s->pos]));
+            advance(s, s->pos + 1);
+            continue;
+        }
         if (end == s->pos) {
             record_ref where = {.file = s->file, .line = s->line, .index = index, .id = ""};
             ck->n_records++;
@@ -1117,11 +1128,17 @@ static mg_status stream_json_list(stream *s) {
             continue;
         }
         if (c == ']') break;
-        /* e.g. a missing comma: report and resynchronise on the next value */
+        /* e.g. a missing comma or a stray '}': report once and resynchronise
+         * on the next value (a stray bracket and its ',' are stepped over) */
         record_ref where = {.file = s->file, .line = s->line, .index = index, .id = ""};
         MG_TRY(add_finding(ck, &where, "json_syntax", MG_DATA_ERROR,
                            "line %lld: expected ',' or ']' after record %lld, found '%c'",
                            (long long)s->line, (long long)(index - 1), c));
+        if (c == '}') {
+            advance(s, s->pos + 1);
+            skip_whitespace(s);
+            if (s->pos < s->n && s->bytes[s->pos] == ',') advance(s, s->pos + 1);
+        }
     }
     advance(s, s->pos + 1); /* ']' */
     skip_whitespace(s);
@@ -1587,6 +1604,43 @@ mg_status mg_data_checker_finding(const mg_data_checker *ck, int64_t index, mg_d
     return MG_OK;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
+ * no surrogates, <= U+10FFFF), 0 when it is not one. */
+static int utf8_sequence(const unsigned char *p) {
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (int i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0; /* also stops at the NUL */
+    return n;
+}
+
+static void utf8_sanitize(char *text) {
+    unsigned char *p = (unsigned char *)text;
+    while (*p) {
+        int n = utf8_sequence(p);
+        if (n == 0) {
+            *p++ = '?';
+        } else {
+            p += n;
+        }
+    }
+}
+
 static const char *severity_name(mg_data_severity s) {
     return s == MG_DATA_ERROR ? "error" : s == MG_DATA_WARNING ? "warning" : "info";
 }
@@ -1701,6 +1755,10 @@ mg_status mg_data_checker_report_json(const mg_data_checker *ck, char **json) {
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!text) return mg_error(MG_ERR_NO_MEMORY, "data check: cannot print the report");
+    /* Messages, ids and labels quote the input, which need not be UTF-8;
+     * cJSON copies such bytes as they are. The report must be valid UTF-8
+     * JSON, so every byte outside a well-formed sequence becomes '?'. */
+    utf8_sanitize(text);
     /* cJSON allocates with malloc by default, so the caller's free() matches */
     *json = text;
     return MG_OK;

@@ -248,33 +248,39 @@ static mg_status label_map_grow(label_map *map) {
     return MG_OK;
 }
 
-static mg_status objects_by_label(const run_list *runs, object_list *list) {
+/* Label mode, fed one row of runs at a time (no run list for the whole mask). */
+typedef struct label_state {
     label_map map;
-    MG_TRY(label_map_init(&map, 1024));
-    mg_status status = MG_OK;
-    int32_t last_label = -1;
-    int64_t last_index = -1;
-    for (int64_t i = 0; i < runs->count && status == MG_OK; i++) {
+    int32_t last_label;
+    int64_t last_index;
+    int64_t seen; /* runs fed so far: ranks in raster order */
+} label_state;
+
+static mg_status label_state_init(label_state *st) {
+    st->last_label = -1;
+    st->last_index = -1;
+    st->seen = 0;
+    return label_map_init(&st->map, 1024);
+}
+
+static mg_status label_state_add(label_state *st, const run_list *runs, object_list *list) {
+    for (int64_t i = 0; i < runs->count; i++) {
         const mask_run *run = &runs->items[i];
-        if (run->label != last_label) {
-            if (map.count * 2 >= map.capacity) {
-                status = label_map_grow(&map);
-                if (status != MG_OK) break;
-            }
+        if (run->label != st->last_label) {
+            if (st->map.count * 2 >= st->map.capacity) MG_TRY(label_map_grow(&st->map));
             bool found;
-            int64_t *slot = label_map_slot(&map, run->label, &found);
+            int64_t *slot = label_map_slot(&st->map, run->label, &found);
             if (!found) {
-                map.count++;
-                status = objects_push(list, run, i, slot);
-                if (status != MG_OK) break;
+                st->map.count++;
+                MG_TRY(objects_push(list, run, st->seen + i, slot));
             }
-            last_label = run->label;
-            last_index = *slot;
+            st->last_label = run->label;
+            st->last_index = *slot;
         }
-        objects_add_run(list, last_index, run);
+        objects_add_run(list, st->last_index, run);
     }
-    label_map_free(&map);
-    return status;
+    st->seen += runs->count;
+    return MG_OK;
 }
 
 static int32_t uf_find(int32_t *parent, int32_t i) {
@@ -320,6 +326,9 @@ static mg_status objects_by_component(const run_list *runs, int connectivity,
             for (int64_t k = j; k < prev_end && r[k].x0 <= r[c].x1 + reach; k++)
                 if (r[k].label == r[c].label) uf_union(parent, (int32_t)c, (int32_t)k);
         }
+        /* point this row's runs at their roots: the next row's finds then
+         * take one or two steps instead of walking back through old rows */
+        for (int64_t c = i; c < row_end; c++) parent[c] = uf_find(parent, (int32_t)c);
         prev_begin = i;
         prev_end = row_end;
         i = row_end;
@@ -347,37 +356,71 @@ static int compare_objects(const void *pa, const void *pb) {
     return a->rank < b->rank ? -1 : (a->rank > b->rank);
 }
 
-/* Runs -> sorted, filtered objects (frees nothing of runs). */
-static mg_status objects_from_runs(const run_list *runs, const mg_mask_options *options,
-                                   mg_mask_object **objects, int64_t *n_objects) {
-    object_list list = {0};
-    mg_status status = options->connectivity
-                           ? objects_by_component(runs, options->connectivity, &list)
-                           : objects_by_label(runs, &list);
+/* Gathers runs row by row: label mode folds each row into the objects at
+ * once; component mode keeps every run for the union-find. */
+typedef struct collector {
+    const mg_mask_options *options;
+    run_list runs;
+    object_list list;
+    label_state labels;
+    bool labels_ready;
+} collector;
+
+static mg_status collector_init(collector *c, const mg_mask_options *options) {
+    memset(c, 0, sizeof *c);
+    c->options = options;
+    if (!options->connectivity) {
+        MG_TRY(label_state_init(&c->labels));
+        c->labels_ready = true;
+    }
+    return MG_OK;
+}
+
+static mg_status collector_row_done(collector *c) {
+    if (c->options->connectivity) return MG_OK;
+    mg_status status = label_state_add(&c->labels, &c->runs, &c->list);
+    c->runs.count = 0;
+    return status;
+}
+
+static void collector_free(collector *c) {
+    free(c->runs.items);
+    free(c->list.items);
+    if (c->labels_ready) label_map_free(&c->labels.map);
+    memset(c, 0, sizeof *c);
+}
+
+/* Sorted, filtered objects; frees the collector. */
+static mg_status collector_finish(collector *c, mg_mask_object **objects, int64_t *n_objects) {
+    const mg_mask_options *options = c->options;
+    mg_status status = MG_OK;
+    if (options->connectivity)
+        status = objects_by_component(&c->runs, options->connectivity, &c->list);
     if (status != MG_OK) {
-        free(list.items);
+        collector_free(c);
         return status;
     }
+    object_list *list = &c->list;
     int64_t kept = 0;
-    for (int64_t i = 0; i < list.count; i++) {
-        object_acc o = list.items[i];
+    for (int64_t i = 0; i < list->count; i++) {
+        object_acc o = list->items[i];
         if (o.object.area < options->min_area) continue;
         o.object.centroid_x = (double)o.sum_x / (double)o.object.area;
         o.object.centroid_y = (double)o.sum_y / (double)o.object.area;
-        list.items[kept++] = o;
+        list->items[kept++] = o;
     }
-    qsort(list.items, (size_t)kept, sizeof *list.items, compare_objects);
+    if (kept > 1) qsort(list->items, (size_t)kept, sizeof *list->items, compare_objects);
     mg_mask_object *result = NULL;
     if (kept) {
         result = malloc((size_t)kept * sizeof *result);
         if (!result) {
-            free(list.items);
+            collector_free(c);
             return mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate %lld objects",
                             (long long)kept);
         }
-        for (int64_t i = 0; i < kept; i++) result[i] = list.items[i].object;
+        for (int64_t i = 0; i < kept; i++) result[i] = list->items[i].object;
     }
-    free(list.items);
+    collector_free(c);
     *objects = result;
     *n_objects = kept;
     return MG_OK;
@@ -396,13 +439,66 @@ mg_status mg_data_objects_from_labels(const int32_t *labels, int64_t h, int64_t 
     mg_mask_options defaults = {.binary = true, .connectivity = 0, .min_area = 0};
     if (!options) options = &defaults;
     MG_TRY(check_options(options));
-    run_list runs = {0};
+    collector c;
+    MG_TRY(collector_init(&c, options));
     mg_status status = MG_OK;
-    for (int64_t y = 0; y < h && status == MG_OK; y++)
-        status = runs_of_i32_row(&runs, labels + y * w, (int32_t)w, (int32_t)y);
-    if (status == MG_OK) status = objects_from_runs(&runs, options, objects, n_objects);
-    free(runs.items);
-    return status;
+    for (int64_t y = 0; y < h && status == MG_OK; y++) {
+        status = runs_of_i32_row(&c.runs, labels + y * w, (int32_t)w, (int32_t)y);
+        if (status == MG_OK) status = collector_row_done(&c);
+    }
+    if (status != MG_OK) {
+        collector_free(&c);
+        return status;
+    }
+    return collector_finish(&c, objects, n_objects);
+}
+
+/* Binary mask, one object (the most common call: a mask file -> its box):
+ * per row, a branch-free count and column sum the compiler vectorises, then
+ * the first / last foreground column found from each end. Cost does not
+ * depend on how fragmented the foreground is. */
+static mg_status binary_u8_object(const mg_tensor *mask, const mg_mask_options *options,
+                                  mg_mask_object **objects, int64_t *n_objects) {
+    int64_t h = mask->shape[0], w = mask->shape[1];
+    const uint8_t *base = mask->data;
+    int64_t area = 0, sum_x = 0, sum_y = 0;
+    int64_t x_min = INT64_MAX, x_max = -1, y_min = -1, y_max = -1;
+    for (int64_t y = 0; y < h; y++) {
+        const uint8_t *row = base + y * mask->strides[0];
+        uint64_t count = 0, columns = 0;
+        for (int64_t x = 0; x < w; x++) {
+            uint64_t on = row[x] != 0;
+            count += on;
+            columns += on * (uint64_t)x;
+        }
+        if (!count) continue;
+        int64_t first = 0, last = w - 1;
+        while (!row[first]) first++;
+        while (!row[last]) last--;
+        if (first < x_min) x_min = first;
+        if (last > x_max) x_max = last;
+        if (y_min < 0) y_min = y;
+        y_max = y;
+        area += (int64_t)count;
+        sum_x += (int64_t)columns;
+        sum_y += (int64_t)count * y;
+    }
+    *objects = NULL;
+    *n_objects = 0;
+    if (area == 0 || area < options->min_area) return MG_OK;
+    mg_mask_object *o = malloc(sizeof *o);
+    if (!o) return mg_error(MG_ERR_NO_MEMORY, "mask: cannot allocate an object");
+    o->label = 1;
+    o->area = area;
+    o->x_min = (int32_t)x_min;
+    o->x_max = (int32_t)x_max;
+    o->y_min = (int32_t)y_min;
+    o->y_max = (int32_t)y_max;
+    o->centroid_x = (double)sum_x / (double)area;
+    o->centroid_y = (double)sum_y / (double)area;
+    *objects = o;
+    *n_objects = 1;
+    return MG_OK;
 }
 
 mg_status mg_mask_objects(const mg_tensor *mask, const mg_mask_options *options,
@@ -419,17 +515,24 @@ mg_status mg_mask_objects(const mg_tensor *mask, const mg_mask_options *options,
                    mask->shape[0] > 0 && mask->shape[1] > 0 && mask->shape[0] <= INT32_MAX &&
                    mask->shape[1] <= INT32_MAX &&
                    mask->shape[0] * mask->shape[1] <= ((int64_t)1 << 31);
+    if (u8_rows && options->binary && !options->connectivity)
+        return binary_u8_object(mask, options, objects, n_objects);
     if (u8_rows) {
         /* the common case (PNG / NumPy u8 masks): read rows in place */
-        run_list runs = {0};
+        collector c;
+        MG_TRY(collector_init(&c, options));
         mg_status status = MG_OK;
         const uint8_t *base = mask->data;
-        for (int64_t y = 0; y < mask->shape[0] && status == MG_OK; y++)
-            status = runs_of_u8_row(&runs, base + y * mask->strides[0], (int32_t)mask->shape[1],
-                                    (int32_t)y, options->binary);
-        if (status == MG_OK) status = objects_from_runs(&runs, options, objects, n_objects);
-        free(runs.items);
-        return status;
+        for (int64_t y = 0; y < mask->shape[0] && status == MG_OK; y++) {
+            status = runs_of_u8_row(&c.runs, base + y * mask->strides[0],
+                                    (int32_t)mask->shape[1], (int32_t)y, options->binary);
+            if (status == MG_OK) status = collector_row_done(&c);
+        }
+        if (status != MG_OK) {
+            collector_free(&c);
+            return status;
+        }
+        return collector_finish(&c, objects, n_objects);
     }
     int32_t *labels;
     int64_t h, w;

@@ -327,3 +327,22 @@ def test_image_inputs_and_memo(tiny, picture, tmp_path):
     gray = bird.encode_image(Image.fromarray(picture[:, :, 0]))  # any mode: gray replicated to RGB
     np.testing.assert_array_equal(gray, bird.encode_image(np.repeat(picture[:, :, :1], 3, axis=2)))
     assert bird._image_size == (200, 150)
+
+
+def test_checkpoint_folder_and_tokenizer_mismatch(tmp_path):
+    state = ref.random_state_dict(CFG, seed=1)
+    folder = ref.save_bin(tmp_path / "bin", CFG, state, dtype=torch.bfloat16)
+    bird = BiRD(folder, tokenizer=ByteTokenizer())  # HF .bin folder through the restricted unpickler
+    assert bird.info["vocab_size"] == 512
+    # the real Qwen tokenizer beside a checkpoint with a 512-row vocabulary: refused, naming both sides
+    (folder / "qwen.tiktoken").symlink_to(shared_path("tokenizers", "qwen.tiktoken"))
+    with pytest.raises(medground.FormatError, match=r"151860 ids.*transformer\.wte\.weight.*512"):
+        BiRD(folder)
+    with pytest.raises(medground.NotFoundError):
+        BiRD(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(medground.NotFoundError, match="no safetensors"):
+        BiRD(tmp_path / "empty", tokenizer=ByteTokenizer())
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(medground.FormatError, match="unknown checkpoint type"):
+        BiRD(tmp_path / "model.txt", tokenizer=ByteTokenizer())

@@ -518,6 +518,19 @@ class BiRD:
                 f"image_start_id {self.info['image_start_id']}: Qwen's {len(QWEN_SPECIALS)} special tokens "
                 f"(<|endoftext|> = image_start_id - {_IMG_INDEX}) do not fit a vocabulary of {self.info['vocab_size']}")
         self.special = {name: base + i for i, name in enumerate(QWEN_SPECIALS)}
+        inner = getattr(tokenizer, "tokenizer", tokenizer)
+        n_vocab = getattr(inner, "vocab_size", None)
+        if isinstance(n_vocab, int) and n_vocab > self.info["vocab_size"]:
+            raise FormatError(f"the tokenizer has {n_vocab} ids but the checkpoint's vocabulary (transformer.wte.weight) "
+                              f"has {self.info['vocab_size']} rows: tokenizer and checkpoint do not belong together")
+        if hasattr(inner, "token_to_id"):
+            try:
+                img = inner.token_to_id("<img>")
+            except Exception:  # noqa: BLE001 - a tokenizer without Qwen's specials
+                img = None
+            if img is not None and img != self.info["image_start_id"]:
+                raise FormatError(f"the tokenizer's <img> is id {img} but config visual.image_start_id is "
+                                  f"{self.info['image_start_id']}")
         self._special_ids = set(self.special.values())
         self.system = system
         self.templates = dict(TEMPLATES, **(templates or {}))

@@ -346,3 +346,22 @@ def test_checkpoint_folder_and_tokenizer_mismatch(tmp_path):
     (tmp_path / "model.txt").write_text("x")
     with pytest.raises(medground.FormatError, match="unknown checkpoint type"):
         BiRD(tmp_path / "model.txt", tokenizer=ByteTokenizer())
+
+
+def test_text_only_chat_and_precomputed_embeddings(tiny, picture):
+    model, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer())
+    ids = toy_ids("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello"
+                  "<|im_end|>\n<|im_start|>assistant\n")
+    assert bird.build_prompt("Hello", with_image=False) == ids
+    want, _ = model.greedy(ids, None, max_new_tokens=6, stop={BASE, BASE + 1, BASE + 2})
+    body = want[:-1] if want[-1] in {BASE, BASE + 1, BASE + 2} else want
+    assert bird.chat(None, "Hello", max_new_tokens=6) == bird._decode(body).strip()
+    emb = ref_embeddings(model, picture).numpy()
+    bird.set_image_embeddings(emb, 200, 150)
+    out = bird.generate(bird.build_prompt("Hi"), max_new_tokens=5)
+    want, _ = model.greedy(bird.build_prompt("Hi"), torch.from_numpy(emb), max_new_tokens=5,
+                           stop={BASE, BASE + 1, BASE + 2})
+    assert out == want
+    with pytest.raises(medground.ShapeError):
+        bird.set_image_embeddings(emb[:5], 200, 150)

@@ -201,9 +201,16 @@ def to_paddle(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return out
 
 
-def test_paddle_checkpoint_matches_reference(tmp_path):
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_paddle_checkpoint_matches_reference(tmp_path, dtype):
     state = ref.random_state_dict(CFG, seed=3)
     paddle = to_paddle(state)
+    tol = 1e-4
+    if dtype == "bf16":  # Paddle's bf16 on disk: uint16 bit patterns of the bfloat16 values
+        state = {k: v.bfloat16().float() for k, v in state.items()}
+        paddle = {k: (np.ascontiguousarray(v).view(np.uint32) >> 16).astype(np.uint16) for k, v in
+                  to_paddle(state).items()}
+        tol = 3e-2  # bf16 activations in the C GEMMs (see test_bird.py TOL)
     assert paddle["visual.attn_pool.attn.in_proj_weight"].shape == (256, 768)
     assert paddle["transformer.llm.h.0.attn.c_attn.weight"].shape == (256, 768)  # [in, out]
     assert paddle["lm_head.weight"].shape == (256, 512)
@@ -225,10 +232,11 @@ def test_paddle_checkpoint_matches_reference(tmp_path):
     r_tokens, _ = model.greedy(ids, r_emb, max_new_tokens=12)
     handle = open_model(tmp_path, strict=True)
     emb = _C.bird_encode_image(handle, pixels())
-    assert rel_err(emb, r_emb) <= 1e-4
+    assert rel_err(emb, r_emb) <= tol
     logits, _ = _C.bird_forward(handle, _C.bird_kv_cache_new(handle, 400), ids, emb, all_logits=True)
-    assert rel_err(logits, r_logits) <= 1e-4
-    assert _C.bird_generate(handle, _C.bird_session_new(handle, 400), ids, emb, max_new_tokens=12) == r_tokens
+    assert rel_err(logits, r_logits) <= tol
+    if dtype == "f32":
+        assert _C.bird_generate(handle, _C.bird_session_new(handle, 400), ids, emb, max_new_tokens=12) == r_tokens
 
 
 def test_pickle_with_code_is_refused(tmp_path):

@@ -253,12 +253,16 @@ def _pickle_tensors(paths: list[pathlib.Path], paddle: bool) -> list[tuple[str, 
 
     out = []
     for name, tensor in iter_pickle_tensors(paths):
-        array = tensor.array
+        array, dtype = tensor.array, tensor.dtype
         if paddle:
             name = _paddle_name(name)
+            if dtype == "u16":
+                # NumPy has no bfloat16: Paddle saves bf16 parameters as their
+                # uint16 bit patterns (no Qwen-VL tensor is an unsigned integer)
+                dtype = "bf16"
             if _is_paddle_linear(name, array.ndim):
                 array = array.T  # a strided view; the C loader copies it once
-        out.append((name, array, tensor.dtype))
+        out.append((name, array, dtype))
     return out
 
 

@@ -1371,6 +1371,188 @@ mg_status mg_sam_upscale_masks(mg_context *ctx, const mg_sam *sam, const mg_tens
 
 /* -- end SAM-Med2D / MedPLIB -- */
 
+/* -- MedPLIB -- */
+/* MedPLIB (HF Huangxs/MedPLIB-7b-2e; docs/architecture.md §2): CLIP ViT-L/14-
+ * 336 (the shared mg_vit, HF CLIP naming, hidden_states[mm_vision_select_layer]
+ * with the class row dropped) -> mm_projector (mlp2x_gelu) -> LLaMA (the
+ * shared mg_decoder) whose FFN is a mixture of experts (below) -> <SEG>
+ * hidden state -> text_hidden_fcs -> SAM-Med2D mask decoder. Keys as the
+ * release (LLaVA/LISA names): model.vision_tower.vision_tower.vision_model.*,
+ * model.mm_projector.{0,2}.*, model.layers.N.*, model.norm, lm_head,
+ * model.region_fea_adapter.*, model.text_hidden_fcs.0.{0,2}.*,
+ * model.visual_model.* (SAM-Med2D); hyper-parameters from config.json. */
+
+/* ---- mixture-of-experts FFN (DeepSpeed MoE at inference, top-1) ---- */
+/* Router logits x·wgᵀ in f32, p = softmax, e* = argmax (lowest index on a
+ * tie), output p[e*] · Expert_e*(x) (not renormalised). Capacity per expert
+ * = max(ceil(T / n_experts * capacity_factor), min_capacity) over the T
+ * tokens of one forward call; tokens beyond it get a zero FFN output (only
+ * the residual), as DeepSpeed's top1gating drops them — DeepSpeed keeps a
+ * random subset of an overfull expert (random token selection), this keeps
+ * the earliest tokens. At inference DeepSpeed uses eval_capacity_factor
+ * (MedPLIB: 2 with 2 experts, so capacity = T and no token is ever
+ * dropped). capacity_factor <= 0: no limit. */
+typedef struct mg_moe_config {
+    int n_layers, hidden_size, ffn_dim, n_experts;
+    int top_k;             /* must be 1                                      */
+    float capacity_factor; /* eval_capacity_factor; <= 0: unlimited          */
+    int min_capacity;
+    /* alpha / r for experts stored as base + LoRA (stage checkpoints):
+     * W = W0 + lora_scale · B · A, merged at load. 0 = none expected. */
+    float lora_scale;
+    mg_model_weights_options weights;
+} mg_moe_config;
+
+typedef struct mg_moe mg_moe;
+
+/* Experts <prefix>N.mlp.deepspeed_moe.experts.deepspeed_experts.E.{gate,up,
+ * down}_proj.weight (or .base_layer.weight + .lora_A[.default].weight [r, in]
+ * + .lora_B[.default].weight [out, r]) and router <prefix>N.mlp.
+ * deepspeed_moe.gate.wg.weight [n_experts, hidden]; prefix "model.layers.".
+ * Borrows `weights`. Caller frees with mg_moe_free. */
+mg_status mg_moe_load(const mg_weights *weights, const char *prefix, const mg_moe_config *config,
+                      mg_moe **out);
+void mg_moe_free(mg_moe *moe);
+const mg_moe_config *mg_moe_get_config(const mg_moe *moe);
+/* True when some expert was merged from LoRA tensors at load. */
+bool mg_moe_has_lora(const mg_moe *moe);
+/* The FFN hook (mg_decoder_ffn_fn; user_data = the mg_moe): out[T, hidden]
+ * = MoE(x[T, hidden]); records routing and load counts. */
+mg_status mg_moe_ffn(void *moe, mg_context *ctx, int layer, const mg_tensor *x, mg_tensor *out);
+/* Router only: experts[T] chosen, probs[T * n_experts] softmax (may be NULL). */
+mg_status mg_moe_route(mg_context *ctx, mg_moe *moe, int layer, const mg_tensor *x, int32_t *experts,
+                       float *probs);
+/* One expert's FFN on every row of x (no router scaling). */
+mg_status mg_moe_expert_forward(mg_context *ctx, mg_moe *moe, int layer, int expert, const mg_tensor *x,
+                                mg_tensor *out);
+/* Tokens per expert for a call over n_tokens (the capacity rule above). */
+int64_t mg_moe_capacity(const mg_moe *moe, int64_t n_tokens);
+/* Expert load since load / reset (the papers' Figure 5): routed[n_layers *
+ * n_experts] tokens routed per layer and expert (before capacity), dropped
+ * [n_layers] tokens dropped for capacity. Either may be NULL. */
+mg_status mg_moe_get_load(const mg_moe *moe, int64_t *routed, int64_t *dropped);
+void mg_moe_reset_load(mg_moe *moe);
+/* The last mg_moe_ffn call's choices at `layer`: experts[n] and the chosen
+ * probability probs[n] (either may be NULL), *n_tokens = n <= max_tokens. */
+mg_status mg_moe_last_routes(const mg_moe *moe, int layer, int32_t *experts, float *probs, int max_tokens,
+                             int *n_tokens);
+
+/* ---- region prompts (MedPLIB vision sampler) ---- */
+/* A free-shape mask u8 [H, W] (>= 1 inside) at the image's resolution ->
+ * grid_mask[g * g] (g = image_size / patch_size, 24) as MedPLIB's dataset
+ * prepares it: longest side resized to image_size with PIL BILINEAR,
+ * center-padded with 0, sampled at pixel (patch*r, patch*c) (cv2 NEAREST by
+ * 1/patch), optionally only its largest 8-connected component (the eval
+ * dataset: true; the demo worker: false). *n_on = cells set. An empty mask,
+ * or one that covers no grid cell: MG_ERR_INVALID_ARGUMENT. ctx may be NULL. */
+mg_status mg_region_grid_mask(mg_context *ctx, const mg_tensor *mask, int image_size, int patch_size,
+                              bool largest_component, uint8_t *grid_mask, int *n_on);
+/* Keeps only the largest 8-connected component of mask[height * width]
+ * (the first in raster order on a tie, as cv2's labels). */
+mg_status mg_region_largest_component(uint8_t *mask, int height, int width);
+/* features[g * g, C] (row-major grid) -> out[C]: mean of grid_sample
+ * (bilinear, align_corners True, zeros padding) at 2 (r/g, c/g) - 1, flipped
+ * to (x, y), for the set cells (r, c) in raster order; at most max_points of
+ * them (evenly spaced; the reference draws a random subset). Empty region:
+ * MG_ERR_INVALID_ARGUMENT. *n_points (may be NULL) = points used. */
+mg_status mg_region_sample(const mg_tensor *features, int64_t grid, const uint8_t *grid_mask, int max_points,
+                           float *out, int *n_points);
+
+/* ---- the MedPLIB model ---- */
+#define MG_MEDPLIB_IMAGE_TOKEN (-200)  /* IMAGE_TOKEN_INDEX: the image rows   */
+#define MG_MEDPLIB_REGION_TOKEN (-300) /* REGION_TOKEN_INDEX: one region row  */
+
+typedef struct mg_medplib mg_medplib;
+
+typedef struct mg_medplib_options {
+    mg_model_weights_options weights; /* strict: every tensor must be used  */
+    bool load_sam;          /* build SAM-Med2D from model.visual_model.*      */
+    float capacity_factor;  /* 0: config.moe.eval_capacity_factor, else 2    */
+    float lora_scale;       /* 0: config.lora_alpha / config.lora_r if given */
+} mg_medplib_options;
+
+typedef struct mg_medplib_info {
+    int clip_image_size, clip_patch_size, clip_grid, clip_width;
+    int clip_layers_run;  /* CLIP blocks run (select layer -2: n_layers - 1) */
+    int image_tokens;     /* rows per image (576)                            */
+    int hidden_size, n_layers, vocab_size;
+    int n_experts;        /* 0: dense FFN                                    */
+    float capacity_factor;
+    bool has_region_adapter;
+    int seg_dim;          /* text_hidden_fcs output (256); 0 = none          */
+    int sam_image_size;   /* 0 = no SAM loaded                               */
+    int sam_low_res;      /* low-res logits side (64)                        */
+} mg_medplib_info;
+
+/* Config from metadata config.* (hidden_size, num_hidden_layers,
+ * num_attention_heads, num_key_value_heads, intermediate_size, vocab_size,
+ * rms_norm_eps, rope_theta, mm_vision_select_layer (-2),
+ * mm_vision_select_feature (patch), moe.eval_capacity_factor,
+ * moe.min_capacity, moe.top_k_experts, lora_alpha/lora_r; CLIP heads from
+ * vision_config.num_attention_heads, else width / 64); CLIP geometry from
+ * the tensors. MoE when model.layers.0.mlp.deepspeed_moe.gate.wg.weight
+ * exists, else dense LLaMA MLPs. options may be NULL (defaults, SAM loaded).
+ * Borrows `weights`. Caller frees with mg_medplib_free. */
+mg_status mg_medplib_load(const mg_weights *weights, const mg_medplib_options *options,
+                          mg_medplib **out);
+void mg_medplib_free(mg_medplib *model);
+mg_status mg_medplib_get_info(const mg_medplib *model, mg_medplib_info *info);
+mg_vit *mg_medplib_vit(mg_medplib *model);
+mg_decoder *mg_medplib_decoder(mg_medplib *model);
+/* NULL for a dense checkpoint. */
+mg_moe *mg_medplib_moe(mg_medplib *model);
+/* NULL when no SAM-Med2D was loaded. */
+mg_sam *mg_medplib_sam(mg_medplib *model);
+
+/* pixels[3, S, S] (mg_image_preprocess_clip_pad) -> embeddings[image_tokens,
+ * hidden] (projected); clip_features (may be NULL) [image_tokens, width]
+ * gets the raw CLIP features (the region sampler's input). */
+mg_status mg_medplib_encode_image(mg_context *ctx, mg_medplib *model, const mg_tensor *pixels,
+                                  mg_tensor *embeddings, mg_tensor *clip_features);
+/* One <region> row: region_fea_adapter(mg_region_sample(clip_features,
+ * grid_mask)) -> out[hidden]. max_points <= 0 means 512. */
+mg_status mg_medplib_region_feature(mg_context *ctx, mg_medplib *model, const mg_tensor *clip_features,
+                                    const uint8_t *grid_mask, int max_points, float *out, int *n_points);
+/* Positions a prompt occupies once MG_MEDPLIB_IMAGE_TOKEN is expanded. */
+mg_status mg_medplib_expanded_length(const mg_medplib *model, const int32_t *tokens, int n_tokens, int *out);
+/* Runs prompt ids (with at most one MG_MEDPLIB_IMAGE_TOKEN and any number of
+ * MG_MEDPLIB_REGION_TOKEN, row i of region_embeddings[n, hidden] for the
+ * i-th) after what `cache` holds (see mg_decoder_forward for logits/hidden:
+ * rows count expanded positions). */
+mg_status mg_medplib_forward(mg_context *ctx, mg_medplib *model, mg_kv_cache *cache, const int32_t *tokens,
+                             int n_tokens, const mg_tensor *image_embeddings,
+                             const mg_tensor *region_embeddings, mg_tensor *logits, mg_tensor *hidden);
+/* Generation from an empty cache (as mg_generate). When seg_token >= 0 is
+ * generated, seg_hidden[hidden] (may be NULL) receives the final-normed
+ * hidden state of the position whose logits produced its first occurrence
+ * (MedPLIB's <SEG> state) and *seg_index its index in out_tokens; else
+ * *seg_index = -1 and seg_hidden is untouched. */
+mg_status mg_medplib_generate(mg_context *ctx, mg_medplib *model, const int32_t *tokens, int n_tokens,
+                              const mg_tensor *image_embeddings, const mg_tensor *region_embeddings,
+                              const mg_generate_options *options, int32_t seg_token, int32_t *out_tokens,
+                              int max_out, int *n_out, float *seg_hidden, int *seg_index);
+/* text_hidden_fcs: seg_hidden[hidden] -> Linear, ReLU, Linear -> out[seg_dim]. */
+mg_status mg_medplib_seg_prompt(mg_context *ctx, mg_medplib *model, const float *seg_hidden, float *out);
+/* SAM-Med2D mask decoder with the projected <SEG> vector as the one sparse
+ * token and the no-mask dense embedding; mask token 0 (multimask off).
+ * sam_embedding[C, G, G] (mg_sam_encode_image on mg_image_preprocess_sam's
+ * output); low_res[1, 4G, 4G] logits; *score (may be NULL) the IoU head. */
+mg_status mg_medplib_decode_mask(mg_context *ctx, mg_medplib *model, const mg_tensor *sam_embedding,
+                                 const float *seg_prompt, mg_tensor *low_res, float *score);
+/* Low-res logits [h, w] -> mask u8 [H, W] (1 where sigmoid > threshold;
+ * MedPLIB uses 0.1) and probs f32 [H, W] (may be NULL). resized_* = the
+ * image's size inside the S x S SAM input (mg_image_geometry).
+ * reference_crop false (correct, SAM-Med2D's): bilinear to S x S, crop the
+ * centered resized region, bilinear to H x W. true: MedPLIB's
+ * postprocess_masks, which crops the 64 x 64 map as if it were S x S
+ * (pad = 64 - h', Python slice semantics; for a side under 192 px it cuts and
+ * stretches the map, under 64 px the crop is empty -> error), then bilinear
+ * to H x W. Bilinear = torch align_corners False. */
+mg_status mg_medplib_postprocess(mg_context *ctx, const mg_tensor *low_res, int sam_size, int resized_height,
+                                 int resized_width, bool reference_crop, float threshold, mg_tensor *mask,
+                                 mg_tensor *probs);
+/* -- end MedPLIB -- */
+
 /* ====================== end of models ==================================== */
 
 #ifdef __cplusplus

@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+int mg_py_register_medplib(PyObject *module); /* py_medplib.c */
+
 static PyObject *mg_errors_module;
 
 static const char *mg_py_error_class_name(mg_status status) {
@@ -181,7 +183,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         mg_py_register_image(module) < 0 ||
         mg_py_register_io(module) < 0 || mg_py_register_tokenizer(module) < 0 ||
         mg_py_register_eval(module) < 0 || mg_py_register_data(module) < 0 ||
-        mg_py_register_models(module) < 0) {
+        mg_py_register_models(module) < 0 || mg_py_register_medplib(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

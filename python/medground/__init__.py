@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedError,
 )
 from .checkpoint import convert, inspect
+from .api import detect_family, load
 from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box
 from .eval import evaluate
@@ -40,6 +41,8 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "load",
+    "detect_family",
     "convert",
     "inspect",
     "SamMed2D",

@@ -58,7 +58,7 @@ def test_baseline_response_moves_boxes_and_keeps_text():
               .replace(")</box>", "").split(",")]
     x1, y1, x2, y2 = coords
     assert (x2 - x1, y2 - y1) == (200, 200)  # shifted, not resized
-    assert 20 <= abs(x1 - 100) <= 40 and 20 <= abs(y1 - 200) <= 40  # 0.1..0.2 of the size
+    assert 30 <= abs(x1 - 100) <= 60 and 30 <= abs(y1 - 200) <= 60  # 0.15..0.3 of the size
 
 
 def test_demo_end_to_end(tmp_path):

@@ -126,3 +126,135 @@ def test_dense_checkpoint_runs_llama_mlp(tmp_path):
     assert rel_err(logits[0], ref_logits[0]) <= 1e-4
     with pytest.raises(Exception, match="dense FFN"):
         _C.medplib_moe_load(m)
+
+
+# ------------------------------------------------------------------------- 3. MoE
+def _moe_blocks(tiny):
+    return [layer.mlp for layer in tiny.lm.model.layers]
+
+
+def test_expert_ffns_match_llama_mlp(tiny, model):
+    x = torch.randn(9, 64, generator=torch.Generator().manual_seed(4))
+    for layer, block in enumerate(_moe_blocks(tiny)):
+        for e, mlp in enumerate(block.deepspeed_moe.experts.deepspeed_experts):
+            with torch.no_grad():
+                theirs = mlp(x).numpy()
+            ours = _C.medplib_moe_expert(model, layer, e, x.numpy())
+            assert rel_err(ours, theirs) <= 1e-5, (layer, e)
+
+
+def test_router_choices_and_scaled_output(tiny, model):
+    x = 3.0 * torch.randn(300, 64, generator=torch.Generator().manual_seed(8))
+    for layer, block in enumerate(_moe_blocks(tiny)):
+        probs, choice = block.route(x)
+        ours_choice, ours_probs = _C.medplib_moe_route(model, layer, x.numpy())
+        assert set(choice.tolist()) == {0, 1}  # both experts are exercised
+        assert ours_choice.tolist() == choice.tolist()
+        assert rel_err(ours_probs, probs) <= 1e-5
+        with torch.no_grad():
+            theirs = block(x).numpy()
+            unscaled = torch.stack([block.deepspeed_moe.experts.deepspeed_experts[int(c)](x[i]) for i, c in
+                                    enumerate(choice)]).numpy()
+        ours = _C.medplib_moe_expert(model, layer, -1, x.numpy())
+        assert rel_err(ours, theirs) <= 1e-5
+        assert rel_err(ours, unscaled) > 1e-2  # the router probability scales the output
+
+
+def test_expert_load_counts_follow_the_reference(tiny, model, image_pair):
+    theirs_emb, _, ours_emb, _ = image_pair
+    ids = _prompt()
+    blocks = _moe_blocks(tiny)
+    for block in blocks:
+        block.routed.zero_()
+    with torch.no_grad():
+        tiny.lm(inputs_embeds=tiny.embed(ids, theirs_emb, None))
+    _C.medplib_moe_reset(model)
+    cache = _C.medplib_cache_new(model, 600)
+    _C.medplib_forward(model, cache, np.array(ids, np.int32), ours_emb)
+    routed, dropped = _C.medplib_moe_load(model)
+    T = len(ids) - 1 + 576
+    assert routed.shape == (2, 2) and routed.sum(axis=1).tolist() == [T, T]
+    assert routed.tolist() == [b.routed.tolist() for b in blocks]
+    assert dropped.tolist() == [0, 0]  # eval capacity factor 2 with 2 experts: capacity = T
+    for layer, block in enumerate(blocks):
+        experts, probs = _C.medplib_moe_last_routes(model, layer)
+        assert experts.tolist() == block.last_choice.tolist()
+        assert np.all(probs >= 0.5)  # top-1 of two experts
+    _C.medplib_moe_reset(model)
+    assert _C.medplib_moe_load(model)[0].sum() == 0
+
+
+def test_capacity_factor_at_inference(tiny, folder):
+    # Default (config eval_capacity_factor 2, 2 experts): capacity = T, nothing dropped.
+    m2 = _C.medplib_load(folder, load_sam=False)
+    assert [_C.medplib_moe_capacity(m2, t) for t in (1, 7, 600)] == [1, 7, 600]
+    # A smaller factor drops the overflow tokens (zero FFN output), as DeepSpeed's top1gating.
+    m = _C.medplib_load(folder, load_sam=False, capacity_factor=0.5)
+    assert _C.medplib_moe_capacity(m, 10) == 3  # ceil(10 / 2 * 0.5)
+    x = 3.0 * torch.randn(40, 64, generator=torch.Generator().manual_seed(9))
+    block = _moe_blocks(tiny)[1]
+    saved = block.capacity_factor
+    block.capacity_factor = 0.5
+    try:
+        with torch.no_grad():
+            theirs = block(x).numpy()
+    finally:
+        block.capacity_factor = saved
+    ours = _C.medplib_moe_expert(m, 1, -1, x.numpy())
+    assert rel_err(ours, theirs) <= 1e-5
+    counts = np.bincount(block.last_choice.numpy(), minlength=2)
+    _, dropped = _C.medplib_moe_load(m)
+    assert dropped[1] == sum(max(c - 10, 0) for c in counts)  # capacity ceil(40 / 2 * 0.5) = 10
+    assert dropped[1] > 0 and np.sum(np.all(ours == 0, axis=1)) == dropped[1]
+
+
+def test_lora_experts_merged_at_load(tiny, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from medground.errors import InvalidArgumentError, NotFoundError
+
+    tensors = tiny.state_dict_release()
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("model.visual_model.")}
+    gen = torch.Generator().manual_seed(12)
+    r, alpha = 4, 8.0
+    merged = {}
+    for key in [k for k in tensors if ".deepspeed_experts." in k]:
+        base = key[: -len(".weight")]
+        w0 = tensors.pop(key)
+        a = torch.randn(r, w0.shape[1], generator=gen) / w0.shape[1] ** 0.5
+        b = torch.randn(w0.shape[0], r, generator=gen) / r
+        tensors[base + ".base_layer.weight"] = w0
+        tensors[base + ".lora_A.weight"] = a.contiguous()
+        tensors[base + ".lora_B.weight"] = b.contiguous()
+        merged[key] = ref.lora_merge(w0, a, b, alpha, r)
+    config = tiny.config_json()
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidArgumentError, match="lora_scale"):
+        _C.medplib_load(str(folder), load_sam=False)
+    m = _C.medplib_load(str(folder), load_sam=False, lora_scale=alpha / r)
+    config.update(lora_alpha=alpha, lora_r=r)
+    (folder / "config.json").write_text(json.dumps(config))
+    m_cfg = _C.medplib_load(str(folder), load_sam=False)
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(13))
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    for layer in range(2):
+        for e in range(2):
+            mlp = LlamaMLP(tiny.llama_config)
+            prefix = f"model.layers.{layer}.mlp.deepspeed_moe.experts.deepspeed_experts.{e}."
+            with torch.no_grad():
+                for p in ("gate_proj", "up_proj", "down_proj"):
+                    getattr(mlp, p).weight.copy_(merged[prefix + p + ".weight"])
+                theirs = mlp(x).numpy()
+            assert rel_err(_C.medplib_moe_expert(m, layer, e, x.numpy()), theirs) <= 1e-5
+            assert rel_err(_C.medplib_moe_expert(m_cfg, layer, e, x.numpy()), theirs) <= 1e-5
+    # half a LoRA pair is an error naming the tensor
+    del tensors["model.layers.0.mlp.deepspeed_moe.experts.deepspeed_experts.0.up_proj.lora_B.weight"]
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(NotFoundError, match="deepspeed_experts.0.up_proj"):
+        _C.medplib_load(str(folder), load_sam=False)

@@ -51,6 +51,13 @@ def test_parse_name(name, expected):
     assert (meta["modality"], meta["dataset"], meta["region"], meta["orientation"], meta["case"]) == expected
 
 
+def test_exported():
+    import medground
+
+    assert medground.data is md and "data" in medground.__all__
+    assert md.__all__ and all(hasattr(md, name) for name in md.__all__)
+
+
 def test_every_shared_image_name_parses():
     names = sorted(p.name for p in shared_path("images", "medplib-demo").glob("*.png"))
     assert len(names) == 9

@@ -28,6 +28,7 @@ from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box
 from .eval import evaluate
 from .tokenizer import Tokenizer
+from . import data  # dataset tools: medground.data.check, build_records, mask_objects, ...
 
 
 def set_num_threads(n_threads: int = 0, blas: str | None = None) -> None:
@@ -50,6 +51,7 @@ __all__ = [
     "Box",
     "evaluate",
     "Tokenizer",
+    "data",
     "__version__",
     "set_num_threads",
     "get_num_threads",

@@ -258,3 +258,56 @@ def test_lora_experts_merged_at_load(tiny, tmp_path):
     save_file(tensors, str(folder / "model.safetensors"))
     with pytest.raises(NotFoundError, match="deepspeed_experts.0.up_proj"):
         _C.medplib_load(str(folder), load_sam=False)
+
+
+# ------------------------------------------------------------------ 4. region prompts
+def _blob_mask(h, w, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    mask = ((yy - h * 0.45) / (h * 0.2)) ** 2 + ((xx - w * 0.4) / (w * 0.25)) ** 2 < 1
+    mask |= ((yy - h * 0.85) ** 2 + (xx - w * 0.85) ** 2) < (min(h, w) * 0.06) ** 2  # a second, smaller part
+    mask &= rng.random((h, w)) > 0.02  # ragged edge
+    return (mask * rng.integers(1, 255)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape,largest", [((200, 300), True), ((200, 300), False), ((512, 384), True),
+                                           ((37, 90), False)])
+def test_grid_mask_matches_dataset_preparation(shape, largest):
+    mask = _blob_mask(*shape, seed=shape[0])
+    ours = _C.medplib_region_grid_mask(mask, 336, 14, largest)
+    theirs = ref.grid_mask_from_mask(mask, 336, 14, largest)
+    assert ours.shape == (24, 24) and ours.sum() > 0
+    assert np.array_equal(ours, theirs)
+
+
+def test_region_sampler_matches_grid_sample():
+    gen = torch.Generator().manual_seed(21)
+    feats = torch.randn(576, 40, generator=gen)
+    grid = (torch.rand(24, 24, generator=gen) > 0.7).numpy().astype(np.uint8)
+    grid[23, 23] = grid[0, 0] = grid[23, 0] = 1  # corners exercise the borders
+    fmap = feats.t().reshape(1, 40, 24, 24)
+    ours, n = _C.medplib_region_sample(feats.numpy(), 24, grid, 512)
+    assert n == grid.sum()
+    assert rel_err(ours, ref.sample_region(fmap, grid)) <= 1e-5
+    # More cells than max_points: an evenly spaced subset (the reference draws a random one).
+    full = np.ones((24, 24), np.uint8)
+    ours, n = _C.medplib_region_sample(feats.numpy(), 24, full, 100)
+    picks = [k * 576 // 100 for k in range(100)]
+    subset = np.zeros(576, np.uint8)
+    subset[picks] = 1
+    assert n == 100 and rel_err(ours, ref.sample_region(fmap, subset.reshape(24, 24))) <= 1e-5
+
+
+def test_region_feature_and_region_row_in_prompt(tiny, model, image_pair):
+    theirs_emb, theirs_feat, ours_emb, ours_feat = image_pair
+    grid = ref.grid_mask_from_mask(_blob_mask(300, 300, 5))
+    theirs = tiny.region_feature(theirs_feat, grid)
+    ours, n = _C.medplib_region_feature(model, ours_feat, grid)
+    assert n == grid.sum() and ours.shape == (64,)
+    assert rel_err(ours, theirs) <= 1e-4
+    ids = _prompt() + [32003, ref.REGION_TOKEN, 32004, 1724, 29901]
+    with torch.no_grad():
+        full = tiny.lm(inputs_embeds=tiny.embed(ids, theirs_emb, theirs[None])).logits[0, -1].numpy()
+    cache = _C.medplib_cache_new(model, 700)
+    logits, _ = _C.medplib_forward(model, cache, np.array(ids, np.int32), ours_emb, ours[None])
+    assert rel_err(logits[0], full) <= 1e-4

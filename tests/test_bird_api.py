@@ -365,3 +365,23 @@ def test_text_only_chat_and_precomputed_embeddings(tiny, picture):
     assert out == want
     with pytest.raises(medground.ShapeError):
         bird.set_image_embeddings(emb[:5], 200, 150)
+
+
+def test_long_history_drops_the_oldest_turns(tiny, picture):
+    _, handle = tiny
+    bird = BiRD(handle, tokenizer=ByteTokenizer(), context=420)
+    history = [(f"question {i} " + "x" * 20, f"answer {i}") for i in range(4)]
+    full = len(bird.build_prompt("last?", history))
+    assert full + 10 > 420  # the whole history does not fit
+    seen = {}
+    real = bird.generate
+    bird.generate = lambda ids, **o: seen.setdefault("ids", list(ids)) and real(ids, **o)
+    bird.chat(picture, "last?", history=history, max_new_tokens=10)
+    kept = [h for h in history if bird._decode(seen["ids"]).find(h[0]) >= 0]
+    assert kept and kept == history[len(history) - len(kept):]  # the newest turns survive
+    assert len(seen["ids"]) + 10 <= 420 and seen["ids"].count(IMG_TINY) == 1
+    with pytest.raises(medground.InvalidArgumentError, match="context"):
+        bird.chat(picture, "y" * 200, max_new_tokens=10)
+
+
+IMG_TINY = 500

@@ -493,7 +493,8 @@ class BiRD:
     ``checkpoint``: HF folder (``pytorch_model*.bin`` or safetensors), a
     ``.safetensors`` / ``.gguf`` file (``medground convert``), a PaddleMIX
     folder (``model_state*.pdparams``), or a handle from ``_C.bird_load*``.
-    ``tokenizer``: any object with ``encode(str) -> list[int]`` (plain text,
+    ``context``: positions of the conversation's KV cache (prompt + answers;
+    f32 K and V, 1 MiB per position at full size). ``tokenizer``: any object with ``encode(str) -> list[int]`` (plain text,
     no special-token parsing) and ``decode(list[int]) -> str``; by default
     ``qwen.tiktoken`` beside the checkpoint. Special-token ids follow Qwen's
     layout from the checkpoint's ``image_start_id``.
@@ -671,7 +672,17 @@ class BiRD:
         Picture 1), raw text with tags kept and the stop token removed."""
         if image is not None:
             self.encode_image(image)
+        history = list(history)
         ids = self.build_prompt(query, history, with_image=image is not None)
+        # As make_context does with max_window_size: drop the oldest turns
+        # until prompt + answer fit the session (the image moves to the first
+        # turn kept).
+        while len(ids) + max_new_tokens > self.context and history:
+            history.pop(0)
+            ids = self.build_prompt(query, history, with_image=image is not None)
+        if len(ids) + max_new_tokens > self.context:
+            raise InvalidArgumentError(f"the prompt ({len(ids)} tokens) plus max_new_tokens {max_new_tokens} exceed "
+                                       f"the context of {self.context} positions (BiRD(context=...))")
         stop_ids = set(self._stop_ids(options.get("stop")))
         out = self.generate(ids, max_new_tokens=max_new_tokens, use_image=image is not None, **options)
         self.last_raw = self._decode(out)

@@ -360,25 +360,26 @@ static void mg_ascii_lower(char *s) {
         if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
 }
 
-/* Lower-case, collapse whitespace runs to one space, strip, drop one final '.'. */
+/* Lower-case, collapse whitespace runs to one space, strip, drop one final '.'.
+ * One allocation (the result is never longer than the input). */
 static char *mg_roc_canonical(const char *s) {
-    mg_strbuf b = {0};
+    size_t n = strlen(s);
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    size_t k = 0;
     bool pending_space = false;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (mg_py_space(*p)) {
-            pending_space = b.length > 0;
+            pending_space = k > 0;
             continue;
         }
-        if (pending_space && mg_strbuf_append_char(&b, ' ')) goto fail;
+        if (pending_space) out[k++] = ' ';
         pending_space = false;
-        char c = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-        if (mg_strbuf_append_char(&b, c)) goto fail;
+        out[k++] = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
     }
-    if (b.length && b.data[b.length - 1] == '.') b.data[--b.length] = '\0';
-    return mg_strbuf_take(&b);
-fail:
-    mg_strbuf_free(&b);
-    return NULL;
+    if (k && out[k - 1] == '.') k--;
+    out[k] = '\0';
+    return out;
 }
 
 mg_status mg_eval_roc(const char *const *annotations, const char *const *responses, int64_t n,

@@ -673,6 +673,25 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     ptb_match b = {0, 0, OUT_NONE, NULL};
     size_t m, total;
     cp_t c = at(t, i);
+    /* Fast paths (same result as the full rule set): a space is never part
+     * of a token that starts at it; a run of [A-Za-z] followed by a space or
+     * the end is a WORD unless it is an assimilation ("cannot", "gonna"...,
+     * which split). */
+    if (c == ' ' || c == '\t') {
+        b.total = b.token = 1;
+        return b;
+    }
+    if (ptb_is_ascii_letter(c)) {
+        size_t n = run(t, i, ptb_is_ascii_letter);
+        cp_t next = at(t, i + n);
+        if ((next == ' ' || next == '\n') && !((n == 5 || n == 6) && (lit(t, i, "cannot") || lit(t, i, "gonna") ||
+                                                              lit(t, i, "gotta") || lit(t, i, "wanna") ||
+                                                              lit(t, i, "lemme") || lit(t, i, "gimme")))) {
+            b.total = b.token = n;
+            b.out = OUT_TEXT;
+            return b;
+        }
+    }
     /* assimilations: cannot gonna gotta wanna lemme gimme; 'tis 'twas */
     if ((m = lit(t, i, "cannot"))) consider(&b, m, 3, OUT_TEXT, NULL);
     static const char *const assim[] = {"gonna", "gotta", "wanna", "lemme", "gimme"};

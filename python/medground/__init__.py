@@ -24,6 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .api import detect_family, load
+from .predict import predict
 from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box
 from .eval import evaluate
@@ -44,6 +45,7 @@ def get_num_threads() -> int:
 __all__ = [
     "load",
     "detect_family",
+    "predict",
     "convert",
     "inspect",
     "SamMed2D",

@@ -140,7 +140,18 @@ _WORKER_MODELS: dict[Any, Any] = {}
 
 def _get_model(model_spec: Any, threads: int | None):
     """The model of this process, loaded once (per worker process)."""
-    key = (model_spec if isinstance(model_spec, (str, os.PathLike)) else id(model_spec), threads)
+    if isinstance(model_spec, (str, os.PathLike)):
+        key = (os.fspath(model_spec), threads)
+    else:
+        # A factory arrives unpickled anew with every task on a worker: key it
+        # by its pickled bytes so the model is still built once per process.
+        import hashlib
+        import pickle
+
+        try:
+            key = (hashlib.sha256(pickle.dumps(model_spec)).hexdigest(), threads)
+        except Exception:  # noqa: BLE001 - not picklable: it never left this process
+            key = (id(model_spec), threads)
     if key not in _WORKER_MODELS:
         if isinstance(model_spec, (str, os.PathLike)):
             from . import load
@@ -193,6 +204,30 @@ def _existing_ids(output: pathlib.Path) -> set[str]:
     return done
 
 
+def _drop_partial_last_line(output: pathlib.Path) -> None:
+    """An interrupted run can leave half a line at the end; its record is redone,
+    and appending after it would glue the next record onto it. Cut it off."""
+    with output.open("rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        position = size
+        while position > 0:  # back to the last newline, in 64 KiB steps
+            step = min(65536, position)
+            handle.seek(position - step)
+            block = handle.read(step)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                handle.truncate(position - step + cut + 1)
+                return
+            position -= step
+        handle.truncate(0)
+
+
 def _chunks(jobs: list[Job], size: int) -> Iterator[list[Job]]:
     for start in range(0, len(jobs), size):
         yield jobs[start:start + size]
@@ -231,6 +266,8 @@ def predict(
     done = _existing_ids(output) if resume else set()
     if not resume and output.exists():
         output.unlink()
+    if resume and output.exists():
+        _drop_partial_last_line(output)
     raw = read_records(records)
     jobs: list[Job] = []
     bad: list[dict] = []

@@ -125,13 +125,16 @@ mg_status mg_rle_decode(const mg_rle *rle, mg_tensor *mask) {
     }
     MG_TRY(rle_check_sum(rle));
     int64_t h = rle->height;
-    int64_t position = 0; /* column-major pixel index */
+    int64_t x = 0, y = 0; /* walks the mask in column-major order */
     uint8_t *base = mask->data;
     for (int64_t i = 0; i < rle->n_counts; i++) {
         uint8_t value = (uint8_t)(i & 1);
-        for (uint32_t k = 0; k < rle->counts[i]; k++, position++) {
-            int64_t x = position / h, y = position % h;
+        for (uint32_t k = 0; k < rle->counts[i]; k++) {
             base[y * mask->strides[0] + x * mask->strides[1]] = value;
+            if (++y == h) {
+                y = 0;
+                x++;
+            }
         }
     }
     return MG_OK;

@@ -176,7 +176,10 @@ def dicom_seg_masks(path: Union[str, "os.PathLike[str]"]) -> dict[str, np.ndarra
     """Masks of a DICOM Segmentation object, by segment label: each value is a
     bool array [frames, rows, cols] of the frames that belong to the segment
     (per-frame ReferencedSegmentNumber). pydicom decodes the pixel data."""
-    import pydicom
+    try:
+        import pydicom
+    except ImportError as error:  # the optional "dicom" extra
+        raise ImportError("reading DICOM SEG needs pydicom: pip install 'medground[dicom]'") from error
 
     dataset = pydicom.dcmread(os.fspath(path))
     if getattr(dataset, "SOPClassUID", None) != "1.2.840.10008.5.1.4.1.1.66.4":

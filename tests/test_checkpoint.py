@@ -353,6 +353,7 @@ def test_our_gguf_writer_read_by_gguf_package(tmp_path):
     w.add_string("m.str", "ünicode")
     w.add_string("m.bytes", b"\x00\x01raw")
     w.add_array("m.arr", np.array([3, 1, 2], dtype=np.int64))
+    w.add_array("m.blob", np.frombuffer(b"\x00\xffbinary", dtype=np.uint8))
     w.add_array("m.arr_f32", np.array([1.5, -2], dtype=np.float32))
     w.add_string_array("m.strs", ["x", "yy", ""])
     decl = [("q8", "q8_0", x.shape), ("q4", "q4_0", x.shape), ("f16", "f16", x.shape), ("bf16", "bf16", x.shape),
@@ -397,6 +398,7 @@ def test_our_gguf_writer_read_by_gguf_package(tmp_path):
     assert fields["m.str"].contents() == "ünicode"
     assert bytes(fields["m.bytes"].parts[-1]) == b"\x00\x01raw"
     assert fields["m.arr"].types == [vt.ARRAY, vt.INT64] and fields["m.arr"].contents() == [3, 1, 2]
+    assert fields["m.blob"].types == [vt.ARRAY, vt.UINT8] and bytes(fields["m.blob"].contents()) == b"\x00\xffbinary"
     assert fields["m.arr_f32"].contents() == [1.5, -2.0]
     assert fields["m.strs"].types == [vt.ARRAY, vt.STRING] and fields["m.strs"].contents() == ["x", "yy", ""]
     assert fields["general.alignment"].contents() == 64

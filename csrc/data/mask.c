@@ -615,8 +615,15 @@ mg_status mg_mask_objects_file(const char *path, const mg_mask_options *options,
  * tokenization_qwen.py draw_bbox_on_latest_picture is int(g/1000*S)). We
  * take the pixel box's edges -- the top-left corner (x_min, y_min) and the
  * exclusive bottom-right corner (x_max+1, y_max+1), the COCO convention --
- * and round the top-left down and the bottom-right up. The grid box then
- * always covers the object, is never empty, and stays within 0..1000. */
+ * and round the top-left down and the bottom-right up:
+ *     x1 = floor(1000 * x_min / W),  x2 = ceil(1000 * (x_max + 1) / W)
+ * (same for y with H), in exact integer arithmetic. The grid box then
+ * always covers the object, is never empty (a 1-pixel object of a 4000-px
+ * image still gets x2 > x1), and stays within 0..1000. Qwen-VL describes the
+ * grid as [0, 1000); an object touching the right/bottom border gets 1000
+ * here, which BiRD's parser and IoU read like any other integer (and the
+ * checker accepts 0..1000 inclusive). tests/test_data_masks.py checks this
+ * rule against exact rationals. */
 mg_status mg_box_to_grid(const int32_t pixel_box[4], int width, int height,
                          int32_t grid_box[4]) {
     if (!pixel_box || !grid_box)

@@ -69,6 +69,22 @@ static mg_status byte_level_decode(const char *s, mg_tok_bytes *out) {
     return status;
 }
 
+/* Every character of s is one of the 256 byte-level stand-ins. */
+static bool in_byte_alphabet(const char *s) {
+    const uint8_t *p = (const uint8_t *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        bool incomplete;
+        size_t subpart;
+        size_t len = mg_utf8_char(p + i, n - i, &incomplete, &subpart);
+        if (len == 0 || len > 2) return false;
+        uint32_t c = len == 1 ? p[i] : ((uint32_t)(p[i] & 0x1F) << 6) | (p[i + 1] & 0x3F);
+        if (unicode_to_byte(c) < 0) return false;
+        i += len;
+    }
+    return true;
+}
+
 static const char *json_string(const cJSON *object, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
     return cJSON_IsString(item) ? item->valuestring : NULL;
@@ -148,6 +164,10 @@ static mg_status load_json(mg_tokenizer *tok, const cJSON *root) {
     const char *pattern = NULL;
     MG_TRY(read_pre_tokenizer(tok, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pattern));
     tok->whole_word_first = json_bool(model, "ignore_merges", false);
+    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
+        return mg_error(MG_ERR_UNSUPPORTED, "%s: BPE dropout %g makes encoding random; not supported", tok->name,
+                        dropout->valuedouble);
 
     /* vocab: token -> id, ids dense 0..V-1 */
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -249,68 +269,62 @@ static mg_status load_json(mg_tokenizer *tok, const cJSON *root) {
     free(right.data);
     free(joined.data);
 
-    /* added tokens: an id inside the vocab must spell the same bytes;
-     * ids past it must continue it (holes allowed) */
+    /* added tokens, numbered as tokenizers does when it loads a file (the
+     * "id" fields are only checked by it, with a warning): a content already
+     * known (an earlier added token, or a model vocab string spelled exactly
+     * so) keeps that id; any other gets the next id after everything so far.
+     * Empty contents are ignored, as there. */
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    int32_t max_id = n - 1;
-    cJSON_ArrayForEach(item, added) {
-        const cJSON *id_item = cJSON_GetObjectItemCaseSensitive(item, "id");
-        if (cJSON_IsNumber(id_item) && id_item->valuedouble > max_id && id_item->valuedouble < (1 << 30))
-            max_id = (int32_t)id_item->valuedouble;
-    }
-    if (status == MG_OK) {
-        for (int32_t id = n; id <= max_id && status == MG_OK; id++)
-            status = mg_tok_strings_append(&tok->vocab, NULL, 0); /* holes until filled below */
-    }
-    /* fill: rebuild the string table with added contents at their ids */
-    if (status == MG_OK && max_id >= n) {
-        mg_tok_strings rebuilt = {0};
-        const char **contents = calloc((size_t)(max_id + 1), sizeof *contents);
-        if (!contents) status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory", tok->name);
-        cJSON_ArrayForEach(item, added) {
-            if (status != MG_OK) break;
-            const cJSON *id_item = cJSON_GetObjectItemCaseSensitive(item, "id");
-            const char *content = json_string(item, "content");
-            if (!cJSON_IsNumber(id_item) || !content || id_item->valuedouble < 0) {
-                status = mg_error(MG_ERR_FORMAT, "%s: an added token lacks id or content", tok->name);
-                break;
-            }
-            int32_t id = (int32_t)id_item->valuedouble;
-            if (id >= n) contents[id] = content;
-        }
-        for (int32_t id = 0; id <= max_id && status == MG_OK; id++) {
-            size_t len;
-            const uint8_t *s = mg_tok_strings_get(&tok->vocab, id, &len);
-            if (id >= n && contents[id]) status = mg_tok_strings_append(&rebuilt, (const uint8_t *)contents[id], strlen(contents[id]));
-            else status = mg_tok_strings_append(&rebuilt, s, len);
-        }
-        free(contents);
-        if (status == MG_OK) {
-            mg_tok_strings_free(&tok->vocab);
-            tok->vocab = rebuilt;
-            int32_t a, b;
-            if (mg_tok_strings_index(&tok->vocab, &a, &b) != MG_OK)
-                status = mg_error(MG_ERR_FORMAT, "%s: added token id %d repeats the text of id %d", tok->name, b, a);
-        } else {
-            mg_tok_strings_free(&rebuilt);
-        }
-    }
     cJSON_ArrayForEach(item, added) {
         if (status != MG_OK) break;
-        const cJSON *id_item = cJSON_GetObjectItemCaseSensitive(item, "id");
         const char *content = json_string(item, "content");
-        if (!cJSON_IsNumber(id_item) || !content || !*content) {
-            status = mg_error(MG_ERR_FORMAT, "%s: an added token lacks id or content", tok->name);
+        if (!content) {
+            status = mg_error(MG_ERR_FORMAT, "%s: an added token has no content", tok->name);
             break;
         }
-        int32_t id = (int32_t)id_item->valuedouble;
-        size_t len;
-        const uint8_t *s = mg_tok_strings_get(&tok->vocab, id, &len);
-        if (len != strlen(content) || memcmp(s, content, len) != 0) {
-            status = mg_error(MG_ERR_FORMAT, "%s: added token '%s' has id %d, whose vocab entry differs", tok->name,
-                              content, id);
+        size_t length = strlen(content);
+        if (length == 0) continue;
+        if (mg_utf8_first_invalid((const uint8_t *)content, length) != length) {
+            status = mg_error(MG_ERR_FORMAT, "%s: added token content is not valid UTF-8", tok->name);
             break;
         }
+        /* tokenizers' model lookup: the vocab string equal to the content,
+         * i.e. an all-alphabet content whose bytes are a vocab token */
+        int32_t model_id = -1;
+        if (in_byte_alphabet(content)) {
+            status = byte_level_decode(content, &bytes);
+            if (status != MG_OK) break;
+            model_id = mg_tok_strings_find(&tok->vocab, bytes.data, bytes.size);
+            if (model_id >= tok->n_base) model_id = -1;
+        }
+        int32_t same_bytes = mg_tok_strings_find(&tok->vocab, (const uint8_t *)content, length);
+        int32_t id;
+        if (model_id >= 0) {
+            if (same_bytes != model_id) {
+                /* text "<content>" would be matched by bytes that spell
+                 * another token: not representable here */
+                status = mg_error(MG_ERR_UNSUPPORTED,
+                                  "%s: added token '%s' is the byte-level spelling of vocab id %d, not its text",
+                                  tok->name, content, model_id);
+                break;
+            }
+            id = model_id;
+        } else if (same_bytes >= tok->n_base) {
+            continue; /* an earlier added token with this content keeps its id and flags */
+        } else if (same_bytes >= 0) {
+            status = mg_error(MG_ERR_UNSUPPORTED,
+                              "%s: added token '%s' has the bytes of vocab id %d but is a separate token there",
+                              tok->name, content, same_bytes);
+            break;
+        } else {
+            id = tok->vocab.n;
+            status = mg_tok_strings_append(&tok->vocab, (const uint8_t *)content, length);
+            if (status == MG_OK) status = mg_tok_strings_index_last(&tok->vocab);
+            if (status != MG_OK) break;
+        }
+        bool seen = false;
+        for (int32_t k = 0; k < tok->n_added && !seen; k++) seen = tok->added[k].id == id;
+        if (seen) continue;
         bool special = json_bool(item, "special", false);
         status = mg_tokenizer_register_added(tok, id, special, json_bool(item, "lstrip", false),
                                              json_bool(item, "rstrip", false));

@@ -306,6 +306,7 @@ bool mg_utf8_is_python_space(const uint8_t *s, size_t n, size_t *len) {
 
 mg_status mg_utf8_append_lossy(mg_tok_bytes *out, const uint8_t *s, size_t n, bool per_byte) {
     static const uint8_t replacement[3] = {0xEF, 0xBF, 0xBD};
+    if (n == 0) return MG_OK; /* s may be NULL then */
     size_t start = 0, i = 0;
     while (i < n) {
         if (s[i] < 0x80) {

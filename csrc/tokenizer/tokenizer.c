@@ -671,6 +671,7 @@ static mg_status emit(mg_tok_bytes *out, sp_decoder *d, const void *bytes, size_
 /* Emits the characters completed so far; at_end: the byte run is over. */
 static mg_status sp_flush_bytes(sp_decoder *d, mg_tok_bytes *out, bool at_end) {
     static const uint8_t replacement[3] = {0xEF, 0xBF, 0xBD};
+    if (d->pending.size == 0) return MG_OK; /* data may be NULL then */
     size_t i = 0;
     while (i < d->pending.size) {
         bool incomplete;
@@ -919,6 +920,7 @@ static mg_status flush_pending(mg_token_stream *s, bool at_end) {
     static const uint8_t replacement[3] = {0xEF, 0xBF, 0xBD};
     size_t i = 0, start = 0;
     mg_tok_bytes *p = &s->pending;
+    if (p->size == 0) return MG_OK; /* data may be NULL then */
     while (i < p->size) {
         if (p->data[i] < 0x80) {
             i++;

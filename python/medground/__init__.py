@@ -24,6 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .api import detect_family, load
+from . import image
 from .predict import predict
 from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box

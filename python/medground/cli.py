@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("medground.data.cli", "dataset tools: check, build, stats and draw refer-and-ground records"),
     "evaluate": ("medground.eval.cli", "score a prediction file as the papers do (VG, ROC, captioning, VQA, masks)"),
     "demo": ("medground.demo", "the main job end to end on real images: build, check, draw, evaluate"),
+    "ground": ("medground.commands.ground", "boxes for a phrase in an image (BiRD)"),
+    "refer": ("medground.commands.refer", "what is in a box of an image (BiRD; --caption for a sentence)"),
+    "segment": ("medground.commands.segment", "a mask for a phrase (MedPLIB) or a box/points (SAM-Med2D)"),
+    "chat": ("medground.commands.chat", "a free-form answer about an image"),
 }
 
 EXIT_OK = 0

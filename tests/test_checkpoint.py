@@ -643,3 +643,28 @@ def test_writer_float_conversions_exact(tmp_path):
         np.testing.assert_array_equal(got[~nan].view(np.uint16 if got.dtype == np.float16 else np.uint32),
                                       want[~nan].view(np.uint16 if want.dtype == np.float16 else np.uint32),
                                       err_msg=name)
+
+
+def test_unsupported_torch_dtypes_are_named(tmp_path):
+    """complex / float8 storages are not unsafe, just unsupported: say so."""
+    torch.save({"c": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "c.pt")
+    with pytest.raises(UnsupportedError, match=r"c\.pt: tensors stored as torch\.ComplexFloatStorage"):
+        read_pickle_checkpoint(tmp_path / "c.pt")
+    torch.save({"f8": torch.zeros(2, dtype=torch.float8_e4m3fn)}, tmp_path / "f8.pt")
+    with pytest.raises(UnsupportedError, match=r"f8\.pt: tensors of dtype torch\.float8_e4m3fn are not supported"):
+        read_pickle_checkpoint(tmp_path / "f8.pt")
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_torch_uint16_through_rebuild_tensor_v3(tmp_path, zipfile):
+    """torch >= 2.3 saves uint16 (a "new" dtype) via _rebuild_tensor_v3 over
+    an untyped byte storage; views with offsets must still land right."""
+    base = torch.arange(0, 60000, 1000, dtype=torch.int32).to(torch.uint16).reshape(6, 10)
+    sd = {"u16": base, "u16.view": base[1:4, ::3], "dtype_value": torch.float16}
+    torch.save(sd, tmp_path / "u.pt", _use_new_zipfile_serialization=zipfile)
+    ckpt = read_pickle_checkpoint(tmp_path / "u.pt")
+    for name in ("u16", "u16.view"):
+        assert ckpt.tensors[name].dtype == "u16"
+        np.testing.assert_array_equal(ckpt.tensors[name].array, sd[name].numpy())
+    convert(tmp_path / "u.pt", tmp_path / "u.gguf", progress=False)
+    np.testing.assert_array_equal(Weights(str(tmp_path / "u.gguf"))["u16"], base.numpy().astype(np.int32))

@@ -467,6 +467,114 @@ static void test_folder(void) {
     CHECK_MESSAGE("/nonexistent/model.safetensors");
 }
 
+/* Regressions: a safetensors header length whose low byte is 0x80 (pickle
+ * PROTO) or "PK" (zip) was taken for a pickle; writer int metadata out of
+ * the type's range was silently truncated. */
+static void test_sniffing_and_metadata_ranges(void) {
+    char path[400];
+    static uint8_t image[1 << 16];
+    static char header[1 << 15];
+    float v[2] = {1.5f, -2.0f};
+    const size_t lengths[2] = {0x80, 0x4B50};
+    for (int k = 0; k < 2; k++) {
+        const char *json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+        size_t n = strlen(json);
+        memcpy(header, json, n);
+        memset(header + n, ' ', lengths[k] - n); /* trailing spaces are allowed in the header */
+        header[lengths[k]] = '\0';
+        size_t size = make_safetensors(image, header, v, sizeof v);
+        CHECK(image[0] == 0x80 || (image[0] == 'P' && image[1] == 'K'));
+        snprintf(path, sizeof path, "%s/sniff%d.safetensors", tmp_dir, k);
+        write_file(path, image, size);
+        mg_weights *w = NULL;
+        CHECK_OK(mg_weights_open(path, &w));
+        mg_tensor t;
+        if (w) {
+            CHECK_OK(mg_weights_get(w, "a", &t));
+            CHECK(((const float *)t.data)[1] == -2.0f);
+            mg_weights_destroy(w);
+        }
+    }
+    /* a .gguf with a bad magic reports the magic, not a safetensors error */
+    snprintf(path, sizeof path, "%s/bad.gguf", tmp_dir);
+    write_file(path, "GGUX\3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24);
+    mg_weights *w = NULL;
+    CHECK_STATUS(mg_weights_open(path, &w), MG_ERR_FORMAT);
+    CHECK_MESSAGE("bad magic");
+
+    snprintf(path, sizeof path, "%s/ranges.gguf", tmp_dir);
+    mg_gguf_writer *writer;
+    CHECK_OK(mg_gguf_writer_open(path, &writer));
+    CHECK_STATUS(mg_gguf_writer_add_int(writer, "k.u8", MG_VALUE_U8, 256), MG_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE("256 does not fit in u8");
+    CHECK_STATUS(mg_gguf_writer_add_int(writer, "k.i8", MG_VALUE_I8, -129), MG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mg_gguf_writer_add_int(writer, "k.u32", MG_VALUE_U32, -1), MG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mg_gguf_writer_add_int(writer, "k.i32", MG_VALUE_I32, (int64_t)1 << 31), MG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mg_gguf_writer_add_int(writer, "k.bool", MG_VALUE_BOOL, 2), MG_ERR_INVALID_ARGUMENT);
+    CHECK_OK(mg_gguf_writer_add_int(writer, "k.u8", MG_VALUE_U8, 255));
+    CHECK_OK(mg_gguf_writer_add_int(writer, "k.i16", MG_VALUE_I16, -32768));
+    CHECK_OK(mg_gguf_writer_add_int(writer, "k.u64", MG_VALUE_U64, -1)); /* = 2^64 - 1 */
+    CHECK_OK(mg_gguf_writer_finish(writer));
+    mg_gguf_writer_destroy(writer);
+    CHECK_OK(mg_weights_open(path, &w));
+    int64_t value = 0;
+    CHECK_OK(mg_weights_get_int(w, "k.u8", &value));
+    CHECK(value == 255);
+    CHECK_OK(mg_weights_get_int(w, "k.u64", &value));
+    CHECK((uint64_t)value == UINT64_MAX);
+    mg_weights_destroy(w);
+}
+
+/* The writer's chunked f32/f16/bf16 conversions agree with mg_tensor_convert
+ * (the reference kernels) on > 1 M elements, across a chunk boundary. */
+static void test_writer_chunked_conversions(void) {
+    const int64_t n = (1 << 20) + 37;
+    float *x = malloc((size_t)n * sizeof *x);
+    uint32_t state = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = ((float)(state >> 8) / 16777216.0f - 0.5f) * (i % 7 == 0 ? 1e5f : 3.0f);
+    }
+    x[0] = 65520.0f; x[1] = 5.9604645e-08f; x[2] = -0.0f; x[3] = INFINITY; x[4] = 1.0f + 1.0f / 2048.0f;
+    static const mg_dtype pairs[][2] = {{MG_F32, MG_F16}, {MG_F32, MG_BF16}, {MG_F16, MG_F32},
+                                        {MG_BF16, MG_F32}, {MG_F16, MG_BF16}, {MG_BF16, MG_F16}};
+    const int n_pairs = (int)(sizeof pairs / sizeof pairs[0]);
+    char path[400];
+    snprintf(path, sizeof path, "%s/chunked.gguf", tmp_dir);
+    mg_gguf_writer *writer;
+    CHECK_OK(mg_gguf_writer_open(path, &writer));
+    char names[6][16];
+    for (int k = 0; k < n_pairs; k++) {
+        snprintf(names[k], sizeof names[k], "t%d", k);
+        CHECK_OK(mg_gguf_writer_add_tensor_info(writer, names[k], pairs[k][1], 1, &n));
+    }
+    mg_tensor source_f32, sources[6], expected[6];
+    CHECK_OK(mg_tensor_init(&source_f32, x, MG_F32, 1, &n));
+    for (int k = 0; k < n_pairs; k++) {
+        CHECK_OK(mg_tensor_alloc(&sources[k], pairs[k][0], 1, &n));
+        CHECK_OK(mg_tensor_convert(&source_f32, &sources[k]));
+        CHECK_OK(mg_tensor_alloc(&expected[k], pairs[k][1], 1, &n));
+        CHECK_OK(mg_tensor_convert(&sources[k], &expected[k]));
+        CHECK_OK(mg_gguf_writer_write_tensor(writer, names[k], &sources[k]));
+    }
+    CHECK_OK(mg_gguf_writer_finish(writer));
+    mg_gguf_writer_destroy(writer);
+    mg_weights *w = NULL;
+    CHECK_OK(mg_weights_open(path, &w));
+    for (int k = 0; w && k < n_pairs; k++) {
+        mg_tensor t;
+        CHECK_OK(mg_weights_get(w, names[k], &t));
+        CHECK(t.dtype == pairs[k][1]);
+        CHECK(memcmp(t.data, expected[k].data, mg_tensor_nbytes(&t)) == 0);
+    }
+    mg_weights_destroy(w);
+    for (int k = 0; k < n_pairs; k++) {
+        mg_tensor_free_data(&sources[k]);
+        mg_tensor_free_data(&expected[k]);
+    }
+    free(x);
+}
+
 int main(void) {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/mg_test_io_%d", (int)getpid());
     mkdir(tmp_dir, 0700);
@@ -475,6 +583,8 @@ int main(void) {
     test_gguf_hand_built();
     test_gguf_writer_round_trip();
     test_folder();
+    test_sniffing_and_metadata_ranges();
+    test_writer_chunked_conversions();
     char command[400];
     snprintf(command, sizeof command, "rm -rf %s", tmp_dir);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);

@@ -157,6 +157,51 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     return Tensor(storage.dtype, storage=storage, view=(storage_offset, size, stride))
 
 
+@dataclass(frozen=True)
+class TorchDtype:
+    """Stands in for ``torch.uint16`` & co. (``_rebuild_tensor_v3`` names the
+    dtype of an untyped storage; checkpoints may also hold dtypes as values)."""
+
+    name: str
+
+
+# torch dtypes saved through _rebuild_tensor_v3 that we can read, as
+# (medground dtype, little-endian NumPy dtype).
+_V3_DTYPES = {"uint16": ("u16", np.dtype("<u2"))}
+_TORCH_DTYPE_NAMES = (
+    "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int64", "long", "int32", "int",
+    "int16", "short", "int8", "uint8", "bool", "complex64", "complex128", "uint16", "uint32", "uint64",
+    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2",
+)
+
+
+class _RetypedStorage:
+    """An untyped (byte) storage read as another element type, lazily: a
+    legacy file's bytes arrive after the pickle that describes the view."""
+
+    def __init__(self, base: Storage, dtype: str, numpy_dtype: np.dtype):
+        self.base, self.key, self.dtype, self._numpy = base, base.key, dtype, numpy_dtype
+        self.itemsize = numpy_dtype.itemsize
+
+    @property
+    def array(self) -> np.ndarray | None:
+        raw = self.base.array
+        if raw is None:
+            return None
+        return raw[: raw.size // self.itemsize * self.itemsize].view(self._numpy)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       dtype=None, metadata=None):
+    if not isinstance(storage, Storage) or not isinstance(dtype, TorchDtype):
+        raise FormatError("_rebuild_tensor_v3: expected an untyped storage and a torch dtype")
+    if dtype.name not in _V3_DTYPES:
+        raise UnsupportedError(f"tensors of dtype torch.{dtype.name} are not supported")
+    medground_dtype, numpy_dtype = _V3_DTYPES[dtype.name]
+    retyped = _RetypedStorage(storage, medground_dtype, numpy_dtype)
+    return Tensor(medground_dtype, storage=retyped, view=(storage_offset, size, stride))
+
+
 def _rebuild_tensor(storage, storage_offset, size, stride):
     return _rebuild_tensor_v2(storage, storage_offset, size, stride)
 
@@ -208,6 +253,7 @@ def _numpy_scalar():
 _TORCH_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
     ("torch._utils", "_rebuild_tensor_v2"): lambda: _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): lambda: _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v3"): lambda: _rebuild_tensor_v3,
     ("torch._utils", "_rebuild_parameter"): lambda: _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): lambda: _rebuild_parameter,
     ("collections", "OrderedDict"): lambda: _ordered_dict,
@@ -215,6 +261,8 @@ _TORCH_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
 for _name in STORAGE_DTYPES:
     _TORCH_GLOBALS[("torch", _name)] = (lambda n=_name: StorageType(n))
 _TORCH_GLOBALS[("torch.storage", "UntypedStorage")] = lambda: StorageType("UntypedStorage")
+for _name in _TORCH_DTYPE_NAMES:
+    _TORCH_GLOBALS[("torch", _name)] = (lambda n=_name: TorchDtype(n))
 
 _NUMPY_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
     ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
@@ -257,6 +305,10 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         factory = self._allowed.get((module, name))
+        if factory is None and module == "torch" and name.endswith("Storage") and self._load_storage is not None:
+            # float8 / complex / quantized storages: harmless, just not supported
+            raise UnsupportedError(f"{self._label}: tensors stored as torch.{name} are not supported "
+                                   f"({', '.join(sorted(STORAGE_DTYPES))} are)")
         if factory is None:
             raise UnsafeError(
                 f"{self._label}: refusing to load global '{module}.{name}' (not a tensor or array "

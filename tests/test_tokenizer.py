@@ -805,3 +805,35 @@ def test_hf_json_added_token_rules(tmp_path, corpus, add_prefix_space):
     for seq in got[:60]:
         assert ours.decode(seq) == ref.decode(seq, skip_special_tokens=False)
         assert ours.decode(seq, skip_special_tokens=True) == ref.decode(seq, skip_special_tokens=True)
+
+
+def test_random_strings_and_ids(qwen, qwen_ref, llama, sp_ref, medplib, medplib_ref):
+    """Differential test on random strings over an adversarial alphabet (control and odd whitespace,
+    U+2581 itself, combining marks, emoji parts, special and added token texts) and random id lists
+    (byte pieces up to <0xFF>, split UTF-8). Found the <0xFF> decode bug (byte value + 1 overflowed)."""
+    alphabet = list(" \t\n\r\x0b\x0c\x00\x1c\x85\xa0\u2581\u3000\u2028 aAbBeEtT'sSlLdD0123456789.,!?<>|/_-()"
+                    "éÉñ肝脏😀🩻\u0301\u200d\ufeff\U0001F3FD") + [
+        "<SEG>", "<s>", "</s>", "<unk>", "<ref>", "</ref>", "<|endoftext|>", "<|im_start|>", "<box>", "<im_end>",
+        "<gen_1>", "<gen_12>", "'s", "'LL", "  ", "\n\n", "\r\n"]
+    rng = random.Random(2024)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    assert _first_mismatch(qwen.encode_batch(texts, allowed_special=None, normalize=False),
+                           qwen_ref.encode_ordinary_batch(texts, num_threads=1), texts) is None
+    assert _first_mismatch(qwen.encode_batch(texts, expand_images=False),
+                           [qwen_ref.encode(unicodedata.normalize("NFC", t), allowed_special="all") for t in texts],
+                           texts) is None
+    assert _first_mismatch(llama.encode_batch(texts, allowed_special=None, add_bos=False), sp_ref.encode(texts),
+                           texts) is None
+    assert _first_mismatch(medplib.encode_batch(texts, add_bos=False),
+                           [medplib_ref.encode(t, add_special_tokens=False) for t in texts], texts) is None
+    assert llama.decode([258, 3, 13]) == sp_ref.decode([258, 3, 13]) == "\ufffd\x00\n"
+    for _ in range(3000):
+        n = rng.randint(0, 12)
+        ids = [rng.choice([rng.randrange(256), rng.randrange(151643), rng.randrange(151643, 151857)]) for _ in range(n)]
+        assert qwen.decode(ids) == qwen_ref.decode(ids)
+        stream = qwen.stream()
+        assert "".join(stream.push(i) for i in ids) + stream.flush() == qwen.decode(ids)
+        ids = [rng.choice([rng.randrange(3, 259), rng.randrange(3, 32000), 29871, 13]) for _ in range(n)]
+        assert llama.decode(ids) == llama.decode(ids, skip_special_tokens=True) == sp_ref.decode(ids)
+        stream = llama.stream(skip_special_tokens=True)
+        assert "".join(stream.push(i) for i in ids) + stream.flush() == sp_ref.decode(ids)

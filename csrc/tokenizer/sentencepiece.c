@@ -272,7 +272,7 @@ mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_
 
     /* The merge candidates are the NORMAL, USER_DEFINED and UNUSED pieces
      * (sentencepiece's `pieces_`); the others are reserved. */
-    tok->byte_piece_value = calloc((size_t)n, 1);
+    tok->byte_piece_value = calloc((size_t)n, sizeof *tok->byte_piece_value);
     tok->sp_piece_ids = malloc((size_t)n * sizeof *tok->sp_piece_ids);
     if (!tok->byte_piece_value || !tok->sp_piece_ids) {
         mg_tokenizer_destroy(tok);
@@ -291,7 +291,7 @@ mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_
                 break;
             }
             tok->byte_piece[v] = id;
-            tok->byte_piece_value[id] = (uint8_t)(v + 1);
+            tok->byte_piece_value[id] = (uint16_t)(v + 1); /* <0xFF> is 256: not a uint8_t */
         }
         if (type == MG_SP_UNUSED) {
             /* sentencepiece re-splits merged UNUSED pieces; not needed for

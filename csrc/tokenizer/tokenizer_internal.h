@@ -181,7 +181,7 @@ struct mg_tokenizer {
     bool add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces, byte_fallback;
     bool split_at_spaces;     /* no piece joins a non-space char to a following U+2581 */
     bool has_user_defined;
-    uint8_t *byte_piece_value; /* per base id: byte value + 1 for BYTE pieces, 0 otherwise */
+    uint16_t *byte_piece_value; /* per base id: byte value + 1 (1..256) for BYTE pieces, 0 otherwise */
     char unk_surface[64];
 };
 

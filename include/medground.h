@@ -1291,6 +1291,41 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
 mg_status mg_bird_image_rows(const mg_bird *bird, const int32_t *tokens, int n_tokens,
                              int32_t *rows, int max_rows, int *n_rows);
 
+/* What was wrong with one box of a model answer (flags of mg_bird_box.issues). */
+enum {
+    MG_BOX_MALFORMED = 1,    /* <box> body is not (x1,y1),(x2,y2): no box   */
+    MG_BOX_UNTERMINATED = 2, /* <box> without </box> (answer cut off): no box */
+    MG_BOX_CLAMPED = 4,      /* a coordinate outside 0..grid, clamped       */
+    MG_BOX_SWAPPED = 8,      /* x1 > x2 or y1 > y2, corners reordered       */
+    MG_BOX_EMPTY = 16,       /* zero width or height (kept)                 */
+    MG_BOX_NO_BOX = 32,      /* a <ref> in an answer without any box        */
+};
+
+/* One entry found in an answer. valid: a usable box (x1..y2 set); entries
+ * with MG_BOX_MALFORMED / MG_BOX_UNTERMINATED / MG_BOX_NO_BOX are reports
+ * only. Spans are byte offsets into the parsed text. */
+typedef struct mg_bird_box {
+    bool valid;
+    unsigned issues;
+    double x1, y1, x2, y2;             /* pixels (grid units when width = height = 0) */
+    double grid_x1, grid_y1, grid_x2, grid_y2; /* grid units after the fixes    */
+    int64_t label_start, label_length; /* the <ref> phrase (spaces trimmed); -1: none */
+    int64_t span_start, span_length;   /* the <box>...</box> (or fallback) text */
+} mg_bird_box;
+
+/* Every <ref>phrase</ref><box>(x1,y1),(x2,y2)</box> of a model answer
+ * (several boxes may follow one ref; a box before any ref has no label).
+ * Coordinates on the 0..grid grid (Qwen: 1000) map to pixels of a width x
+ * height image as v / grid * size; width = height = 0 keeps grid units. An
+ * answer without any "<box>" is searched with BiRD's fallback pattern
+ * "(d,d),(d,d)". Numbers: optional '-', digits, optional '.digits', ASCII
+ * spaces around. Writes up to max_boxes entries; *n_boxes is the total found
+ * (call again with more room when larger). Never fails on model output;
+ * MG_ERR_INVALID_ARGUMENT only for NULL pointers or a bad size/grid. */
+mg_status mg_bird_parse_boxes(const char *text, size_t n_bytes, double width, double height,
+                              double grid, mg_bird_box *boxes, int64_t max_boxes,
+                              int64_t *n_boxes);
+
 /* -- SAM-Med2D / MedPLIB -- */
 
 /* SAM-Med2D (OpenGVLab/SAM-Med2D, ViT-B/16 at 256 px with adapters):

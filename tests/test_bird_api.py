@@ -385,3 +385,62 @@ def test_long_history_drops_the_oldest_turns(tiny, picture):
 
 
 IMG_TINY = 500
+
+
+# ----------------------------- parser vs an independent regex reference
+import re as _re  # noqa: E402
+
+_R_NUM = r"[ \t\n\r\f\v]*(-?\d+(?:\.\d+)?)[ \t\n\r\f\v]*"
+_R_PAIR = rf"\({_R_NUM},{_R_NUM}\)"
+_R_BODY = _re.compile(rf"[ \t\n\r\f\v]*{_R_PAIR}[ \t\n\r\f\v]*,?[ \t\n\r\f\v]*{_R_PAIR}[ \t\n\r\f\v]*\Z", _re.ASCII)
+_R_FALLBACK = _re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)", _re.ASCII)
+_R_TOKEN = _re.compile(r"<ref>(.*?)(?:</ref>|(?=<box>)|\Z)|<box>(.*?)(</box>|\Z)", _re.DOTALL)
+
+
+def reference_parse(text, width, height, grid=1000):
+    """The documented rules with Python regexes: [(x1, y1, x2, y2, label)] and issue kinds."""
+    raw, kinds, label = [], set(), None
+    if "<box>" in text:
+        for m in _R_TOKEN.finditer(text):
+            if m.group(1) is not None:
+                label = m.group(1).strip(" \t\n\r\f\v") or None
+            elif not m.group(3):
+                kinds.add("unterminated")
+            elif (body := _R_BODY.match(m.group(2))):
+                raw.append(([float(v) for v in body.groups()], label))
+            else:
+                kinds.add("malformed")
+    else:
+        raw = [([float(v) for v in m.groups()], None) for m in _R_FALLBACK.finditer(text)]
+        if not raw and "<ref>" in text:
+            kinds.add("without any box")
+    out = []
+    for values, lab in raw:
+        v = [min(max(x, 0.0), float(grid)) for x in values]
+        if v != values:
+            kinds.add("outside")
+        if v[0] > v[2] or v[1] > v[3]:
+            kinds.add("swapped")
+            v = [min(v[0], v[2]), min(v[1], v[3]), max(v[0], v[2]), max(v[1], v[3])]
+        if v[0] == v[2] or v[1] == v[3]:
+            kinds.add("empty")
+        sx, sy = width / grid, height / grid
+        out.append((v[0] * sx, v[1] * sy, v[2] * sx, v[3] * sy, lab))
+    return out, kinds
+
+
+def test_parser_agrees_with_reference_on_random_answers():
+    rng = np.random.default_rng(42)
+    pieces = ["<ref>", "</ref>", "<box>", "</box>", "(", ")", ",", " ", "-", "12", "1000", "999", "3.5", "0",
+              "1200", "7.", ".5", "liver", "左肾", "\n", "<|im_end|>", "(1,2),(3,4)", "(10,20),(30,40)",
+              "<box>(100,200),(500,750)</box>", "<ref>kidney</ref>", "\t", "abc", "<box>(1200,-5),(3,4)</box>",
+              "<box>(500,750),(100,200)</box>", "<box>( 5 , 5 ),( 5 ,9)</box>", "(2000,1),(3,3)",
+              "<box>(1.25,2)(3,4.75)</box>"]
+    for case in range(3000):
+        text = "".join(rng.choice(pieces, size=int(rng.integers(0, 25))))
+        got = parse_boxes(text, 640, 480)
+        want, kinds = reference_parse(text, 640, 480)
+        assert [(b.x1, b.y1, b.x2, b.y2, b.label) for b in got.boxes] == want, text
+        got_kinds = {k for k in ("unterminated", "malformed", "without any box", "outside", "swapped", "empty")
+                     if any(k in p for p in got.problems)}
+        assert got_kinds == kinds, text

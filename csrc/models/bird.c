@@ -6,6 +6,7 @@
  * conversation only runs the tokens after the shared prefix. */
 #include "models.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,5 +286,207 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
         session->n_images = 0;
         return mg_error(MG_ERR_INTERNAL, "bird: session history and KV cache disagree");
     }
+    return MG_OK;
+}
+
+/* ------------------------------------------------------------ box parsing */
+
+static bool mg_box_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool mg_box_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* First occurrence of `needle` in text[from, n), or -1. */
+static int64_t mg_box_find(const char *text, int64_t n, int64_t from, const char *needle) {
+    size_t k = strlen(needle);
+    for (int64_t i = from; i + (int64_t)k <= n; i++)
+        if (text[i] == needle[0] && memcmp(text + i, needle, k) == 0) return i;
+    return -1;
+}
+
+static void mg_box_skip_space(const char *s, int64_t n, int64_t *i) {
+    while (*i < n && mg_box_space(s[*i])) (*i)++;
+}
+
+/* -?digits(.digits)? at s[*i]; the value via strtod on an exact copy. */
+static bool mg_box_number(const char *s, int64_t n, int64_t *i, double *out) {
+    int64_t start = *i, j = *i;
+    if (j < n && s[j] == '-') j++;
+    int64_t digits = j;
+    while (j < n && mg_box_digit(s[j])) j++;
+    if (j == digits) return false;
+    if (j + 1 < n && s[j] == '.' && mg_box_digit(s[j + 1])) {
+        j++;
+        while (j < n && mg_box_digit(s[j])) j++;
+    }
+    char small[64], *buf = small;
+    size_t len = (size_t)(j - start);
+    if (len + 1 > sizeof small && !(buf = malloc(len + 1))) return false;
+    memcpy(buf, s + start, len);
+    buf[len] = 0;
+    *out = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    *i = j;
+    return true;
+}
+
+/* s[*i..] = spaces '(' N ',' N ')' with spaces around each number. */
+static bool mg_box_pair(const char *s, int64_t n, int64_t *i, double *x, double *y) {
+    mg_box_skip_space(s, n, i);
+    if (*i >= n || s[*i] != '(') return false;
+    (*i)++;
+    mg_box_skip_space(s, n, i);
+    if (!mg_box_number(s, n, i, x)) return false;
+    mg_box_skip_space(s, n, i);
+    if (*i >= n || s[*i] != ',') return false;
+    (*i)++;
+    mg_box_skip_space(s, n, i);
+    if (!mg_box_number(s, n, i, y)) return false;
+    mg_box_skip_space(s, n, i);
+    if (*i >= n || s[*i] != ')') return false;
+    (*i)++;
+    return true;
+}
+
+/* The whole body is "(x1,y1),(x2,y2)" (the comma between pairs optional). */
+static bool mg_box_body(const char *s, int64_t n, double v[4]) {
+    int64_t i = 0;
+    if (!mg_box_pair(s, n, &i, &v[0], &v[1])) return false;
+    mg_box_skip_space(s, n, &i);
+    if (i < n && s[i] == ',') i++;
+    if (!mg_box_pair(s, n, &i, &v[2], &v[3])) return false;
+    mg_box_skip_space(s, n, &i);
+    return i == n;
+}
+
+/* BiRD's fallback regex \((\d+),(\d+)\),\((\d+),(\d+)\) at s[i]. */
+static bool mg_box_fallback_at(const char *s, int64_t n, int64_t i, double v[4], int64_t *end) {
+    int k = 0;
+    for (const char *p = "(d,d),(d,d)"; *p; p++) {
+        if (*p == 'd') {
+            int64_t start = i;
+            while (i < n && mg_box_digit(s[i])) i++;
+            if (i == start) return false;
+            int64_t j = start;
+            if (!mg_box_number(s, i, &j, &v[k++])) return false; /* digits only: bounded at i */
+        } else {
+            if (i >= n || s[i] != *p) return false;
+            i++;
+        }
+    }
+    *end = i;
+    return true;
+}
+
+typedef struct mg_box_out {
+    mg_bird_box *boxes;
+    int64_t max, count;
+    double width, height, grid;
+} mg_box_out;
+
+static void mg_box_emit(mg_box_out *o, const mg_bird_box *box) {
+    if (o->count < o->max) o->boxes[o->count] = *box;
+    o->count++;
+}
+
+static void mg_box_report(mg_box_out *o, unsigned issue, int64_t start, int64_t length, int64_t label_start,
+                          int64_t label_length) {
+    mg_bird_box box;
+    memset(&box, 0, sizeof box);
+    box.issues = issue;
+    box.span_start = start, box.span_length = length;
+    box.label_start = label_start, box.label_length = label_length;
+    mg_box_emit(o, &box);
+}
+
+static void mg_box_fix(mg_box_out *o, const double raw[4], int64_t start, int64_t length, int64_t label_start,
+                       int64_t label_length) {
+    mg_bird_box box;
+    memset(&box, 0, sizeof box);
+    box.valid = true;
+    box.span_start = start, box.span_length = length;
+    box.label_start = label_start, box.label_length = label_length;
+    double v[4];
+    for (int k = 0; k < 4; k++) {
+        v[k] = raw[k] < 0.0 ? 0.0 : raw[k] > o->grid ? o->grid : raw[k];
+        if (v[k] != raw[k]) box.issues |= MG_BOX_CLAMPED;
+    }
+    if (v[0] > v[2] || v[1] > v[3]) {
+        box.issues |= MG_BOX_SWAPPED;
+        double a = v[0] < v[2] ? v[0] : v[2], b = v[0] < v[2] ? v[2] : v[0];
+        double c = v[1] < v[3] ? v[1] : v[3], d = v[1] < v[3] ? v[3] : v[1];
+        v[0] = a, v[2] = b, v[1] = c, v[3] = d;
+    }
+    if (v[0] == v[2] || v[1] == v[3]) box.issues |= MG_BOX_EMPTY;
+    box.grid_x1 = v[0], box.grid_y1 = v[1], box.grid_x2 = v[2], box.grid_y2 = v[3];
+    if (o->width > 0) {
+        double sx = o->width / o->grid, sy = o->height / o->grid;
+        box.x1 = v[0] * sx, box.y1 = v[1] * sy, box.x2 = v[2] * sx, box.y2 = v[3] * sy;
+    } else {
+        box.x1 = v[0], box.y1 = v[1], box.x2 = v[2], box.y2 = v[3];
+    }
+    mg_box_emit(o, &box);
+}
+
+mg_status mg_bird_parse_boxes(const char *text, size_t n_bytes, double width, double height, double grid,
+                              mg_bird_box *boxes, int64_t max_boxes, int64_t *n_boxes) {
+    if (!text || !n_boxes || (max_boxes > 0 && !boxes) || max_boxes < 0)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_parse_boxes: NULL argument");
+    if (!(grid > 0) || !isfinite(grid))
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_parse_boxes: grid %g must be positive", grid);
+    bool pixels = width != 0 || height != 0;
+    if (pixels && !(width > 0 && height > 0 && isfinite(width) && isfinite(height)))
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_parse_boxes: image size %g x %g must be positive", width,
+                        height);
+    mg_box_out o = {boxes, max_boxes, 0, pixels ? width : 0, pixels ? height : 0, grid};
+    int64_t n = (int64_t)n_bytes;
+    if (mg_box_find(text, n, 0, "<box>") >= 0) {
+        int64_t pos = 0, label_start = -1, label_length = 0;
+        while (pos < n) {
+            int64_t ref = mg_box_find(text, n, pos, "<ref>"), box = mg_box_find(text, n, pos, "<box>");
+            if (ref < 0 && box < 0) break;
+            if (ref >= 0 && (box < 0 || ref < box)) {
+                int64_t start = ref + 5, close = mg_box_find(text, n, start, "</ref>"),
+                        next_box = mg_box_find(text, n, start, "<box>"), end = n;
+                if (close >= 0) end = close;
+                if (next_box >= 0 && next_box < end) end = next_box, close = -1;
+                int64_t a = start, b = end;
+                while (a < b && mg_box_space(text[a])) a++;
+                while (b > a && mg_box_space(text[b - 1])) b--;
+                label_start = b > a ? a : -1;
+                label_length = b > a ? b - a : 0;
+                pos = close >= 0 && close == end ? end + 6 : end;
+            } else {
+                int64_t start = box + 5, close = mg_box_find(text, n, start, "</box>");
+                if (close < 0) {
+                    mg_box_report(&o, MG_BOX_UNTERMINATED, box, n - box, label_start, label_length);
+                    break;
+                }
+                double v[4];
+                if (mg_box_body(text + start, close - start, v))
+                    mg_box_fix(&o, v, box, close + 6 - box, label_start, label_length);
+                else
+                    mg_box_report(&o, MG_BOX_MALFORMED, box, close + 6 - box, label_start, label_length);
+                pos = close + 6;
+            }
+        }
+    } else {
+        bool found = false;
+        for (int64_t i = 0; i < n;) {
+            double v[4];
+            int64_t end;
+            if (text[i] == '(' && mg_box_fallback_at(text, n, i, v, &end)) {
+                mg_box_fix(&o, v, i, end - i, -1, 0);
+                found = true;
+                i = end;
+            } else {
+                i++;
+            }
+        }
+        int64_t ref = mg_box_find(text, n, 0, "<ref>");
+        if (!found && ref >= 0) mg_box_report(&o, MG_BOX_NO_BOX, ref, 5, -1, 0);
+    }
+    *n_boxes = o.count;
     return MG_OK;
 }

@@ -648,6 +648,50 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
     return list;
 }
 
+/* bird_parse_boxes(text: bytes, width=0, height=0, grid=1000) -> list of
+ * (valid, issues, (x1, y1, x2, y2), (grid x1, y1, x2, y2), label_start,
+ *  label_length, span_start, span_length); spans are byte offsets. */
+static PyObject *py_bird_parse_boxes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"text", "width", "height", "grid", NULL};
+    Py_buffer text;
+    double width = 0, height = 0, grid = 1000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|ddd", keywords, &text, &width, &height, &grid)) return NULL;
+    int64_t room = 16, count = 0;
+    mg_bird_box *boxes = NULL;
+    mg_status status = MG_OK;
+    for (;;) {
+        mg_bird_box *grown = realloc(boxes, (size_t)room * sizeof *boxes);
+        if (!grown) {
+            status = mg_error(MG_ERR_NO_MEMORY, "bird_parse_boxes: out of memory");
+            break;
+        }
+        boxes = grown;
+        status = mg_bird_parse_boxes(text.buf, (size_t)text.len, width, height, grid, boxes, room, &count);
+        if (status != MG_OK || count <= room) break;
+        room = count;
+    }
+    PyBuffer_Release(&text);
+    if (status != MG_OK) {
+        free(boxes);
+        return mg_py_raise(status);
+    }
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    for (int64_t i = 0; list && i < count; i++) {
+        const mg_bird_box *b = &boxes[i];
+        PyObject *item = Py_BuildValue("(OI(dddd)(dddd)LLLL)", b->valid ? Py_True : Py_False, b->issues, b->x1, b->y1,
+                                       b->x2, b->y2, b->grid_x1, b->grid_y1, b->grid_x2, b->grid_y2,
+                                       (long long)b->label_start, (long long)b->label_length,
+                                       (long long)b->span_start, (long long)b->span_length);
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    free(boxes);
+    return list;
+}
+
 static PyMethodDef mg_py_bird_methods[] = {
     {"bird_load", (PyCFunction)(void (*)(void))py_bird_load, METH_VARARGS | METH_KEYWORDS,
      "bird_load(path, dtype=None, strict=False) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."},
@@ -658,6 +702,9 @@ static PyMethodDef mg_py_bird_methods[] = {
      "bird_check_tensors(specs, metadata, strict=True) -> None. Metadata-only load of (name, dtype, shape) specs "
      "(zero-backed, nothing committed); raises what mg_bird_load raises."},
     {"bird_info", py_bird_info, METH_O, "bird_info(model) -> dict of hyper-parameters."},
+    {"bird_parse_boxes", (PyCFunction)(void (*)(void))py_bird_parse_boxes, METH_VARARGS | METH_KEYWORDS,
+     "bird_parse_boxes(text: bytes, width=0, height=0, grid=1000) -> [(valid, issues, pixels, grid_box, "
+     "label_start, label_length, span_start, span_length)] (byte offsets)."},
     {"bird_encode_image", (PyCFunction)(void (*)(void))py_bird_encode_image, METH_VARARGS | METH_KEYWORDS,
      "bird_encode_image(model, pixels, return_features=False) -> embeddings (, vit features)."},
     {"bird_kv_cache_new", py_bird_kv_cache_new, METH_VARARGS, "bird_kv_cache_new(model, capacity) -> KV cache handle."},

@@ -306,7 +306,36 @@ static void test_gptq(void) {
     mg_weights_destroy(w);
 }
 
+static void test_parse_boxes(void) {
+    const char *text = "<ref> liver </ref><box>(100,200),(500,750)</box><box>(1200,5),(3,4)</box> <box>(1,x)</box>"
+                       "<box>(1,2";
+    mg_bird_box boxes[8];
+    int64_t n = 0;
+    CHECK_OK(mg_bird_parse_boxes(text, strlen(text), 640, 480, 1000, boxes, 8, &n));
+    CHECK(n == 4);
+    /* (100,200),(500,750) on 640 x 480: 64, 96, 320, 360 */
+    CHECK(boxes[0].valid && boxes[0].issues == 0 && boxes[0].x1 == 64 && boxes[0].y1 == 96 && boxes[0].x2 == 320 &&
+          boxes[0].y2 == 360);
+    CHECK(boxes[0].label_length == 5 && memcmp(text + boxes[0].label_start, "liver", 5) == 0);
+    /* 1200 clamped to 1000, then corners swapped: (3,4),(1000,5) */
+    CHECK(boxes[1].valid && (boxes[1].issues & MG_BOX_CLAMPED) && (boxes[1].issues & MG_BOX_SWAPPED));
+    CHECK(boxes[1].grid_x1 == 3 && boxes[1].grid_y1 == 4 && boxes[1].grid_x2 == 1000 && boxes[1].grid_y2 == 5);
+    CHECK(!boxes[2].valid && boxes[2].issues == MG_BOX_MALFORMED);
+    CHECK(!boxes[3].valid && boxes[3].issues == MG_BOX_UNTERMINATED && boxes[3].span_length == 9);
+    /* room for fewer: the count still says how many */
+    CHECK_OK(mg_bird_parse_boxes(text, strlen(text), 640, 480, 1000, boxes, 1, &n));
+    CHECK(n == 4);
+    const char *fallback = "at (12,34),(56,78).";
+    CHECK_OK(mg_bird_parse_boxes(fallback, strlen(fallback), 0, 0, 1000, boxes, 8, &n));
+    CHECK(n == 1 && boxes[0].valid && boxes[0].x2 == 56 && boxes[0].label_start == -1);
+    CHECK_STATUS(mg_bird_parse_boxes(text, 3, -1, 5, 1000, boxes, 8, &n), MG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(mg_bird_parse_boxes(NULL, 0, 0, 0, 1000, boxes, 8, &n), MG_ERR_INVALID_ARGUMENT);
+    /* every prefix of the answer (a stream cut anywhere) parses without error */
+    for (size_t k = 0; k <= strlen(text); k++) CHECK_OK(mg_bird_parse_boxes(text, k, 10, 10, 1000, boxes, 8, &n));
+}
+
 int main(void) {
+    test_parse_boxes();
     test_model();
     test_bad_checkpoints();
     test_gptq();

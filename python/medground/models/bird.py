@@ -99,25 +99,24 @@ class ParsedAnswer:
     problems: list[str]
 
 
-_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
-_PAIR = rf"\({_NUMBER},{_NUMBER}\)"
-_BOX_BODY = re.compile(rf"^\s*{_PAIR}\s*,?\s*{_PAIR}\s*$")
-_FALLBACK = re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)")  # BiRD's regex when no <box> tag is present
-_TOKEN = re.compile(r"<ref>(.*?)(?:</ref>|(?=<box>)|$)|<box>(.*?)(</box>|$)", re.DOTALL)
+# mg_bird_box.issues flags (include/medground.h)
+_MALFORMED, _UNTERMINATED, _CLAMPED, _SWAPPED, _EMPTY, _NO_BOX = 1, 2, 4, 8, 16, 32
 
 
 def parse_boxes(text: str, width: Optional[float] = None, height: Optional[float] = None,
                 grid: int = GRID) -> ParsedAnswer:
-    """Every ``<ref>phrase</ref><box>(x1,y1),(x2,y2)</box>`` of a model answer.
+    """Every ``<ref>phrase</ref><box>(x1,y1),(x2,y2)</box>`` of a model answer
+    (parsed in C: ``mg_bird_parse_boxes``).
 
     Several boxes may follow one ref (all get its label); a box without a ref
     has label None. Coordinates are on the 0..``grid`` grid and are mapped to
-    pixels of a ``width`` x ``height`` image (left in grid units when either
-    is None). Never raises on model output: a malformed box (not four
-    numbers), an unterminated one (answer cut by max_new_tokens) is skipped;
-    coordinates outside the grid are clamped and swapped corners reordered;
-    each such case is described in ``problems``. When the answer has no
-    ``<box>`` tag at all, BiRD's fallback pattern ``(x1,y1),(x2,y2)`` is used.
+    pixels of a ``width`` x ``height`` image as ``v / grid * size`` (left in
+    grid units when both are None). Never raises on model output: a malformed
+    box (not four numbers) or an unterminated one (answer cut by
+    max_new_tokens) is skipped; coordinates outside the grid are clamped and
+    swapped corners reordered; each case is described in ``problems``. When
+    the answer has no ``<box>`` tag at all, BiRD's fallback pattern
+    ``(x1,y1),(x2,y2)`` is used.
     """
     if not isinstance(text, str):
         raise InvalidArgumentError(f"answer must be a str, got {type(text).__name__}")
@@ -125,48 +124,30 @@ def parse_boxes(text: str, width: Optional[float] = None, height: Optional[float
         raise InvalidArgumentError("give both width and height, or neither")
     if width is not None and not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
         raise InvalidArgumentError(f"image size {width} x {height} must be positive")
-    problems: list[str] = []
-    raw: list[tuple[list[float], Optional[str], str]] = []
-    label: Optional[str] = None
-    if "<box>" in text:
-        for match in _TOKEN.finditer(text):
-            if match.group(1) is not None:
-                label = match.group(1).strip() or None
-                continue
-            body, closing = match.group(2), match.group(3)
-            snippet = f"<box>{body}{closing}"
-            if not closing:
-                problems.append(f"unterminated box {snippet!r} (answer cut off?)")
-                continue
-            numbers = _BOX_BODY.match(body)
-            if not numbers:
-                problems.append(f"malformed box {snippet!r}: expected (x1,y1),(x2,y2)")
-                continue
-            raw.append(([float(v) for v in numbers.groups()], label, snippet))
-    else:
-        for match in _FALLBACK.finditer(text):
-            raw.append(([float(v) for v in match.groups()], None, match.group(0)))
-        if not raw and "<ref>" in text:
-            problems.append("a <ref> without any box")
+    data = text.encode("utf-8", "surrogatepass")
+    entries = _C.bird_parse_boxes(data, float(width or 0), float(height or 0), float(grid))
     boxes: list[Box] = []
     grid_boxes: list[tuple[float, float, float, float]] = []
-    for values, box_label, snippet in raw:
-        clamped = [min(max(v, 0.0), float(grid)) for v in values]
-        if clamped != values:
+    problems: list[str] = []
+    for valid, issues, pixels, grid_box, label_start, label_length, span_start, span_length in entries:
+        snippet = data[span_start:span_start + span_length].decode("utf-8", "replace")
+        label = data[label_start:label_start + label_length].decode("utf-8", "replace") if label_start >= 0 else None
+        if issues & _UNTERMINATED:
+            problems.append(f"unterminated box {snippet!r} (answer cut off?)")
+        if issues & _MALFORMED:
+            problems.append(f"malformed box {snippet!r}: expected (x1,y1),(x2,y2)")
+        if issues & _NO_BOX:
+            problems.append("a <ref> without any box")
+        if not valid:
+            continue
+        if issues & _CLAMPED:
             problems.append(f"box {snippet!r} lies outside the 0..{grid} grid: clamped")
-        x1, y1, x2, y2 = clamped
-        if x1 > x2 or y1 > y2:
+        if issues & _SWAPPED:
             problems.append(f"box {snippet!r} has swapped corners: reordered")
-            x1, x2 = min(x1, x2), max(x1, x2)
-            y1, y2 = min(y1, y2), max(y1, y2)
-        if x1 == x2 or y1 == y2:
+        if issues & _EMPTY:
             problems.append(f"box {snippet!r} is empty (zero width or height)")
-        grid_boxes.append((x1, y1, x2, y2))
-        if width is not None:
-            sx, sy = width / grid, height / grid
-            boxes.append(Box(x1 * sx, y1 * sy, x2 * sx, y2 * sy, box_label))
-        else:
-            boxes.append(Box(x1, y1, x2, y2, box_label))
+        boxes.append(Box(*pixels, label))
+        grid_boxes.append(tuple(grid_box))
     return ParsedAnswer(boxes, grid_boxes, problems)
 
 

@@ -29,3 +29,22 @@ def test_every_public_function_is_documented():
     missing = sorted(n for n in names if n not in reference)
     assert not missing, f"not in docs/c_api.md: {missing}"
     assert len(names) > 30
+
+
+def _python_generator():
+    spec = importlib.util.spec_from_file_location("gen_python_api", ROOT / "docs" / "gen_python_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_api_reference_is_current():
+    generated = _python_generator().generate()
+    committed = (ROOT / "docs" / "python_api.md").read_text(encoding="utf-8")
+    assert generated == committed, "docs/python_api.md is stale: run PYTHONPATH=python .venv/bin/python docs/gen_python_api.py"
+
+
+def test_every_public_python_name_has_a_docstring():
+    undocumented = [f"{module}.{name}" for module, name, obj in _python_generator().public_items()
+                    if callable(obj) and not (obj.__doc__ or "").strip()]
+    assert not undocumented, f"public names without a docstring: {undocumented}"

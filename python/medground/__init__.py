@@ -28,6 +28,7 @@ from . import image
 from .predict import predict
 from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box
+from .models.medplib import MedPLIB
 from .eval import evaluate
 from .tokenizer import Tokenizer
 from . import data  # dataset tools: medground.data.check, build_records, mask_objects, ...
@@ -52,6 +53,7 @@ __all__ = [
     "SamMed2D",
     "BiRD",
     "Box",
+    "MedPLIB",
     "evaluate",
     "Tokenizer",
     "data",

@@ -274,12 +274,19 @@ class MedPLIB:
 
     def segment(self, image: Any, phrase: str, *, template: Optional[str] = None, max_new_tokens: int = 512,
                 reference_crop: bool = False, threshold: float = 0.1, fallback: bool = False) -> Mask:
-        """Pixel grounding: Mask(array HxW uint8, score, found, text) for ``phrase``."""
+        """Pixel grounding: Mask(array HxW uint8, score, found, text) for ``phrase``.
+
+        ``phrase`` is wrapped in ``template`` (default :data:`TEMPLATES` ["segment"]); a
+        whole question (several words ending in '.', '?' or '!', e.g. a MeCoVQA-G record's)
+        is used as it is unless a template is given."""
         if self.info["sam_image_size"] == 0:
             raise NotFoundError("no SAM-Med2D model was loaded (load_sam=False or no model.visual_model.*)")
         if self.info["seg_dim"] == 0:
             raise NotFoundError("this checkpoint has no text_hidden_fcs: segmentation is unavailable")
-        question = (template or TEMPLATES["segment"]).format(phrase=phrase)
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise InvalidArgumentError("segment(): phrase must be a non-empty string")
+        sentence = phrase.rstrip().endswith((".", "?", "!")) and len(phrase.split()) > 2
+        question = phrase if template is None and sentence else (template or TEMPLATES["segment"]).format(phrase=phrase)
         state = self.encode_image(image)
         ids = self.prompt_ids(question)
         text, new, seg, seg_index = self._generate(state, ids, None, max_new_tokens, None)

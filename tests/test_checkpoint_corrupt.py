@@ -432,3 +432,21 @@ def test_safetensors_header_length_looks_like_pickle_or_zip(tmp_path, header_len
     assert inspect(path).format == "safetensors"
     convert(path, tmp_path / "x.gguf", type="f32", progress=False)
     assert Weights(str(tmp_path / "x.gguf"))["a"].tolist() == [1.5, -2.0]
+
+
+def test_real_qwen_vl_index_without_shards():
+    """The real Qwen-VL-Chat-Int4 model.safetensors.index.json (shards not
+    downloaded): both readers name the index, the first missing shard and a
+    tensor it holds."""
+    from conftest import shared_path
+
+    folder = shared_path("checkpoints", "qwen-vl-chat-int4")
+    weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    first_shard = next(iter(weight_map.values()))
+    for call in (lambda: Weights(str(folder)), lambda: inspect(folder)):
+        with pytest.raises(NotFoundError) as info:
+            call()
+        message = str(info.value)
+        assert "model.safetensors.index.json" in message and f"shard {first_shard} (holding " in message
+        holder = message.split("(holding ")[1].split(",")[0]
+        assert weight_map[holder] == first_shard

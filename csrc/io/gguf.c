@@ -846,6 +846,7 @@ static inline uint16_t mg_gguf_f32_to_bf16_bits(uint32_t u) {
 }
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define MG_GGUF_HAVE_F16C 1
 __attribute__((target("avx,f16c"))) static void mg_gguf_f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
@@ -874,11 +875,19 @@ __attribute__((target("avx,f16c"))) static void mg_gguf_f16_to_f32_f16c(const ui
     }
 }
 
+/* CPUID.1:ECX has F16C (bit 29), AVX (28) and OSXSAVE (27); XCR0 bits 1-2
+ * say the OS saves the YMM registers. (Read directly: clang 14's
+ * __builtin_cpu_supports does not know "f16c".) */
 static bool mg_gguf_f16c(void) {
     static int supported = -1;
     if (supported < 0) {
-        __builtin_cpu_init();
-        supported = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+        unsigned a, b, c, d;
+        supported = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27))) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            supported = (lo & 6u) == 6u;
+        }
     }
     return supported == 1;
 }

@@ -303,8 +303,10 @@ mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_
             if (type == MG_SP_USER_DEFINED) tok->has_user_defined = true;
             /* a piece with U+2581 after another character would let a merge
              * cross a word start; then whole-text merging is required */
-            for (size_t k = 3; k + 3 <= len; k++) {
-                if (memcmp(s + k, SPACE_SYMBOL, 3) == 0 && memcmp(s + k - 3, SPACE_SYMBOL, 3) != 0) {
+            for (size_t k = 1; k + 3 <= len; k++) {
+                /* the character before may be 1..4 bytes: only a U+2581
+                 * right before (bytes k-3..k) keeps the split valid */
+                if (memcmp(s + k, SPACE_SYMBOL, 3) == 0 && (k < 3 || memcmp(s + k - 3, SPACE_SYMBOL, 3) != 0)) {
                     tok->split_at_spaces = false;
                     break;
                 }
@@ -506,8 +508,17 @@ mg_status mg_sp_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size_
                                              : mg_tok_bytes_append(&normalized, " ", 1);
         i = k;
     }
+    /* sentencepiece drops trailing whitespace from the *normalized* text
+     * (normalizer.cc "Ignores tailing space"): U+2581 already in the input
+     * goes too, and a text of spaces leaves nothing (not even the prefix). */
+    if (status == MG_OK && tok->remove_extra_whitespaces) {
+        size_t w = tok->escape_whitespaces ? 3 : 1;
+        const uint8_t *space = tok->escape_whitespaces ? SPACE_SYMBOL : (const uint8_t *)" ";
+        while (normalized.size >= w && memcmp(normalized.data + normalized.size - w, space, w) == 0)
+            normalized.size -= w;
+    }
     sp_work work = {0};
-    if (status == MG_OK) {
+    if (status == MG_OK && normalized.size > 0) {
         const uint8_t *s = normalized.data;
         size_t m = normalized.size;
         if (!tok->split_at_spaces) {

@@ -292,6 +292,10 @@ def test_inspect_every_format(tmp_path):
         assert tensors["b"].dtype == b_dtype, name
         assert info.n_parameters == 15
     assert inspect(tmp_path / "e.gguf").metadata["medground.convert.source_format"] == "torch-zip"
+    torch.save({"model": sd, "epoch": 7, "lr": 1e-4}, tmp_path / "f.pth")
+    info = inspect(tmp_path / "f.pth")
+    assert info.metadata == {"pickle.epoch": 7, "pickle.lr": 1e-4}
+    assert "pickle.epoch = 7" in info.format_table()
 
 
 MEMORY_PROBE = r"""

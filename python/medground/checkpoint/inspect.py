@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .sources import TensorInfo, WeightsSource, open_source
+from .sources import PickleSource, TensorInfo, WeightsSource, open_source
 
 
 @dataclass
@@ -91,4 +91,6 @@ def inspect(path: str | os.PathLike) -> CheckpointInfo:
     metadata: dict[str, Any] = {}
     if isinstance(source, WeightsSource):
         metadata = source.weights.metadata()
+    elif isinstance(source, PickleSource):
+        metadata = {f"pickle.{key}": value for key, value in source.extra.items()}
     return CheckpointInfo(os.fspath(path), source.format, tensors, metadata)

@@ -111,6 +111,7 @@ class PickleSource(Source):
             self.paths = [path]
             self.folder = path.parent
         self._infos: list[TensorInfo] | None = None
+        self.extra: dict[str, Any] = {}  # non-tensor leaves (epoch, step, ...) of every shard
         self.format = ""
 
     def infos(self) -> list[TensorInfo]:
@@ -119,6 +120,7 @@ class PickleSource(Source):
             formats = set()
             for shard in self.paths:
                 checkpoint = read_pickle_checkpoint(shard)
+                self.extra.update(checkpoint.extra)
                 formats.add(checkpoint.format)
                 for name, tensor in checkpoint.tensors.items():
                     infos.append(TensorInfo(name, tensor.dtype, tensor.shape, tensor.nbytes))

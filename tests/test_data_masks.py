@@ -418,3 +418,17 @@ def test_dicom_seg(tmp_path, rng):
     ct = pytest.importorskip("pydicom.data").get_testdata_file("CT_small.dcm")
     with pytest.raises(ValueError, match="not a DICOM Segmentation"):
         md.dicom_seg_masks(ct)
+
+
+def test_binary_fast_path_wide_rows(rng):
+    """Binary one-object masks take a block-wise vectorised path (blocks of
+    4096 columns, 8-byte background skipping): blocks and word edges must not
+    lose or shift pixels."""
+    mask = np.zeros((5, 9001), np.uint8)
+    for x in (0, 7, 8, 4095, 4096, 4097, 8191, 8192, 9000):
+        mask[x % 5, x] = 200
+    mask[3, 100:5000] = 1
+    for m in (mask, mask[:, 1:], mask[::-1], (rng.random((17, 4103)) < 0.5).astype(np.uint8)):
+        (obj,) = md.mask_objects(m)
+        _assert_same([(obj.label, obj.area, obj.box, obj.centroid)], _numpy_objects((m > 0).astype(np.uint8)))
+    assert md.mask_objects(mask, min_area=int((mask > 0).sum()) + 1) == []

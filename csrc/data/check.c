@@ -679,7 +679,7 @@ static const char *json_string(const cJSON *object, const char *key) {
 static const char *infer_task(const cJSON *record, const record_scan *scan) {
     const char *task = json_string(record, "task");
     if (task) return task;
-    if (scan->has_mask) return "pixel_grounding";
+    if (scan->has_mask) return "SEG"; /* the task names of medground.data.build */
     if (scan->has_region) return "region_vqa";
     if (scan->has_box_in_user) return "ROC";
     if (scan->has_box_in_assistant) return "VG";

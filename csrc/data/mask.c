@@ -465,16 +465,28 @@ static mg_status binary_u8_object(const mg_tensor *mask, const mg_mask_options *
     int64_t x_min = INT64_MAX, x_max = -1, y_min = -1, y_max = -1;
     for (int64_t y = 0; y < h; y++) {
         const uint8_t *row = base + y * mask->strides[0];
-        uint64_t count = 0, columns = 0;
-        for (int64_t x = 0; x < w; x++) {
-            uint64_t on = row[x] != 0;
-            count += on;
-            columns += on * (uint64_t)x;
-        }
-        if (!count) continue;
+        /* first / last foreground column, skipping background 8 bytes at a time */
         int64_t first = 0, last = w - 1;
-        while (!row[first]) first++;
+        while (first + 8 <= w && load64(row + first) == 0) first += 8;
+        while (first < w && !row[first]) first++;
+        if (first == w) continue;
+        while (last >= 8 && load64(row + last - 7) == 0) last -= 8;
         while (!row[last]) last--;
+        /* blocks of 4096 columns: 32-bit sums of offsets in the block (at most
+         * 4096 * 4095 / 2) vectorise with plain SSE2 compare/and/add */
+        uint64_t count = 0, columns = 0;
+        for (int64_t b = first; b <= last; b += 4096) {
+            int32_t n = (int32_t)(last + 1 - b < 4096 ? last + 1 - b : 4096);
+            const uint8_t *p = row + b;
+            uint32_t block_count = 0, block_columns = 0;
+            for (int32_t k = 0; k < n; k++) {
+                uint32_t on = p[k] != 0;
+                block_count += on;
+                block_columns += on ? (uint32_t)k : 0;
+            }
+            count += block_count;
+            columns += block_columns + (uint64_t)block_count * (uint64_t)b;
+        }
         if (first < x_min) x_min = first;
         if (last > x_max) x_max = last;
         if (y_min < 0) y_min = y;

@@ -412,8 +412,34 @@ static char *mg_str_replace(const char *s, const char *from, const char *to, mg_
         if (*st) return NULL;       \
     } while (0)
 
+/* Text made only of [a-z0-9] words and spaces: no normaliser rule applies
+ * (no punctuation, dots, quotes, dashes or capitals), so the result is the
+ * words joined by single spaces. Returns NULL when the text has other bytes. */
+static char *mg_meteor_normalize_plain(const char *text, mg_status *st) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++, n++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == ' ')) return NULL;
+    char *out = malloc(n + 1);
+    if (!out) {
+        *st = mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory");
+        return NULL;
+    }
+    size_t k = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == ' ') {
+            if (k && out[k - 1] != ' ') out[k++] = ' ';
+        } else {
+            out[k++] = *p;
+        }
+    }
+    if (k && out[k - 1] == ' ') k--;
+    out[k] = '\0';
+    return out;
+}
+
 static char *mg_meteor_normalize_line(const mg_meteor *m, const char *text, mg_status *st) {
-    char *line = NULL;
+    char *line = mg_meteor_normalize_plain(text, st);
+    if (line || *st) return line;
     mg_strbuf b = {0};
     if ((*st = mg_strbuf_append_char(&b, ' ')) || (*st = mg_strbuf_append(&b, text, strlen(text))) ||
         (*st = mg_strbuf_append_char(&b, ' '))) {

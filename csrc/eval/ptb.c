@@ -64,7 +64,14 @@ static bool ptb_is_spacenl(cp_t c) { return ptb_is_space(c) || ptb_is_newline(c)
 static bool ptb_is_apos(cp_t c) { return c == '\'' || c == 0x92 || c == 0x2019; }
 static bool ptb_is_apos_etc(cp_t c) { return ptb_is_apos(c) || c == 0x91 || c == 0x2018 || c == 0x201B; }
 static bool ptb_is_hyphen(cp_t c) { return c == '-' || c == '_' || c == 0x58A || c == 0x2010 || c == 0x2011; }
-static bool ptb_is_vowel(cp_t c) { return c && strchr("aeiouyAEIOUY", (int)c) != NULL && c < 0x80; }
+static bool ptb_is_vowel(cp_t c) {
+    switch (c) {
+    case 'a': case 'e': case 'i': case 'o': case 'u': case 'y':
+    case 'A': case 'E': case 'I': case 'O': case 'U': case 'Y': return true;
+    default: return false;
+    }
+}
+static bool ptb_is_dol(cp_t c) { return c == 'd' || c == 'D' || c == 'o' || c == 'O' || c == 'l' || c == 'L'; }
 static bool ptb_is_handle_char(cp_t c) { return ptb_is_ascii_alnum(c) || c == '_'; }
 static bool ptb_is_insentp(cp_t c) { return c == ',' || c == ';' || c == ':'; }
 
@@ -114,21 +121,19 @@ static size_t lit(const ptb_text *t, size_t i, const char *s) {
  * with '^' requires an upper-case first letter (JFlex class [A]). */
 static size_t lit_list(const ptb_text *t, size_t i, const char *list) {
     size_t best = 0;
-    char word[32];
     for (const char *p = list; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t n = bar ? (size_t)(bar - p) : strlen(p);
-        bool upper_first = p[0] == '^';
-        size_t k = upper_first ? 1 : 0;
-        if (n - k < sizeof word) {
-            memcpy(word, p + k, n - k);
-            word[n - k] = '\0';
-            size_t m = lit(t, i, word);
-            if (m && upper_first && !(at(t, i) >= 'A' && at(t, i) <= 'Z')) m = 0;
-            if (m > best) best = m;
+        bool upper_first = *p == '^';
+        if (upper_first) p++;
+        size_t k = 0;
+        bool ok = true;
+        for (; *p && *p != '|'; p++, k++) {
+            if (!ok) continue;
+            cp_t c = at(t, i + k);
+            if (c >= 0x80 || ptb_lower(c) != (cp_t)(unsigned char)*p) ok = false;
         }
-        if (!bar) break;
-        p = bar + 1;
+        if (ok && upper_first && !(at(t, i) >= 'A' && at(t, i) <= 'Z')) ok = false;
+        if (ok && k > best) best = k;
+        if (*p == '|') p++;
     }
     return best;
 }
@@ -277,7 +282,8 @@ static size_t m_apoword(const ptb_text *t, size_t i) {
     }
     /* [:letter:][:letter:]*[aeiouyAEIOUY]{APOSETCETERA}[aeiouA-Z][:letter:]* */
     size_t letters = run(t, i, ptb_is_letter);
-    for (size_t k = 1; k < letters; k++) {
+    /* the apostrophe must follow the vowel, so the vowel ends the letter run */
+    for (size_t k = letters >= 2 ? letters - 1 : letters; k < letters; k++) {
         cp_t v = at(t, i + k);
         cp_t after = at(t, i + k + 2);
         if (ptb_is_vowel(v) && ptb_is_apos_etc(at(t, i + k + 1)) &&
@@ -403,28 +409,56 @@ static size_t m_acro(const ptb_text *t, size_t i) {
     return k - i >= 3 ? k - i : 0;
 }
 
-static const char AB_MONTH[] = "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec";
-static const char AB_DAYS[] = "mon|tue|tues|wed|thu|thurs|fri";
-static const char AB_STATE[] = "ala|ariz|^ark|calif|colo|conn|ct|dak|^del|fla|ga|^ill|ind|kan|kans|ky|^la|^mass|md|mich|minn|"
-                               "^miss|mo|mont|neb|nev|okla|^ore|^pa|penn|tenn|^tex|va|vt|^wash|wis|wisc|wyo";
-static const char AB_COMP[] = "inc|co|cos|corp|pty|ptys|ppty|pptys|ltd|plc|bancorp|dept|bhd|assn|univ|intl|sys";
-static const char AB_NUM[] = "ph|tel|est|ext|sq|ft";
-static const char AB_PTIT[] = "jr|sr|bros|ed.d|ph.d|blvd|rd|esq";
-static const char AB_OTHER1[] = "etc|al|seq|bldg";
-static const char AB_TITLE[] = "mr|mrs|ms|^miss|dr|drs|prof|profs|sen|sens|rep|reps|atty|attys|lt|col|gen|messrs|gov|govs|"
-                               "adm|rev|maj|sgt|cpl|pvt|mt|capt|st|ste|ave|pres|lieut|hon|brig|cmdr|comdr|pfc|spc|supt|"
-                               "supts|det";
-static const char AB_4[] = "vs|alex|wm|jos|cie|a.k.a|cf|treas|invt|elec|natl|mfg|mtg";
-static const char AB_3[] = "ca|fig|figs|prop|no|nos|art|bldg|pp|op";
 
-/* word-list abbreviation followed by '.', whole word only at the start. */
-static size_t m_abbrev_dot(const ptb_text *t, size_t i, const char *const *lists, int n_lists) {
-    size_t best = 0;
-    for (int k = 0; k < n_lists; k++) {
-        size_t m = lit_list(t, i, lists[k]);
-        if (m && at(t, i + m) == '.' && m + 1 > best) best = m + 1;
+/* The abbreviation lists without dots, merged: kinds bit 1 = ABBREV1
+ * (months, days, states, companies, ABNUM, ABPTIT, etc|al|seq|bldg), 2 =
+ * ABBREV2 (titles, ABBREV4 words), 4 = ABBREV3 (before a number);
+ * upper_only: the kinds where the jar's class requires a capital first
+ * letter. Sorted for binary search. */
+static const struct ptb_abbrev { const char *word; uint8_t kinds, upper_only; } PTB_ABBREVS[] = {
+    {"adm", 2, 0}, {"al", 1, 0}, {"ala", 1, 0}, {"alex", 2, 0}, {"apr", 1, 0}, {"ariz", 1, 0}, {"ark", 1, 1},
+    {"art", 4, 0}, {"assn", 1, 0}, {"atty", 2, 0}, {"attys", 2, 0}, {"aug", 1, 0}, {"ave", 2, 0}, {"bancorp", 1, 0},
+    {"bhd", 1, 0}, {"bldg", 5, 0}, {"blvd", 1, 0}, {"brig", 2, 0}, {"bros", 1, 0}, {"ca", 4, 0}, {"calif", 1, 0},
+    {"capt", 2, 0}, {"cf", 2, 0}, {"cie", 2, 0}, {"cmdr", 2, 0}, {"co", 1, 0}, {"col", 2, 0}, {"colo", 1, 0},
+    {"comdr", 2, 0}, {"conn", 1, 0}, {"corp", 1, 0}, {"cos", 1, 0}, {"cpl", 2, 0}, {"ct", 1, 0}, {"dak", 1, 0},
+    {"dec", 1, 0}, {"del", 1, 1}, {"dept", 1, 0}, {"det", 2, 0}, {"dr", 2, 0}, {"drs", 2, 0}, {"elec", 2, 0},
+    {"esq", 1, 0}, {"est", 1, 0}, {"etc", 1, 0}, {"ext", 1, 0}, {"feb", 1, 0}, {"fig", 4, 0}, {"figs", 4, 0},
+    {"fla", 1, 0}, {"fri", 1, 0}, {"ft", 1, 0}, {"ga", 1, 0}, {"gen", 2, 0}, {"gov", 2, 0}, {"govs", 2, 0},
+    {"hon", 2, 0}, {"ill", 1, 1}, {"inc", 1, 0}, {"ind", 1, 0}, {"intl", 1, 0}, {"invt", 2, 0}, {"jan", 1, 0},
+    {"jos", 2, 0}, {"jr", 1, 0}, {"jul", 1, 0}, {"jun", 1, 0}, {"kan", 1, 0}, {"kans", 1, 0}, {"ky", 1, 0},
+    {"la", 1, 1}, {"lieut", 2, 0}, {"lt", 2, 0}, {"ltd", 1, 0}, {"maj", 2, 0}, {"mar", 1, 0}, {"mass", 1, 1},
+    {"md", 1, 0}, {"messrs", 2, 0}, {"mfg", 2, 0}, {"mich", 1, 0}, {"minn", 1, 0}, {"miss", 3, 3}, {"mo", 1, 0},
+    {"mon", 1, 0}, {"mont", 1, 0}, {"mr", 2, 0}, {"mrs", 2, 0}, {"ms", 2, 0}, {"mt", 2, 0}, {"mtg", 2, 0},
+    {"natl", 2, 0}, {"neb", 1, 0}, {"nev", 1, 0}, {"no", 4, 0}, {"nos", 4, 0}, {"nov", 1, 0}, {"oct", 1, 0},
+    {"okla", 1, 0}, {"op", 4, 0}, {"ore", 1, 1}, {"pa", 1, 1}, {"penn", 1, 0}, {"pfc", 2, 0}, {"ph", 1, 0},
+    {"plc", 1, 0}, {"pp", 4, 0}, {"ppty", 1, 0}, {"pptys", 1, 0}, {"pres", 2, 0}, {"prof", 2, 0}, {"profs", 2, 0},
+    {"prop", 4, 0}, {"pty", 1, 0}, {"ptys", 1, 0}, {"pvt", 2, 0}, {"rd", 1, 0}, {"rep", 2, 0}, {"reps", 2, 0},
+    {"rev", 2, 0}, {"sen", 2, 0}, {"sens", 2, 0}, {"sep", 1, 0}, {"sept", 1, 0}, {"seq", 1, 0}, {"sgt", 2, 0},
+    {"spc", 2, 0}, {"sq", 1, 0}, {"sr", 1, 0}, {"st", 2, 0}, {"ste", 2, 0}, {"supt", 2, 0}, {"supts", 2, 0},
+    {"sys", 1, 0}, {"tel", 1, 0}, {"tenn", 1, 0}, {"tex", 1, 1}, {"thu", 1, 0}, {"thurs", 1, 0}, {"treas", 2, 0},
+    {"tue", 1, 0}, {"tues", 1, 0}, {"univ", 1, 0}, {"va", 1, 0}, {"vs", 2, 0}, {"vt", 1, 0}, {"wash", 1, 1},
+    {"wed", 1, 0}, {"wis", 1, 0}, {"wisc", 1, 0}, {"wm", 2, 0}, {"wyo", 1, 0},
+};
+
+/* Kinds of the n-letter ASCII word at i (0 when not an abbreviation). */
+static int ptb_abbrev_kinds(const ptb_text *t, size_t i, size_t n) {
+    char w[16];
+    if (n == 0 || n >= sizeof w) return 0;
+    for (size_t k = 0; k < n; k++) w[k] = (char)ptb_lower(at(t, i + k));
+    w[n] = '\0';
+    size_t lo = 0, hi = sizeof PTB_ABBREVS / sizeof *PTB_ABBREVS;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(PTB_ABBREVS[mid].word, w);
+        if (c == 0) {
+            int kinds = PTB_ABBREVS[mid].kinds;
+            if (!(at(t, i) >= 'A' && at(t, i) <= 'Z')) kinds &= ~PTB_ABBREVS[mid].upper_only;
+            return kinds;
+        }
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
     }
-    return best;
+    return 0;
 }
 
 /* HTHING = [A-Za-z0-9][A-Za-z0-9.,\u00AD]*(-([A-Za-z0-9\u00AD]+|{ACRO}\.))+ */
@@ -468,7 +502,7 @@ static size_t thing_part(const ptb_text *t, size_t k) {
     size_t n = run(t, k, ptb_is_letter_or_digit);
     if (n) best = n;
     cp_t c = at(t, k);
-    if (c && c < 0x80 && strchr("dDoOlL", (int)c) && ptb_is_apos_etc(at(t, k + 1)) && ptb_is_letter_or_digit(at(t, k + 2))) {
+    if (ptb_is_dol(c) && ptb_is_apos_etc(at(t, k + 1)) && ptb_is_letter_or_digit(at(t, k + 2))) {
         size_t m = run(t, k + 3, ptb_is_letter_or_digit);
         if (m && 3 + m > best) best = 3 + m;
     }
@@ -692,26 +726,47 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
             return b;
         }
     }
+    /* Guards for the slow path (rules below only match when these hold). */
+    size_t letters = run(t, i, ptb_is_ascii_letter);
+    bool span_dot = false, span_at = false, span_slash = false, span_hyphen = false;
+    for (size_t k = i; k < t->n && !ptb_is_spacenl(t->c[k]); k++) {
+        if (k - i >= 256) { /* long runs: no guard (keeps the scan linear) */
+            span_dot = span_at = span_slash = span_hyphen = true;
+            break;
+        }
+        cp_t d = t->c[k];
+        span_dot |= d == '.';
+        span_at |= d == '@';
+        span_slash |= d == '/' || d == 0x2044;
+        span_hyphen |= d == '-';
+    }
+    bool digit = ptb_is_digit(c);
     /* assimilations: cannot gonna gotta wanna lemme gimme; 'tis 'twas */
-    if ((m = lit(t, i, "cannot"))) consider(&b, m, 3, OUT_TEXT, NULL);
-    static const char *const assim[] = {"gonna", "gotta", "wanna", "lemme", "gimme"};
-    for (int k = 0; k < 5; k++)
-        if ((m = lit(t, i, assim[k]))) consider(&b, m, 3, OUT_TEXT, NULL);
+    if (letters >= 5) {
+        if ((m = lit(t, i, "cannot"))) consider(&b, m, 3, OUT_TEXT, NULL);
+        static const char *const assim[] = {"gonna", "gotta", "wanna", "lemme", "gimme"};
+        for (int k = 0; k < 5; k++)
+            if ((m = lit(t, i, assim[k]))) consider(&b, m, 3, OUT_TEXT, NULL);
+    }
     if (ptb_is_apos(c) && ((m = lit(t, i + 1, "tis")) || (m = lit(t, i + 1, "twas")))) consider(&b, m + 1, 2, OUT_TEXT, NULL);
-    if ((m = m_sgml(t, i))) consider(&b, m, m, OUT_TEXT_NBSP, NULL);
+    if (c == '<' && (m = m_sgml(t, i))) consider(&b, m, m, OUT_TEXT_NBSP, NULL);
     if ((m = m_smiley(t, i))) consider(&b, m + 1, m, OUT_PHONE, NULL);
     /* SPMDASH */
     if (c == 0x96 || c == 0x97 || c == 0x2013 || c == 0x2014 || c == 0x2015) consider(&b, 1, 1, OUT_FIXED, "--");
-    if ((m = lit(t, i, "&mdash;")) || (m = lit(t, i, "&ndash;")) || (m = lit(t, i, "&md;"))) consider(&b, m, m, OUT_FIXED, "--");
-    /* SPAMP and the entities the jar maps */
-    if ((m = lit(t, i, "&amp;"))) consider(&b, m, m, OUT_FIXED, "&");
-    if ((m = lit(t, i, "&lt;"))) consider(&b, m, m, OUT_FIXED, "<");
-    if ((m = lit(t, i, "&gt;"))) consider(&b, m, m, OUT_FIXED, ">");
-    if ((m = lit(t, i, "&apos;"))) consider(&b, m, m, OUT_FIXED, "'");
+    if (c == '&') {
+        if ((m = lit(t, i, "&mdash;")) || (m = lit(t, i, "&ndash;")) || (m = lit(t, i, "&md;"))) consider(&b, m, m, OUT_FIXED, "--");
+        /* SPAMP and the entities the jar maps */
+        if ((m = lit(t, i, "&amp;"))) consider(&b, m, m, OUT_FIXED, "&");
+        if ((m = lit(t, i, "&lt;"))) consider(&b, m, m, OUT_FIXED, "<");
+        if ((m = lit(t, i, "&gt;"))) consider(&b, m, m, OUT_FIXED, ">");
+        if ((m = lit(t, i, "&apos;"))) consider(&b, m, m, OUT_FIXED, "'");
+    }
     /* the jar keeps C++ C# F# whole, and @user / #tag (letters) handles */
-    static const char *const prog[] = {"c++", "c#", "f#"};
-    for (int k = 0; k < 3; k++)
-        if ((m = lit(t, i, prog[k]))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (letters == 1 && (at(t, i + 1) == '+' || at(t, i + 1) == '#')) {
+        static const char *const prog[] = {"c++", "c#", "f#"};
+        for (int k = 0; k < 3; k++)
+            if ((m = lit(t, i, prog[k]))) consider(&b, m, m, OUT_TEXT, NULL);
+    }
     if (c == '@' && (m = run(t, i + 1, ptb_is_handle_char))) consider(&b, m + 1, m + 1, OUT_TEXT, NULL);
     if (c == '#' && (m = run(t, i + 1, ptb_is_ascii_letter))) consider(&b, m + 1, m + 1, OUT_TEXT, NULL);
     /* WORD/REDAUX, SWORD/SREDAUX, WORD */
@@ -723,13 +778,15 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     if ((m = m_apoword(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     /* APOWORD2/[:letter:] = y{APOS} */
     if (ptb_lower(c) == 'y' && ptb_is_apos(at(t, i + 1)) && ptb_is_letter(at(t, i + 2))) consider(&b, 3, 2, OUT_TEXT, NULL);
-    if ((m = m_fullurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
-    if ((m = m_likelyurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
-    if ((m = m_email(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (span_dot || span_slash) {
+        if ((m = m_fullurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+        if (span_dot && (m = m_likelyurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    }
+    if (span_at && (m = m_email(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     /* REDAUX/[^A-Za-z], SREDAUX */
     if ((m = m_redaux(t, i)) && at(t, i + m) && !ptb_is_ascii_letter(at(t, i + m))) consider(&b, m + 1, m, OUT_QUOTE_RIGHT, NULL);
     if ((m = m_sredaux(t, i))) consider(&b, m, m, OUT_QUOTE_RIGHT, NULL);
-    if ((m = m_date(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (digit && (m = m_date(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     if ((m = m_number(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     /* SUBSUPNUM */
     {
@@ -741,10 +798,10 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
             while (at(t, s) >= 0x2080 && at(t, s) <= 0x2089) s++;
         if (s > k) consider(&b, s - i, s - i, OUT_TEXT, NULL);
     }
-    if ((m = m_frac(t, i))) consider(&b, m, m, OUT_TEXT_NBSP, NULL);
+    if (digit && (m = m_frac(t, i))) consider(&b, m, m, OUT_TEXT_NBSP, NULL);
     if (c == 0xBC || c == 0xBD || c == 0xBE || (c >= 0x2153 && c <= 0x215E)) consider(&b, 1, 1, OUT_FRAC2, NULL);
     /* TBSPEC = -(RRB|LRB|RCB|LCB|RSB|LSB)-|C\.D\.s|pro-|anti-|S(&|&amp;)P-500|S(&|&amp;)Ls|Cap{APOS}n|c{APOS}est */
-    {
+    if (c == '-' || (c < 0x80 && c && strchr("cCpPaAsS", (int)c))) {
         static const char *const spec[] = {"-rrb-", "-lrb-", "-rcb-", "-lcb-", "-rsb-", "-lsb-", "c.d.s", "pro-", "anti-",
                                            "s&p-500", "s&amp;p-500", "s&ls", "s&amp;ls"};
         for (int k = 0; k < 13; k++)
@@ -752,7 +809,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         if (lit(t, i, "cap") && ptb_is_apos(at(t, i + 3)) && ptb_lower(at(t, i + 4)) == 'n') consider(&b, 5, 5, OUT_TEXT, NULL);
         if (ptb_lower(c) == 'c' && ptb_is_apos(at(t, i + 1)) && lit(t, i + 2, "est")) consider(&b, 5, 5, OUT_TEXT, NULL);
     }
-    if ((m = m_thing3(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (span_slash && (m = m_thing3(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     /* DOLSIGN = ([A-Z]*\$|#) */
     {
         size_t k = i + run(t, i, ptb_is_upper);
@@ -763,19 +820,25 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         c == 0xE3F || c == 0x20A4 || c == 0xFFE0 || c == 0xFFE1 || c == 0xFFE5 || c == 0xFFE6)
         consider(&b, 1, 1, OUT_CURRENCY, NULL);
     /* ABBREV1 (a following sentence end only adds a '.' token, removed later) */
-    {
-        const char *const l1[] = {AB_MONTH, AB_DAYS, AB_STATE, AB_COMP, AB_NUM, AB_PTIT, AB_OTHER1};
-        if ((m = m_abbrev_dot(t, i, l1, 7))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (letters && at(t, i + letters) == '.') {
+        int kinds = ptb_abbrev_kinds(t, i, letters);
+        size_t dotted = 0; /* ed.d ph.d (ABPTIT, kind 1) and a.k.a (ABBREV4, kind 2) */
+        if ((m = lit(t, i, "ed.d")) || (m = lit(t, i, "ph.d"))) {
+            if (at(t, i + m) == '.') consider(&b, m + 1, m + 1, OUT_TEXT, NULL);
+        } else if ((m = lit(t, i, "a.k.a")) && at(t, i + m) == '.') {
+            dotted = m + 1;
+            consider(&b, dotted, dotted, OUT_TEXT, NULL);
+        }
+        m = letters + 1;
+        if (kinds & 1) consider(&b, m, m, OUT_TEXT, NULL);
         /* ABBREV3/{SPACE}?{DIGIT} */
-        const char *const l3[] = {AB_3};
-        if ((m = m_abbrev_dot(t, i, l3, 1))) {
+        if (kinds & 4) {
             size_t k = i + m;
             if (ptb_is_space(at(t, k)) && ptb_is_digit(at(t, k + 1))) consider(&b, m + 2, m, OUT_TEXT, NULL);
             else if (ptb_is_digit(at(t, k))) consider(&b, m + 1, m, OUT_TEXT, NULL);
         }
         /* ABBREV2 = {ABBREV4}\. with ABBREV4 = [A-Za-z]|{ABTITLE}|vs|...|{ACRO}|{ABCOMP2} */
-        const char *const l2[] = {AB_TITLE, AB_4};
-        if ((m = m_abbrev_dot(t, i, l2, 2))) consider(&b, m, m, OUT_TEXT, NULL);
+        if (kinds & 2) consider(&b, m, m, OUT_TEXT, NULL);
         if (ptb_is_ascii_letter(c) && at(t, i + 1) == '.') consider(&b, 2, 2, OUT_TEXT, NULL);
         size_t acro = m_acro(t, i);
         if (acro && at(t, i + acro) == '.') consider(&b, acro + 1, acro + 1, OUT_TEXT, NULL);
@@ -786,7 +849,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         consider(&b, 4, 3, OUT_TEXT, NULL);
     /* {WORD}\./{INSENTP} */
     if (word && at(t, i + word) == '.' && ptb_is_insentp(at(t, i + word + 1))) consider(&b, word + 2, word + 1, OUT_TEXT, NULL);
-    if ((m = m_phone(t, i))) consider(&b, m, m, OUT_PHONE, NULL);
+    if ((digit || c == '(') && (m = m_phone(t, i))) consider(&b, m, m, OUT_PHONE, NULL);
     /* DBLQUOT */
     {
         size_t q = c == '"' ? 1 : lit(t, i, "&quot;");
@@ -833,7 +896,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         c == 0x7FA || c == '=' || c == '/')
         consider(&b, 1, 1, OUT_TEXT, NULL);
     /* HTHING\./{INSENTP}, HTHING, THING\./{INSENTP}, THING, THINGA\./.., THINGA */
-    size_t lens[3] = {m_hthing(t, i), m_thing(t, i), m_thinga(t, i)};
+    size_t lens[3] = {span_hyphen ? m_hthing(t, i) : 0, m_thing(t, i), m_thinga(t, i)};
     for (int k = 0; k < 3; k++) {
         if (!lens[k]) continue;
         if (at(t, i + lens[k]) == '.' && ptb_is_insentp(at(t, i + lens[k] + 1)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
+import mmap
 import os
 import pathlib
 import shutil
@@ -118,11 +119,53 @@ def meteor_data(data_dir: str | None = None) -> MeteorData:
                       para if para.exists() else None, f"folder {d}")
 
 
-def read_paraphrases(path: pathlib.Path) -> bytes:
-    """The uncompressed paraphrase table (from the .gz file or inside a jar)."""
+def cache_dir() -> pathlib.Path | None:
+    """medground's cache folder ($MEDGROUND_CACHE_DIR, else $XDG_CACHE_HOME or
+    ~/.cache, + /medground); None when MEDGROUND_CACHE=0."""
+    if os.environ.get("MEDGROUND_CACHE", "1") == "0":
+        return None
+    explicit = os.environ.get("MEDGROUND_CACHE_DIR")
+    if explicit:
+        return pathlib.Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "medground"
+
+
+def _decompress(path: pathlib.Path) -> bytes:
     if path.suffix == ".jar":
         with zipfile.ZipFile(path) as zf:
             name = next(n for n in zf.namelist() if n.endswith("paraphrase-en.gz"))
             return gzip.decompress(zf.read(name))
     with gzip.open(path, "rb") as f:
         return f.read()
+
+
+def read_paraphrases(path: pathlib.Path):
+    """The uncompressed paraphrase table (from the .gz file or inside a jar),
+    as bytes or a read-only memory map. Decompressing the 270 MB table takes
+    seconds, so the first call keeps an uncompressed copy in cache_dir()
+    (keyed by the source's size and mtime; MEDGROUND_CACHE=0 disables it)
+    and later calls map that copy."""
+    path = pathlib.Path(path)
+    cache = cache_dir()
+    target = None
+    if cache is not None:
+        info = path.stat()
+        target = cache / f"meteor-{path.stem}-{info.st_size}-{int(info.st_mtime)}.txt"
+        if target.exists():
+            try:
+                with open(target, "rb") as f:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                pass
+    data = _decompress(path)
+    if target is not None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except OSError:
+            pass  # a cache is an optimisation only
+    return data

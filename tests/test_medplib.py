@@ -311,3 +311,44 @@ def test_region_feature_and_region_row_in_prompt(tiny, model, image_pair):
     cache = _C.medplib_cache_new(model, 700)
     logits, _ = _C.medplib_forward(model, cache, np.array(ids, np.int32), ours_emb, ours[None])
     assert rel_err(logits[0], full) <= 1e-4
+
+
+# -------------------------------------------------------------- bf16 (the release's dtype)
+@pytest.fixture(scope="module")
+def bf16_pair(tmp_path_factory):
+    tiny = ref.TinyMedPLIB(sam_kwargs=SAM_SMALL, seed=6)
+    with torch.no_grad():  # the reference runs in f32 on the bf16-rounded weights
+        for p in tiny.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    return tiny, tiny.save(str(tmp_path_factory.mktemp("bf16")), dtype=torch.bfloat16)
+
+
+def test_bf16_checkpoint_read_exactly(bf16_pair, pixels):
+    """bf16 safetensors converted to f32 at load: f32 agreement with the rounded reference."""
+    tiny, folder = bf16_pair
+    m = _C.medplib_load(folder, dtype="f32", load_sam=False)
+    theirs_emb, _ = tiny.encode_image(pixels)
+    ours_emb, _ = _C.medplib_encode_image(m, pixels.numpy())
+    assert rel_err(ours_emb, theirs_emb) <= 1e-4
+    ids = _prompt()
+    tokens, ref_logits, _ = tiny.greedy(ids, image=theirs_emb, max_new_tokens=6, stop=())
+    cache = _C.medplib_cache_new(m, 700)
+    logits, _ = _C.medplib_forward(m, cache, np.array(ids, np.int32), ours_emb)
+    assert rel_err(logits[0], ref_logits[0]) <= 1e-4
+    assert _C.medplib_generate(m, np.array(ids, np.int32), ours_emb, max_new_tokens=6)[0] == tokens
+
+
+def test_bf16_weights_kept_native(bf16_pair, pixels):
+    """Kept in bf16, every GEMM rounds its activations to bf16 as PyTorch's bf16 Linear does
+    (f32 accumulation): errors of a few bf16 ulps (2^-8 = 0.4 %) per layer; bound 2 %."""
+    tiny, folder = bf16_pair
+    m = _C.medplib_load(folder, load_sam=False)
+    theirs_emb, _ = tiny.encode_image(pixels)
+    ours_emb, _ = _C.medplib_encode_image(m, pixels.numpy())
+    assert rel_err(ours_emb, theirs_emb) <= 2e-2
+    ids = _prompt()
+    with torch.no_grad():
+        full = tiny.lm(inputs_embeds=tiny.embed(ids, theirs_emb, None)).logits[0, -1].numpy()
+    cache = _C.medplib_cache_new(m, 700)
+    logits, _ = _C.medplib_forward(m, cache, np.array(ids, np.int32), ours_emb)
+    assert rel_err(logits[0], full) <= 2e-2

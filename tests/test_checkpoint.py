@@ -668,3 +668,26 @@ def test_torch_uint16_through_rebuild_tensor_v3(tmp_path, zipfile):
         np.testing.assert_array_equal(ckpt.tensors[name].array, sd[name].numpy())
     convert(tmp_path / "u.pt", tmp_path / "u.gguf", progress=False)
     np.testing.assert_array_equal(Weights(str(tmp_path / "u.gguf"))["u16"], base.numpy().astype(np.int32))
+
+
+def test_pickle_cannot_mutate_allowed_objects(tmp_path):
+    """BUILD (set state) on an allowed function or stand-in is refused, so a
+    file cannot change how later files load (e.g. a function's defaults)."""
+    from medground.checkpoint import unpickler
+
+    before = unpickler._rebuild_tensor_v2.__defaults__
+    cases = {
+        # GLOBAL torch._utils._rebuild_tensor_v2; state (None, {"__defaults__": (1,)}); BUILD
+        "function": b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.",
+        "storage-type": b"\x80\x02ctorch\nFloatStorage\n}X\x04\x00\x00\x00nameX\x03\x00\x00\x00bads\x86b."
+                        .replace(b"\x86b", b"b"),
+    }
+    import zipfile
+
+    for label, data in cases.items():
+        path = tmp_path / f"{label}.bin"  # a torch zip, so torch globals are allowed
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", data)
+        with pytest.raises(UnsafeError, match="refusing to set state"):
+            read_pickle_checkpoint(path)
+    assert unpickler._rebuild_tensor_v2.__defaults__ == before

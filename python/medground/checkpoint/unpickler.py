@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -278,6 +279,29 @@ _NUMPY_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
 }
 
 
+def _refuse_state(self, state):
+    raise UnsafeError(f"refusing to set state on {type(self).__name__} (a pickle may only call allowed constructors)")
+
+
+class _Guarded:
+    """An allowed function as the pickle sees it: callable, but BUILD on it
+    (``__setstate__``) is refused."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function):
+        self._function = function
+
+    def __call__(self, *args, **kwargs):
+        return self._function(*args, **kwargs)
+
+    __setstate__ = _refuse_state
+
+
+StorageType.__setstate__ = _refuse_state
+TorchDtype.__setstate__ = _refuse_state
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only an allow-list of globals.
 
@@ -314,7 +338,11 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"{self._label}: refusing to load global '{module}.{name}' (not a tensor or array "
                 "constructor; medground never executes code from checkpoints)"
             )
-        return factory()
+        obj = factory()
+        # a pickle may BUILD (set state on) any object it names: our own
+        # functions are handed out behind a guard so a file cannot rewrite
+        # their defaults or attributes for later loads
+        return _Guarded(obj) if isinstance(obj, types.FunctionType) else obj
 
     def persistent_load(self, pid):
         if self._load_storage is None:

@@ -556,6 +556,11 @@ def test_hf_json_trained_bpe(hf_trained, corpus):
     for seq, doc in zip(got[:200], docs[:200]):
         assert ours.decode(seq) == ref.decode(seq, skip_special_tokens=False)
     assert ours.token_to_id("<ref>") == ref.token_to_id("<ref>")
+    # long pieces take the heap merge path (> 96 bytes)
+    rng = random.Random(3)
+    for alphabet in ("abcdefghijklmnopqrstuvwxyz", "etaoin", "!?.,;:-"):
+        word = "".join(rng.choice(alphabet) for _ in range(5000))
+        assert ours.encode(word) == ref.encode(word, add_special_tokens=False).ids
     # folder loading finds tokenizer.json
     assert Tokenizer.from_pretrained(path.parent).encode("hello <ref>") == ref.encode("hello <ref>").ids
 

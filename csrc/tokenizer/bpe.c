@@ -127,11 +127,12 @@ mg_status mg_bpe_compile_regex(mg_tokenizer *tok, const char *pattern) {
 
 /* ------------------------------------------------------------ merge loop */
 
+/* A merge candidate: the pair starting at symbol `left` had priority
+ * `rank` when pushed. 8 bytes, so a long piece costs ~36 bytes per byte at
+ * worst (ids, links and up to three heap entries per symbol). */
 typedef struct bpe_heap_entry {
     int32_t rank;
-    int32_t left;     /* symbol index (= byte position of the symbol start) */
-    int32_t right;
-    int32_t left_id, right_id, merged;
+    int32_t left;
 } bpe_heap_entry;
 
 static bool heap_less(const bpe_heap_entry *a, const bpe_heap_entry *b) {
@@ -167,39 +168,45 @@ static bpe_heap_entry heap_pop(bpe_heap_entry *heap, size_t *n) {
 
 /* Long pieces: O(n log n) with a heap and a linked list. Gives the same
  * result as the quadratic scan because the heap orders by (priority, start
- * position), i.e. exactly "lowest rank, leftmost on ties". */
+ * position), i.e. exactly "lowest rank, leftmost on ties". An entry is acted
+ * on only if the pair now starting at `left` still has the entry's priority:
+ * a priority names one merged token (tiktoken: its rank; HF: one merge
+ * line), so such an entry merges exactly what a fresh one would; any other
+ * entry is stale and skipped. */
 static mg_status bpe_merge_long(const mg_tokenizer *tok, const uint8_t *piece, size_t n,
                                 mg_tok_ids *out) {
     if (n > INT32_MAX / 2) return mg_error(MG_ERR_NO_MEMORY, "%s: a pre-tokenized piece of %zu bytes is too long", tok->name, n);
     int32_t *ids = malloc(n * sizeof *ids);
     int32_t *next = malloc(n * sizeof *next);
     int32_t *prev = malloc(n * sizeof *prev);
-    bpe_heap_entry *heap = malloc(n * 2 * sizeof *heap + sizeof *heap);
+    size_t heap_size = 0, heap_capacity = n + 16;
+    bpe_heap_entry *heap = malloc(heap_capacity * sizeof *heap);
     if (!ids || !next || !prev || !heap) {
         free(ids); free(next); free(prev); free(heap);
         return mg_error(MG_ERR_NO_MEMORY, "%s: out of memory merging a %zu-byte piece", tok->name, n);
     }
-    size_t heap_size = 0, heap_capacity = n * 2 + 1;
     for (size_t i = 0; i < n; i++) {
         ids[i] = tok->byte_to_id[piece[i]];
         next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
         prev[i] = (int32_t)i - 1;
     }
     mg_status status = MG_OK;
+    int32_t rank, merged;
     for (size_t i = 0; i + 1 < n; i++) {
-        int32_t rank, merged;
         if (mg_tok_pairs_get(&tok->pairs, ids[i], ids[i + 1], &rank, &merged))
-            heap_push(heap, &heap_size, (bpe_heap_entry){rank, (int32_t)i, (int32_t)i + 1, ids[i], ids[i + 1], merged});
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, (int32_t)i});
     }
     while (heap_size) {
         bpe_heap_entry e = heap_pop(heap, &heap_size);
-        /* stale: a side was merged away or changed since the entry was made */
-        if (ids[e.left] != e.left_id || ids[e.right] != e.right_id || next[e.left] != e.right) continue;
-        ids[e.left] = e.merged;
-        ids[e.right] = -1;
-        next[e.left] = next[e.right];
-        if (next[e.right] >= 0) prev[next[e.right]] = e.left;
-        next[e.right] = -2;
+        int32_t left = e.left, right = next[left];
+        /* merged away (ids -1), no right neighbour, or the pair changed */
+        if (ids[left] < 0 || right < 0 || !mg_tok_pairs_get(&tok->pairs, ids[left], ids[right], &rank, &merged) ||
+            rank != e.rank)
+            continue;
+        ids[left] = merged;
+        ids[right] = -1;
+        next[left] = next[right];
+        if (next[right] >= 0) prev[next[right]] = left;
         if (heap_size + 2 > heap_capacity) {
             heap_capacity *= 2;
             bpe_heap_entry *bigger = realloc(heap, heap_capacity * sizeof *heap);
@@ -209,13 +216,12 @@ static mg_status bpe_merge_long(const mg_tokenizer *tok, const uint8_t *piece, s
             }
             heap = bigger;
         }
-        int32_t rank, merged;
-        int32_t p = prev[e.left];
-        if (p >= 0 && mg_tok_pairs_get(&tok->pairs, ids[p], ids[e.left], &rank, &merged))
-            heap_push(heap, &heap_size, (bpe_heap_entry){rank, p, e.left, ids[p], ids[e.left], merged});
-        int32_t q = next[e.left];
-        if (q >= 0 && mg_tok_pairs_get(&tok->pairs, ids[e.left], ids[q], &rank, &merged))
-            heap_push(heap, &heap_size, (bpe_heap_entry){rank, e.left, q, ids[e.left], ids[q], merged});
+        int32_t p = prev[left];
+        if (p >= 0 && mg_tok_pairs_get(&tok->pairs, ids[p], ids[left], &rank, &merged))
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, p});
+        int32_t q = next[left];
+        if (q >= 0 && mg_tok_pairs_get(&tok->pairs, ids[left], ids[q], &rank, &merged))
+            heap_push(heap, &heap_size, (bpe_heap_entry){rank, left});
     }
     if (status == MG_OK) {
         for (int32_t i = 0; i >= 0; i = next[i]) {

@@ -300,7 +300,17 @@ mg_status mg_tokenizer_load_sentencepiece_memory(const uint8_t *bytes, size_t n_
             break;
         }
         if (type == MG_SP_NORMAL || type == MG_SP_USER_DEFINED) {
-            if (type == MG_SP_USER_DEFINED) tok->has_user_defined = true;
+            if (type == MG_SP_USER_DEFINED) {
+                if (!tok->user_defined_ids) {
+                    tok->user_defined_ids = malloc((size_t)n * sizeof *tok->user_defined_ids);
+                    if (!tok->user_defined_ids) {
+                        status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory", label);
+                        break;
+                    }
+                }
+                tok->user_defined_ids[tok->n_user_defined++] = id;
+                tok->has_user_defined = true;
+            }
             /* a piece with U+2581 after another character would let a merge
              * cross a word start; then whole-text merging is required */
             for (size_t k = 1; k + 3 <= len; k++) {
@@ -410,9 +420,8 @@ static size_t utf8_length(uint8_t c) {
 /* Longest USER_DEFINED piece at s (sentencepiece's prefix matcher), or 0. */
 static size_t user_defined_match(const mg_tokenizer *tok, const uint8_t *s, size_t n) {
     size_t best = 0;
-    for (int32_t i = 0; i < tok->sp_pieces.n; i++) {
-        int32_t id = tok->sp_piece_ids[i];
-        if (tok->piece_type[id] != MG_SP_USER_DEFINED) continue;
+    for (int32_t i = 0; i < tok->n_user_defined; i++) {
+        int32_t id = tok->user_defined_ids[i];
         size_t len;
         const uint8_t *p = mg_tok_strings_get(&tok->vocab, id, &len);
         if (len > best && len <= n && memcmp(p, s, len) == 0) best = len;

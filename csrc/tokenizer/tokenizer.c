@@ -41,6 +41,7 @@ void mg_tokenizer_destroy(mg_tokenizer *tok) {
     free(tok->piece_type);
     free(tok->sp_piece_ids);
     free(tok->byte_piece_value);
+    free(tok->user_defined_ids);
     free(tok);
 }
 

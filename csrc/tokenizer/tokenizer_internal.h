@@ -181,6 +181,8 @@ struct mg_tokenizer {
     bool add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces, byte_fallback;
     bool split_at_spaces;     /* no piece joins a non-space char to a following U+2581 */
     bool has_user_defined;
+    int32_t *user_defined_ids; /* the USER_DEFINED pieces, for the prefix matcher */
+    int32_t n_user_defined;
     uint16_t *byte_piece_value; /* per base id: byte value + 1 (1..256) for BYTE pieces, 0 otherwise */
     char unk_surface[64];
 };

@@ -294,3 +294,18 @@ def test_cli_draw(tmp_path, capsys):
     assert cli.main(["data", "draw", str(path), "--index", "999", "--images", str(src),
                      "--out", str(tmp_path / "o.png")]) == 3
     assert "--index 999" in capsys.readouterr().err
+
+
+def test_cli_build_biomedparse_with_overrides(tmp_path, capsys):
+    from medground import cli
+
+    src = shared_path("images", "biomedparse-demo")
+    out = tmp_path / "b.jsonl"
+    assert cli.main(["data", "build", "--biomedparse", str(src), "--out", str(out), "--tasks", "VG,SEG",
+                     "--modality", "ct", "--region", "body", "--split", "test", "--seed", "5"]) == 0
+    assert "wrote 142 records for 27 images / 71 objects" in capsys.readouterr().out
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 142 and {r["task"] for r in records} == {"VG", "SEG"}
+    assert {(r["modality"], r["split"]) for r in records} == {("ct", "test")}
+    assert cli.main(["data", "build", "--biomedparse", str(src), "--out", str(out), "--tasks", "QA"]) == 3
+    assert "unknown task" in capsys.readouterr().err

@@ -115,7 +115,8 @@ def test_dtypes_and_layouts(rng):
     ref = _numpy_objects(base)
     for array in (base.astype(np.uint8), base.astype(np.uint16), base.astype(np.int32),
                   base.astype(np.int64), base.astype(np.int8), base.astype(np.uint32),
-                  np.asfortranarray(base.astype(np.uint8)), base.astype(np.uint8)[:, :, None]):
+                  np.asfortranarray(base.astype(np.uint8)), base.astype(np.uint8)[:, :, None],
+                  np.stack([base.astype(np.uint8)] * 3, -1), np.stack([base.astype(np.uint8), base * 0], -1)):
         _assert_same(_ours(md.mask_objects(array, binary=False)), ref)
     # strided and reversed views are read in place
     big = np.zeros((80, 90), np.uint8)
@@ -135,6 +136,16 @@ def test_dtypes_and_layouts(rng):
     _assert_same(_ours(md.mask_objects(flipped[::-1, ::-1], binary=False)), ref)
     (obj,) = md.mask_objects(base.astype(bool))
     assert obj.area == int((base != 0).sum())
+
+
+def test_colour_array_masks():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[1, 2] = (0, 9, 0)
+    rgb[3, 4] = (7, 7, 7)
+    with pytest.raises(UnsupportedError, match=r"colour-coded pixel \(x=2, y=1\)"):
+        md.mask_objects(rgb, binary=False)
+    (obj,) = md.mask_objects(rgb)  # binary: any colour is foreground, as for mask files
+    assert obj.area == 2 and obj.box == (2, 1, 4, 3)
 
 
 def test_bad_masks_raise_typed_errors():
@@ -302,6 +313,9 @@ def test_rle_matches_pycocotools(rng, shape, density):
     assert all(isinstance(c, int) for c in plain["counts"])
     assert pm.frPyObjects(plain, *shape)["counts"] == ref["counts"]
     assert np.array_equal(md.rle_decode(plain), mask)
+    # a stack [H, W, N] -> a list, as pycocotools encodes it
+    stack = np.stack([mask, 1 - mask], axis=2)
+    assert [r["counts"] for r in md.rle_encode(stack)] == [r["counts"] for r in pm.encode(np.asfortranarray(stack))]
     # Fortran-ordered, bool and non-0/1 inputs encode the same
     assert md.rle_encode(np.asfortranarray(mask))["counts"] == ref["counts"]
     assert md.rle_encode(mask.astype(bool))["counts"] == ref["counts"]

@@ -56,13 +56,32 @@ def _objects(mask: MaskLike, binary: bool, connectivity: int, min_area: int):
         (labels, areas, boxes, centroids), (width, height) = _C.data_mask_objects_file(
             os.fspath(mask), bool(binary), int(connectivity), int(min_area))
     else:
-        array = np.asarray(mask)
-        if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):
-            array = array[..., 0]  # gray (+alpha) or gray stored as RGB(A)
+        array = _plane(np.asarray(mask), binary)
         (labels, areas, boxes, centroids) = _C.data_mask_objects(
             array, bool(binary), int(connectivity), int(min_area))
         height, width = array.shape[:2]
     return labels, areas, boxes, centroids, width, height
+
+
+def _plane(array: np.ndarray, binary: bool) -> np.ndarray:
+    """[H, W, C] -> [H, W] the way mask files are read (mg_mask_objects_file):
+    gray (+alpha) uses channel 0; RGB(A) must be gray (R == G == B) unless
+    ``binary``, where any non-zero colour is foreground. Alpha is ignored."""
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        return array
+    if array.shape[2] <= 2:
+        return array[..., 0]
+    rgb = array[..., :3]
+    if binary:
+        return np.any(rgb != 0, axis=2)
+    differs = np.any(rgb != rgb[..., :1], axis=2)
+    if differs.any():
+        from ..errors import UnsupportedError
+
+        y, x = (int(v[0]) for v in np.nonzero(differs))
+        raise UnsupportedError(f"mask: colour-coded pixel (x={x}, y={y}) = {tuple(int(v) for v in rgb[y, x])}; "
+                               "convert it to a gray label image first")
+    return rgb[..., 0]
 
 
 def mask_objects(mask: MaskLike, *, binary: bool = True, connectivity: int = 0,
@@ -137,10 +156,12 @@ def _rle_parts(rle: dict[str, Any]) -> tuple[np.ndarray, int, int]:
 def rle_encode(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
     """COCO RLE of a 2-D mask (non-zero = foreground), as ``pycocotools.mask.encode``:
     ``{'size': [h, w], 'counts': bytes}``; ``compressed=False`` gives the counts list
-    (the COCO JSON form for iscrowd annotations)."""
+    (the COCO JSON form for iscrowd annotations). A stack [H, W, N] gives a list of
+    N RLEs, as pycocotools does."""
     array = np.asarray(mask)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
+    if array.ndim == 3:
+        # pycocotools.mask.encode: [H, W, N] -> one RLE per mask, as a list
+        return [rle_encode(array[:, :, i], compressed=compressed) for i in range(array.shape[2])]
     height, width, counts = _C.data_rle_encode(array)
     if compressed:
         return {"size": [int(height), int(width)],

@@ -67,7 +67,7 @@ def image() -> np.ndarray:
 TOL = {"f32": 1e-4, "bf16": 3e-2, "q8_0": 5e-2}
 FORMATS = {
     "safetensors": "f32", "bin": "f32", "gguf-f32": "f32",
-    "bin-bf16": "bf16", "gguf-bf16": "bf16", "gguf-q8_0": "q8_0",
+    "bin-bf16": "bf16", "safetensors-bf16": "bf16", "gguf-bf16": "bf16", "gguf-q8_0": "q8_0",
 }
 
 
@@ -80,6 +80,7 @@ def tiny(tmp_path_factory):
         "safetensors": ref.save_checkpoint(root / "st", CFG, state),
         "bin": ref.save_bin(root / "bin", CFG, state, shards=2),
         "bin-bf16": ref.save_bin(root / "bin_bf16", CFG, state, dtype=torch.bfloat16),
+        "safetensors-bf16": ref.save_checkpoint(root / "st_bf16", CFG, {k: v.bfloat16() for k, v in state.items()}),
     }
     for t in ("f32", "bf16", "q8_0"):
         paths[f"gguf-{t}"] = root / f"tiny_{t}.gguf"
@@ -91,7 +92,7 @@ def reference_state(fmt: str, state, paths) -> dict:
     """The exact weights the C model sees for this format, as f32."""
     if fmt.startswith("gguf"):
         return ref.gguf_state_dict(paths[fmt])
-    if fmt == "bin-bf16":
+    if fmt in ("bin-bf16", "safetensors-bf16"):
         return {k: v.bfloat16().float() for k, v in state.items()}
     return state
 

@@ -469,3 +469,38 @@ def test_non_utf8_and_stray_brackets(tmp_path):
     path.write_text(f"[}} {good}]")
     assert [(f.index, f.code) for f in md.check(path).findings] == [(0, "json_syntax")]
     assert report.n_records == 2
+
+
+def test_medplib_demo_names(tmp_path):
+    """MeCoVQA-style records over the real MedPLIB demo slices: modality from
+    the SA-Med2D names as BiRD's eval derives it (text before the first '_'),
+    image headers read; the one real defect of that folder is found (the
+    dermoscopy PNG is an empty file, 0 bytes, as shipped); a second record of
+    a slice in the other split is leakage."""
+    src = shared_path("images", "medplib-demo")
+    names = sorted(p.name for p in src.glob("*.png"))
+    records = [{"id": f"q{i}", "image": n, "split": "train",
+                "conversations": [{"from": "human", "value": "<image>\nWhat modality is this?"},
+                                  {"from": "gpt", "value": "An image."}]} for i, n in enumerate(names)]
+    report = md.check_records(records, images=src)
+    derm = next(i for i, n in enumerate(names) if n.startswith("dermoscopy"))
+    assert (src / names[derm]).stat().st_size == 0
+    assert [(f.index, f.id, f.code) for f in report.findings] == [(derm, f"q{derm}", "image_unreadable")]
+    assert "empty (0 bytes)" in report.findings[0].message
+    records = [r for i, r in enumerate(records) if i != derm]
+    report = md.check_records(records, images=src)
+    assert report.findings == []
+    per_modality = {m: sum(t.values()) for m, t in report.stats["modality_task"].items()}
+    # by hand from the 9 names: MIDRC-... has no '_' -> unknown; five ct_00--; x_ray -> "x"
+    assert per_modality == {"unknown": 1, "ct": 5, "ultrasound": 1, "x": 1}
+    assert report.stats["images"]["distinct"] == 8
+    # CT_ORG volume-68 and volume-8 are different cases; AbdomenCT1K Case_00220 vs 00298 too
+    moved = [dict(r, split="test") if "volume-8--" in r["image"] or "Case_00298" in r["image"] else r
+             for r in records]
+    assert md.check_records(moved, images=src).findings == []
+    again = copy.deepcopy(records[1])
+    again.update(id="again", split="test")
+    again["conversations"][0]["value"] = "<image>\nWhich organ is this?"
+    same_case = moved + [again]
+    report = md.check_records(same_case, images=src)
+    assert [(f.index, f.id, f.code) for f in report.findings] == [(8, "again", "case_leakage")]

@@ -385,3 +385,28 @@ def test_spice_plumbing(monkeypatch, tmp_path):
     assert not ok and "missing" in status
     monkeypatch.setattr(M.resources, "java", lambda: None)
     assert M.spice_scores(["a"], [["a"]]) == (None, None, "SPICE unavailable: no java on PATH")
+
+
+def test_random_text_never_crashes():
+    """Arbitrary Unicode / control characters / unbalanced tags through every
+    text entry point: results, never a crash (NUL-free: Python str -> C)."""
+    rng = random.Random(42)
+    alphabet = list("abcXYZ019 .,;:!?'\"`()[]{}<>/\\|@#$%^&*-_=+~\t\n\r") + \
+        ["\u00a0", "\u2019", "\u201c", "\u2026", "\u00e9", "\u03b1", "\u4e2d", "\U0001F600", "\ufffd", "\u00ad",
+         "<box>", "</box>", "<|im_end|>", "<|endoftext|>", "&amp;", "n't", "'s", "cannot", "U.S.", "(1,2),(3,4)"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    texts.append("a" * 5000 + "." * 300 + "<" * 300)  # long runs
+    assert len(M.ptb_tokenize(texts)) == len(texts)
+    assert len(M.bird_clean(texts)) == len(texts)
+    assert len(M.vqa_normalize(texts)) == len(texts)
+    for t in texts[:500]:
+        mg._C.eval_extract_boxes(t, True)
+    out = mg._C.eval_vg(texts, texts[::-1], True, np.array([0.5]))
+    assert out["hits"].shape == (len(texts), 1)
+    mg._C.eval_roc(texts, texts[::-1], True)
+    M.vqa_scores(texts[:1000], texts[1000:2000])
+    M.caption_scores(M.ptb_tokenize(texts[:500]), [[x] for x in M.ptb_tokenize(texts[500:1000])])
+    scorer = M.meteor_scorer(texts[:300])
+    for t in texts[:300]:
+        scorer.normalize(t)
+    scorer.score(texts[:150], [[x] for x in texts[150:300]])

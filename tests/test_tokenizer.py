@@ -910,3 +910,32 @@ def test_sentencepiece_synthetic_models(options):
         assert ours.encode(text, 1) == ids, text
         if 0 not in ids:
             assert ours.decode(ids, True) == ref.decode(ids), ids
+
+
+def test_llama_folder_with_added_tokens_json(tmp_path, llama_path, medplib, llama):
+    """A MedPLIB-style folder: tokenizer.model + added_tokens.json (ids 32000..32266)."""
+    folder = tmp_path / "medplib"
+    folder.mkdir()
+    (folder / "tokenizer.model").symlink_to(llama_path)
+    (folder / "added_tokens.json").write_text(json.dumps({t: 32000 + i for i, t in enumerate(MEDPLIB_ADDED)}))
+    text = "USER: <im_start><image><im_end>\nWhat is <region>mask</region>? ASSISTANT: <SEG> . <gen_7>"
+    loaded = Tokenizer.from_pretrained(folder)
+    assert loaded.family == "medplib" and loaded.vocab_size == 32267
+    assert loaded.encode(text) == medplib.encode(text)
+    assert Tokenizer.from_pretrained(folder, medplib=False).encode(text) == llama.encode(text)
+    # a gap in the ids is refused, naming the token
+    (folder / "added_tokens.json").write_text(json.dumps({"<SEG>": 32000, "<ref>": 32002}))
+    with pytest.raises(errors.FormatError, match="<ref>"):
+        Tokenizer.from_pretrained(folder)
+    (folder / "added_tokens.json").write_text("{not json")
+    with pytest.raises(errors.FormatError, match="not JSON"):
+        Tokenizer.from_pretrained(folder)
+    # no added_tokens.json, but a tokenizer_config.json naming <SEG>: the built-in MedPLIB list
+    (folder / "added_tokens.json").unlink()
+    (folder / "tokenizer_config.json").write_text(json.dumps({"additional_special_tokens": ["<SEG>"]}))
+    assert Tokenizer.from_pretrained(folder).encode(text) == medplib.encode(text)
+    # a Qwen folder
+    qwen_folder = tmp_path / "qwen"
+    qwen_folder.mkdir()
+    (qwen_folder / "qwen.tiktoken").symlink_to(shared_path("tokenizers", "qwen.tiktoken"))
+    assert Tokenizer.from_pretrained(qwen_folder).family == "qwen"

@@ -18,6 +18,7 @@ loader, applies NFC where the reference does, and maps tiktoken-style
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -25,7 +26,7 @@ import unicodedata
 from typing import Iterable, Sequence
 
 from . import _C
-from .errors import InvalidArgumentError, NotFoundError, UnsupportedError
+from .errors import FormatError, InvalidArgumentError, NotFoundError, UnsupportedError
 
 __all__ = ["Tokenizer", "TokenStream"]
 
@@ -76,9 +77,13 @@ class Tokenizer:
           (LLaMA SentencePiece), ``tokenizer.json``; the format is detected by content;
         * ``*.gguf`` written by ``medground convert`` (vocabulary embedded as metadata).
 
-        ``medplib``: add MedPLIB's 267 tokens to a SentencePiece model. ``None``
-        (default) decides from an ``added_tokens.json`` / ``tokenizer_config.json``
-        beside the model (or in the GGUF) that names ``<SEG>``.
+        SentencePiece models get their added tokens from an ``added_tokens.json``
+        beside them (or embedded in the GGUF): ids must continue the model's pieces;
+        they are added in id order with transformers 4.31's ``add_tokens(str)`` rule
+        (whitespace around them stripped). Without that file, ``medplib=True`` adds
+        MedPLIB's 267 tokens (architecture.md §2.10); ``None`` (default) does so when a
+        ``tokenizer_config.json`` / ``special_tokens_map.json`` there names ``<SEG>``
+        or the GGUF's architecture is ``medplib``. ``medplib=False``: the bare model.
         """
         p = pathlib.Path(os.fspath(path))
         if not p.exists():
@@ -89,11 +94,11 @@ class Tokenizer:
         native = _C.Tokenizer(str(p), "auto")
         kind = native.kind
         if kind == "sentencepiece":
-            use_medplib = _looks_medplib(folder) if medplib is None else medplib
-            if use_medplib:
-                target = p / "tokenizer.model" if p.is_dir() else p
-                native = _C.Tokenizer(str(target), "medplib")
-            return cls(native, family="medplib" if use_medplib else "llama", source=str(p))
+            added_file = folder / "added_tokens.json"
+            added = added_file.read_text(encoding="utf-8") if added_file.is_file() and medplib is not False else None
+            return cls._sentencepiece(native, lambda kind: _C.Tokenizer(
+                str(p / "tokenizer.model" if p.is_dir() else p), kind), added, medplib,
+                _looks_medplib(folder), str(p))
         if medplib:
             raise InvalidArgumentError(f"{p}: medplib=True needs a SentencePiece tokenizer.model, found {kind}")
         return cls(native, family="qwen" if kind == "tiktoken" else "hf_json", source=str(p))
@@ -110,18 +115,47 @@ class Tokenizer:
         if _GGUF_SPM in meta:
             data = bytes(memoryview(meta[_GGUF_SPM]).cast("B"))
             added = meta.get(_GGUF_ADDED)
-            use_medplib = medplib if medplib is not None else (
-                _looks_medplib(None, added if isinstance(added, str) else None)
-                or str(meta.get("general.architecture", "")).lower() == "medplib")
-            kind = "medplib" if use_medplib else "sentencepiece"
-            return cls(_C.Tokenizer.from_bytes(data, kind, name), family="medplib" if use_medplib else "llama",
-                       source=str(path))
+            added = added if isinstance(added, str) and medplib is not False else None
+            looks = _looks_medplib(None, added) or str(meta.get("general.architecture", "")).lower() == "medplib"
+            return cls._sentencepiece(_C.Tokenizer.from_bytes(data, "sentencepiece", name),
+                                      lambda kind: _C.Tokenizer.from_bytes(data, kind, name), added, medplib, looks,
+                                      str(path))
         if _GGUF_JSON in meta:
             data = meta[_GGUF_JSON]
             data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
             return cls(_C.Tokenizer.from_bytes(data, "hf_json", name), family="hf_json", source=str(path))
         raise NotFoundError(f"{path}: GGUF has no embedded tokenizer (metadata {_GGUF_QWEN}, {_GGUF_SPM} "
                             f"or {_GGUF_JSON}); convert the checkpoint folder with its tokenizer files")
+
+    @classmethod
+    def _sentencepiece(cls, native, reload, added_json: str | None, medplib: bool | None, looks_medplib: bool,
+                       source: str) -> "Tokenizer":
+        """A LLaMA model plus its added tokens: from added_tokens.json when there is one (ids must
+        continue the model's pieces, added in id order with transformers 4.31's add_tokens(str)
+        rule), else MedPLIB's built-in list when asked for or detected."""
+        if added_json is not None:
+            try:
+                table = json.loads(added_json)
+            except ValueError as error:
+                raise FormatError(f"{source}: added_tokens.json is not JSON: {error}") from None
+            if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, int)
+                                                      for k, v in table.items()):
+                raise FormatError(f"{source}: added_tokens.json must map token strings to integer ids")
+            items = sorted(table.items(), key=lambda kv: kv[1])
+            base = native.vocab_size
+            for offset, (token, token_id) in enumerate(items):
+                if token_id != base + offset:
+                    raise FormatError(f"{source}: added_tokens.json gives {token!r} id {token_id}; ids must "
+                                      f"continue the model's {base} pieces without gaps (expected {base + offset})")
+            tokens = [token for token, _ in items]
+            if tokens:
+                native.add_tokens(tokens, special=False, strip_whitespace=True)
+            family = "medplib" if "<SEG>" in table else "llama"
+            return cls(native, family=family, source=source)
+        use_medplib = looks_medplib if medplib is None else medplib
+        if use_medplib:
+            return cls(reload("medplib"), family="medplib", source=source)
+        return cls(native, family="llama", source=source)
 
     @classmethod
     def from_tiktoken_bytes(cls, ranks: bytes, pattern: str | None = None, *, name: str = "ranks",

@@ -309,3 +309,26 @@ def test_cli_build_biomedparse_with_overrides(tmp_path, capsys):
     assert {(r["modality"], r["split"]) for r in records} == {("ct", "test")}
     assert cli.main(["data", "build", "--biomedparse", str(src), "--out", str(out), "--tasks", "QA"]) == 3
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_sam_med2d_tables_that_leak(tmp_path):
+    """An image listed in both SA-Med2D tables gives one meta per split, so the
+    leak stays visible: the checker reports it (once, on the test side)."""
+    import os
+
+    src = shared_path("images", "sam-med2d-demo")
+    for name in ("images", "masks"):
+        os.symlink((src / name).resolve(), tmp_path / name)
+    train = json.loads((src / "image2label_train.json").read_text())
+    test = json.loads((src / "label2image_test.json").read_text())
+    test["data_demo/masks/amos_0006_90_liver_000.png"] = "data_demo/images/amos_0006_90.png"
+    (tmp_path / "image2label_train.json").write_text(json.dumps(train))
+    (tmp_path / "label2image_test.json").write_text(json.dumps(test))
+    metas = md.scan_sam_med2d(tmp_path)
+    both = [m for m in metas if m.image == "images/amos_0006_90.png"]
+    assert [(m.split, [o.label for o in m.objects]) for m in both] == [
+        ("test", ["liver"]), ("train", ["aorta", "inferior vena cava", "liver", "spleen"])]
+    records = list(md.build_records(metas, tasks=["VG"]))
+    # (duplicates off: the two liver questions may draw the same template)
+    report = md.check_records(records, images=tmp_path, masks=tmp_path / "masks", duplicates=False)
+    assert [(f.code, f.id) for f in report.findings] == [("case_leakage", "amos_0006_90")]

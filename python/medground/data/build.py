@@ -153,7 +153,9 @@ def scan_sam_med2d(root: os.PathLike, *, table: Optional[dict[str, Any]] = None,
     split "test") tables. Paths inside the tables may carry a leading folder
     (``data_demo/``); they are taken relative to ``root`` by their last two parts."""
     root = pathlib.Path(root)
-    groups: dict[str, tuple[Optional[str], list[str]]] = {}
+    # (image, split) -> masks: an image listed in both tables yields one meta
+    # per split, so that the records show (and the checker reports) the leak
+    groups: dict[tuple[str, str], list[str]] = {}
 
     def local(path: str) -> str:
         return "/".join(pathlib.PurePosixPath(path).parts[-2:])
@@ -161,20 +163,21 @@ def scan_sam_med2d(root: os.PathLike, *, table: Optional[dict[str, Any]] = None,
     train = root / "image2label_train.json"
     if train.exists():
         for image, masks in json.loads(train.read_text()).items():
-            groups.setdefault(local(image), ("train", []))[1].extend(local(m) for m in masks)
+            groups.setdefault((local(image), "train"), []).extend(local(m) for m in masks)
     test = root / "label2image_test.json"
     if test.exists():
         for mask, image in json.loads(test.read_text()).items():
-            groups.setdefault(local(image), ("test", []))[1].append(local(mask))
+            groups.setdefault((local(image), "test"), []).append(local(mask))
     if not groups:  # no tables: pair masks with images by name
         masks = sorted(p.name for p in (root / "masks").glob("*.png"))
         for image in sorted((root / "images").glob("*.png")):
             mine = [f"masks/{m}" for m in masks
                     if re.fullmatch(re.escape(image.stem) + r"_.+_\d{3}\.png", m)]
-            groups[f"images/{image.name}"] = (None, mine)
+            groups[(f"images/{image.name}", "")] = mine
     metas = []
-    for image_rel in sorted(groups):
-        split, mask_rels = groups[image_rel]
+    for image_rel, split_name in sorted(groups):
+        mask_rels = groups[(image_rel, split_name)]
+        split = split_name or None
         if not (root / image_rel).exists():
             raise FileNotFoundError(f"{root / image_rel}: image listed in the SA-Med2D tables "
                                     "does not exist")

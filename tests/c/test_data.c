@@ -30,6 +30,14 @@ static void test_objects(void) {
         CHECK(o[2].label == 3 && o[2].area == 1 && o[2].x_min == 0 && o[2].y_min == 2);
     }
     free(o);
+    /* binary, one object: 8 pixels, x 0..5, y 0..3;
+     * centroid x = (1+2 + 2+4 + 0+4+5 + 3)/8 = 21/8, y = (0*2 + 1*2 + 2*3 + 3*1)/8 = 11/8 */
+    mg_mask_options one = {.binary = true, .connectivity = 0};
+    CHECK_OK(mg_mask_objects(&t, &one, &o, &n));
+    CHECK(n == 1 && o[0].label == 1 && o[0].area == 8 && o[0].x_min == 0 && o[0].x_max == 5);
+    CHECK(n == 1 && o[0].y_min == 0 && o[0].y_max == 3);
+    CHECK(n == 1 && o[0].centroid_x == 21.0 / 8 && o[0].centroid_y == 11.0 / 8);
+    free(o);
     mg_mask_options comp4 = {.binary = false, .connectivity = 4};
     CHECK_OK(mg_mask_objects(&t, &comp4, &o, &n));
     CHECK(n == 4 && o[0].label == 1 && o[0].area == 3 && o[1].label == 1 && o[1].area == 1);

@@ -490,6 +490,11 @@ def test_medplib_golden_4_31(medplib, sp_ref):
     assert medplib.encode("<SEG>   <SEG>", add_bos=False) == [32000, 32000]
     # special tokens off: the added tokens are still matched (they are not special), <s> is text
     assert medplib.encode("<SEG> <s>", add_bos=False, allowed_special=None) == [32000] + sp("<s>")
+    # disallowed_special="all" governs only the control pieces, not the always-split added tokens
+    assert medplib.encode("a <SEG> b", add_bos=False, allowed_special=None, disallowed_special="all") == \
+        sp("a") + [32000] + sp("b")
+    with pytest.raises(errors.InvalidArgumentError, match="'<s>'"):
+        medplib.encode("a <s> b", allowed_special=None, disallowed_special="all")
 
 
 def test_medplib_decode_golden_4_31(medplib):

@@ -221,7 +221,7 @@ class Tokenizer:
         if not disallowed_special or allowed_special == "all":
             return
         if disallowed_special == "all":
-            disallowed = set(self.special_tokens())
+            disallowed = set(self._governed_specials())
             if allowed_special not in (None, "none", ()):
                 disallowed -= set(allowed_special)
         else:
@@ -238,6 +238,16 @@ class Tokenizer:
             raise InvalidArgumentError(
                 f"text contains the disallowed special token {match.group()!r} at character {match.start()}; "
                 "pass allowed_special to allow it or disallowed_special=() to encode it as plain text")
+
+    def _governed_specials(self) -> list[str]:
+        """Special tokens that allowed_special switches (added tokens that are always matched,
+        such as MedPLIB's, are not): those whose text is not their own id with specials off."""
+        cached = getattr(self, "_governed", None)
+        if cached is None:
+            cached = [t for t in self.special_tokens()
+                      if self._native.encode(t, _SPECIAL_NONE) != [self._native.token_to_id(t)]]
+            self._governed = cached
+        return cached
 
     def special_tokens(self) -> list[str]:
         """Every special/added token string (recognised in text when allowed)."""

@@ -112,7 +112,8 @@ def gptq(tmp_path_factory):
             packed = pack_gptq(rng, state[base + ".weight"].numpy(), shuffled=(n == 1))
             del tensors[base + ".weight"]
             tensors.update({f"{base}.{k}": v for k, v in packed.items()})
-            deq[base + ".weight"] = torch.from_numpy(dequant_gptq(packed))
+            # stored f16 after dequantisation (GPTQ models are f16 models)
+            deq[base + ".weight"] = torch.from_numpy(dequant_gptq(packed)).half().float()
             if part != "attn.c_attn":
                 tensors[base + ".bias"] = np.zeros(out_f, np.float16)
     folder = tmp_path_factory.mktemp("int4")
@@ -170,6 +171,7 @@ def test_gptq_bad_tensors_are_named(gptq, tmp_path):
     attempt({k: v for k, v in tensors.items() if k != base + ".qzeros"}, base + ".qzeros")
     attempt({k: v for k, v in tensors.items() if k != base + ".g_idx"}, base + ".g_idx")
     attempt(dict(tensors, **{base + ".qweight": tensors[base + ".qweight"][:-1].copy()}), base + ".qweight")
+    attempt(dict(tensors, **{base + ".bias": np.ones_like(tensors[base + ".bias"])}), base + ".bias")  # w1 has none
     bad = tensors[base + ".g_idx"].copy()
     bad[5] = 99
     attempt(dict(tensors, **{base + ".g_idx": bad}), base + ".g_idx")

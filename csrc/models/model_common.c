@@ -241,6 +241,9 @@ mg_status mg_model_matrix(mg_owned *owned, const char *name, const mg_tensor *st
     return MG_OK;
 }
 
+static mg_status mg_model_get_linear_bias(const mg_weights *weights, mg_owned *owned, const char *base,
+                                          int64_t out_features, bool want_bias, bool gptq, mg_tensor *bias_out);
+
 mg_status mg_model_get_linear(const mg_weights *weights, mg_owned *owned, const char *base,
                               int64_t out_features, int64_t in_features, bool want_bias,
                               const mg_model_weights_options *policy, mg_tensor *weight_out,
@@ -258,11 +261,30 @@ mg_status mg_model_get_linear(const mg_weights *weights, mg_owned *owned, const 
         if (!mg_weights_has(weights, qname))
             return mg_error(MG_ERR_NOT_FOUND, "checkpoint has no tensor %s (nor GPTQ %s)", name, qname);
         gptq = true;
-        MG_TRY(mg_owned_tensor(owned, &stored, MG_F32, 2, shape));
-        mg_status status = mg_gptq_dequantize(weights, base, out_features, in_features, stored.data);
+        /* Dequantised into a temporary f32 matrix, then stored as the policy
+         * says, f16 by default: GPTQ checkpoints are f16 models (Qwen-VL-Chat-
+         * Int4: torch_dtype float16), and f32 would need 31 GB for Qwen-7B. */
+        size_t bytes;
+        if (!mg_mul_size((size_t)out_features * (size_t)in_features, sizeof(float), &bytes))
+            return mg_error(MG_ERR_NO_MEMORY, "%s: GPTQ matrix too large", base);
+        float *dense = mg_aligned_alloc(bytes);
+        if (!dense) return mg_error(MG_ERR_NO_MEMORY, "%s: cannot allocate %zu bytes to dequantise GPTQ", base, bytes);
+        mg_status status = mg_gptq_dequantize(weights, base, out_features, in_features, dense);
+        if (status == MG_OK) status = mg_tensor_init(&stored, dense, MG_F32, 2, shape);
+        mg_model_weights_options as_f16 = {true, MG_F16, false};
+        const mg_model_weights_options *target = policy && policy->convert ? policy : &as_f16;
+        if (status == MG_OK) status = mg_model_matrix(owned, name, &stored, target, weight_out);
+        mg_aligned_free(dense);
         if (status != MG_OK) return status;
+        return mg_model_get_linear_bias(weights, owned, base, out_features, want_bias, true, bias_out);
     }
     MG_TRY(mg_model_matrix(owned, name, &stored, policy, weight_out));
+    return mg_model_get_linear_bias(weights, owned, base, out_features, want_bias, gptq, bias_out);
+}
+
+static mg_status mg_model_get_linear_bias(const mg_weights *weights, mg_owned *owned, const char *base,
+                                          int64_t out_features, bool want_bias, bool gptq, mg_tensor *bias_out) {
+    char name[MG_NAME_MAX];
     memset(bias_out, 0, sizeof *bias_out);
     MG_TRY(mg_name(name, sizeof name, "%s.bias", base));
     mg_model_note(name);
@@ -278,8 +300,9 @@ mg_status mg_model_get_linear(const mg_weights *weights, mg_owned *owned, const 
     if (!want_bias && (raw.dtype == MG_F16 || raw.dtype == MG_BF16 || raw.dtype == MG_F32) &&
         mg_tensor_is_contiguous(&raw) && mg_all_zero(&raw))
         return MG_OK;
-    if (!want_bias && !gptq)
-        return mg_error(MG_ERR_FORMAT, "tensor %s: this model has no bias there", name);
+    if (!want_bias)
+        return mg_error(MG_ERR_FORMAT, "tensor %s: a%s bias where this model has none", name,
+                        gptq ? " nonzero GPTQ" : "");
     return mg_model_get_f32(weights, owned, name, 1, bshape, bias_out);
 }
 

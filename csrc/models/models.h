@@ -32,9 +32,10 @@ mg_status mg_model_get_f32(const mg_weights *weights, mg_owned *owned, const cha
  * `<base>.weight` (and `<base>.bias` [out_features] when want_bias), in a dtype
  * mg_linear accepts (converted by policy). When `<base>.weight` is absent and
  * `<base>.qweight` exists, the GPTQ tensors (qweight/qzeros/scales/g_idx and
- * the optional bias) are dequantised; see mg_gptq_dequantize. When the
- * checkpoint has a bias that is all zeros or want_bias is false and the
- * tensor is only GPTQ's zero placeholder, *bias_out->data is NULL. */
+ * the optional bias) are dequantised (see mg_gptq_dequantize) and stored f16
+ * unless the policy converts. want_bias false: a bias tensor that is all
+ * zeros (GPTQ's placeholder) is skipped, any other is MG_ERR_FORMAT;
+ * *bias_out->data is NULL when there is no bias to add. */
 mg_status mg_model_get_linear(const mg_weights *weights, mg_owned *owned, const char *base,
                               int64_t out_features, int64_t in_features, bool want_bias,
                               const mg_model_weights_options *policy, mg_tensor *weight_out,

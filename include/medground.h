@@ -1069,7 +1069,7 @@ mg_status mg_data_modality(const char *image_name, char *out, size_t size);
 /* How a block stores its matrix weights after loading. convert = false keeps
  * each tensor's file dtype when mg_linear accepts it (f32/f16/bf16/q8_0/q4_0);
  * convert = true re-encodes every matrix to `dtype` (GPTQ int4 matrices are
- * always dequantised first, then kept f32 unless converted). */
+ * always dequantised first, then stored f16 unless converted). */
 typedef struct mg_model_weights_options {
     bool convert;
     mg_dtype dtype;

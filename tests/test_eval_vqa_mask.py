@@ -264,3 +264,12 @@ def test_seg_evaluate_png_npy_rle(tmp_path, rng):
     assert r.table.loc["average", "dice"] == pytest.approx((d + (d + d2) / 2) / 2)  # macro over modalities
     with pytest.raises(mg.FormatError, match="needs pred_mask"):
         mg.evaluate([{"id": 0, "image": "ct_1.png", "gt_mask": g.tolist()}], task="seg")
+
+
+def test_vqa_explicit_modality_field_wins():
+    # OmniMedVQA: modality from its QA JSON (modality_type), macro over modalities
+    recs = [{"question_id": i, "text": p, "gt": "A", "answer_type": "closed", "image_path": f"Images/x/{i}.png",
+             "modality_type": m} for i, (p, m) in enumerate([("A", "CT"), ("B", "CT"), ("A", "MR")])]
+    t = mg.evaluate(recs, task="vqa").table
+    assert t.loc["CT", "closed_accuracy"] == 0.5 and t.loc["MR", "closed_accuracy"] == 1.0
+    assert t.loc["average", "closed_accuracy"] == 0.75 and t.loc["all", "closed_accuracy"] == pytest.approx(2 / 3)

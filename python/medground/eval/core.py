@@ -16,7 +16,7 @@ from ..errors import FormatError, InvalidArgumentError
 from . import metrics as M
 from .records import (ANSWER_TYPE_FIELDS, BIRD_MODALITIES, GT_MASK_FIELDS, IMAGE_FIELDS, PRED_MASK_FIELDS,
                       PREDICTION_FIELDS, REFERENCE_FIELDS, Finding, Record, get_field, load_records,
-                      modality_of, record_id, require_text)
+                      modality_of, record_id, record_modality, require_text)
 
 TASKS = ("vg", "roc", "caption", "mia", "vqa", "seg")
 CLOSED_TYPES = ("yes/no", "closed", "yes_no", "yesno")
@@ -146,13 +146,12 @@ class _Context:
             try:
                 pred = require_text(r, PREDICTION_FIELDS, "prediction", self.path)
                 ref = require_text(r, REFERENCE_FIELDS, "reference", self.path)
-                mod = ""
-                if need_image:
-                    name, image = get_field(r, IMAGE_FIELDS)
-                    if name is None or not isinstance(image, str):
+                mod = record_modality(r, explicit_first=not need_image)
+                if mod is None:
+                    if need_image:
                         raise FormatError(f"{self.path or 'record'}:{r.line} (id {record_id(r)!r}): no image name "
                                           f"(looked for {', '.join(IMAGE_FIELDS)}) to take the modality from")
-                    mod = modality_of(image)
+                    mod = ""
             except FormatError as error:
                 self.problem(r, "missing_field", str(error), error)
                 continue
@@ -339,7 +338,7 @@ def _captioning(task, records, ctx, clean, use_meteor, meteor_data, use_spice, m
 # ---- VQA (MedPLIB / LLaVA-Med) ---------------------------------------------------
 
 def _vqa(records, ctx, answer_type, modality_average):
-    kept, preds, refs, _ = ctx.texts(records, need_image=False)
+    kept, preds, refs, mods_in = ctx.texts(records, need_image=False)
     types, mods, keep2 = [], [], []
     for i, r in enumerate(kept):
         t = answer_type
@@ -350,8 +349,7 @@ def _vqa(records, ctx, answer_type, modality_average):
             ctx.problem(r, "answer_type", f"answer_type {t!r} is not closed ({', '.join(CLOSED_TYPES)}) or open "
                                           f"({', '.join(OPEN_TYPES)}); pass answer_type= for a whole file")
             continue
-        _, image = get_field(r, IMAGE_FIELDS)
-        mods.append(modality_of(image) if isinstance(image, str) else "")
+        mods.append(mods_in[i])
         types.append("closed" if t in CLOSED_TYPES else "open")
         keep2.append(i)
     preds = [preds[i] for i in keep2]
@@ -444,8 +442,7 @@ def _seg(records, ctx, root, modality_average):
             continue
         if s["union"] == 0:
             ctx.note(r, "empty_masks", "prediction and reference both empty: Dice = IoU = 1 (MedPLIB would crash)")
-        _, image = get_field(r, IMAGE_FIELDS)
-        mods.append(modality_of(image) if isinstance(image, str) else "")
+        mods.append(record_modality(r) or "")
         per.append(s)
     mods_arr = np.asarray(mods, dtype=object)
     order = _modality_order([m for m in mods if m], None)

@@ -26,6 +26,7 @@ REFERENCE_FIELDS = ("annotation", "gt", "gt_answer", "ground_truth", "reference"
 IMAGE_FIELDS = ("image", "image_path", "img", "image_name", "file_name")
 ID_FIELDS = ("id", "question_id", "image_id")
 ANSWER_TYPE_FIELDS = ("answer_type", "type", "question_type")
+MODALITY_FIELDS = ("modality", "modality_type")  # an explicit modality wins over the image name
 PRED_MASK_FIELDS = ("pred_mask", "prediction_mask", "pred_mask_path", "mask_pred")
 GT_MASK_FIELDS = ("gt_mask", "mask", "gt_mask_path", "mask_gt", "label_mask")
 
@@ -57,6 +58,22 @@ def modality_of(image: str) -> str:
     """BiRD's rule: file name up to the first '_' (``x_ray--…`` -> ``x``)."""
     name = os.path.basename(str(image).replace("\\", "/"))
     return name.split("_")[0]
+
+
+def record_modality(record: "Record", explicit_first: bool = True) -> str | None:
+    """The record's modality. explicit_first (VQA, masks): an explicit
+    modality field (e.g. OmniMedVQA's modality_type) wins over the image
+    name; otherwise (BiRD's tasks, as its scripts) the image name decides and
+    the field is only a fallback. None when neither exists."""
+    explicit = next((record.data[n] for n in MODALITY_FIELDS
+                     if isinstance(record.data.get(n), str) and record.data[n]), None)
+    if explicit is not None and explicit_first:
+        return explicit
+    for name in IMAGE_FIELDS:
+        value = record.data.get(name)
+        if isinstance(value, str):
+            return modality_of(value)
+    return explicit
 
 
 def _where(path: str | None, line: int | None) -> str:

@@ -246,3 +246,24 @@ def test_corrupt_and_mismatched_checkpoints(tiny, tokenizer, tmp_path):
         MedPLIB(folder, tokenizer, strict=True)  # ... and named when strict
     with pytest.raises(errors.NotFoundError):
         MedPLIB(str(tmp_path / "nowhere"), tokenizer)
+
+
+def test_gguf_from_medground_convert(tiny, tokenizer, image, tmp_path):
+    """`medground convert` output (config flattened as medplib.*, tokenizer.model embedded)."""
+    import shutil
+
+    import medground
+
+    folder = tiny.save(str(tmp_path / "st"))
+    shutil.copy(shared_path("tokenizers", "llama.tokenizer.model"), os.path.join(folder, "tokenizer.model"))
+    added = ["<SEG>", "<ref>", "</ref>", "<region>", "</region>", "<sr>", "</sr>", "<mask>", "</mask>"] + \
+        [f"<gen_{i}>" for i in range(1, 257)] + ["<im_start>", "<im_end>"]
+    (tmp_path / "st" / "added_tokens.json").write_text(json.dumps({t: 32000 + i for i, t in enumerate(added)}))
+    out = tmp_path / "medplib.gguf"
+    medground.convert(folder, str(out), type="f32", progress=False)
+    m = MedPLIB(str(out))
+    assert m.info["n_experts"] == 2 and m.info["clip_layers_run"] == 2 and len(m.tokenizer) == 32267
+    emb, _ = _ref_image(tiny, image)
+    tokens, _, _ = tiny.greedy(m.prompt_ids("What modality is this?"), image=emb, max_new_tokens=4)
+    expected = tokenizer.decode([t for t in tokens if t != 2], skip_special_tokens=True).strip()
+    assert m.chat(image, "What modality is this?", max_new_tokens=4) == expected

@@ -129,9 +129,12 @@ class MedPLIB:
 
             folder = pathlib.Path(path) if os.path.isdir(path) else pathlib.Path(path).parent
             candidate = folder / "tokenizer.model"
-            if not candidate.exists():
+            if path.lower().endswith(".gguf"):  # `medground convert` embeds tokenizer.model
+                tokenizer = Tokenizer.from_pretrained(path, medplib=True)
+            elif candidate.exists():
+                tokenizer = Tokenizer.from_pretrained(candidate, medplib=True)
+            else:
                 raise NotFoundError(f"{folder}: no tokenizer.model; pass tokenizer=medground.Tokenizer(...)")
-            tokenizer = Tokenizer.from_pretrained(candidate, medplib=True)
         self.tokenizer = tokenizer
         if len(tokenizer) != self.info["vocab_size"]:
             raise InvalidArgumentError(

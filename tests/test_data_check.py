@@ -322,11 +322,13 @@ def test_label_variants_grouped(tmp_path):
         return _pair("Picture 1:<img>x.png</img>\nq", f"<ref>{label}</ref><box>(1,1),(5,5)</box>", id=f"r{i}")
 
     labels = ["liver"] * 4 + ["Liver", "livers", "spleen", "spleen", "splen", "vertebrae T9",
-                              "vertebrae T8", "rib left 9", "rib right 9"]
+                              "vertebrae T8", "rib left 9", "rib right 9", "vertebrae C1",
+                              "vertebrae T1", "vertebrae L1", "ileum", "ilium", "ulna", "ulnar"]
     report = md.check_records([rec(l, i) for i, l in enumerate(labels)])
     found = sorted((f.id, f.code, f.message.split('"')[1]) for f in report.findings)
     # Liver and livers are each reported once against liver; splen against spleen;
-    # T8/T9 and left/right are different structures, not typos
+    # T8/T9, C1/T1/L1, left/right, ileum/ilium are different structures, not typos;
+    # ulna/ulnar: too short for the one-edit rule
     assert found == [("r4", "label_variant", "Liver"), ("r5", "label_variant", "livers"),
                      ("r8", "label_variant", "splen")]
 

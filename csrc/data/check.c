@@ -1278,17 +1278,44 @@ static int edit_distance(const char *a, const char *b, int cap) {
     return d[la][lb];
 }
 
-/* Digits carry meaning in anatomy labels (vertebrae T8 vs T9, rib 9): two
- * labels whose digit sequences differ are different labels, not typos. */
-static bool same_digits(const char *a, const char *b) {
+/* Tokens with digits are codes in anatomy labels (vertebrae C1 / T1 / L1,
+ * rib 9, segment S4): two labels whose coded tokens differ at all name
+ * different structures, not typos. Keys are space-separated (label_key). */
+static bool same_coded_tokens(const char *a, const char *b) {
     for (;;) {
-        while (*a && !isdigit((unsigned char)*a)) a++;
-        while (*b && !isdigit((unsigned char)*b)) b++;
-        if (!*a || !*b) return !*a && !*b;
-        if (*a != *b) return false;
-        a++;
-        b++;
+        /* next token containing a digit in each */
+        const char *ta = NULL, *tb = NULL;
+        size_t la = 0, lb = 0;
+        while (*a && !ta) {
+            size_t n = strcspn(a, " ");
+            for (size_t i = 0; i < n; i++)
+                if (isdigit((unsigned char)a[i])) ta = a, la = n;
+            a += n;
+            while (*a == ' ') a++;
+        }
+        while (*b && !tb) {
+            size_t n = strcspn(b, " ");
+            for (size_t i = 0; i < n; i++)
+                if (isdigit((unsigned char)b[i])) tb = b, lb = n;
+            b += n;
+            while (*b == ' ') b++;
+        }
+        if (!ta || !tb) return !ta && !tb;
+        if (la != lb || memcmp(ta, tb, la) != 0) return false;
     }
+}
+
+/* Different structures one letter apart (never reported as variants). */
+static const char *const distinct_pairs[][2] = {
+    {"ileum", "ilium"}, /* small intestine / pelvic bone */
+};
+
+static bool known_distinct(const char *a, const char *b) {
+    for (size_t i = 0; i < sizeof distinct_pairs / sizeof *distinct_pairs; i++) {
+        const char *x = distinct_pairs[i][0], *y = distinct_pairs[i][1];
+        if ((strstr(a, x) && strstr(b, y)) || (strstr(a, y) && strstr(b, x))) return true;
+    }
+    return false;
 }
 
 typedef struct label_item {
@@ -1323,7 +1350,8 @@ static void group_union(label_item *items, int64_t a, int64_t b) {
 static const char *variant_reason(const label_item *a, const label_item *b, bool edit) {
     if (strcmp(a->key, b->key) == 0)
         return strcasecmp(a->label, b->label) == 0 ? "case" : "spelling/plural";
-    if (edit && strlen(a->key) >= 5 && same_digits(a->key, b->key) &&
+    if (edit && strlen(a->key) >= 5 && strlen(b->key) >= 5 &&
+        same_coded_tokens(a->key, b->key) && !known_distinct(a->key, b->key) &&
         edit_distance(a->key, b->key, 1) <= 1)
         return "one-edit spelling";
     return NULL;

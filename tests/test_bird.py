@@ -63,11 +63,13 @@ def image() -> np.ndarray:
 # remains is how the C kernels round activations: bf16 GEMMs round their
 # inputs to bf16 (8-bit mantissa, 2^-9 relative per element, ~4e-3 after a
 # dozen chained matmuls + attention); q8_0 GEMVs/GEMMs quantise activations
-# to q8_0 blocks (amax/127 steps: up to 4e-3 per element, ~1e-2 chained).
-TOL = {"f32": 1e-4, "bf16": 3e-2, "q8_0": 5e-2}
+# to q8_0 blocks (amax/127 steps: up to 4e-3 per element, ~1e-2 chained);
+# q4_0 weights meet the same q8_0 activations.
+TOL = {"f32": 1e-4, "bf16": 3e-2, "q8_0": 5e-2, "q4_0": 5e-2}
 FORMATS = {
     "safetensors": "f32", "bin": "f32", "gguf-f32": "f32",
     "bin-bf16": "bf16", "safetensors-bf16": "bf16", "gguf-bf16": "bf16", "gguf-q8_0": "q8_0",
+    "gguf-q4_0": "q4_0",
 }
 
 
@@ -82,7 +84,7 @@ def tiny(tmp_path_factory):
         "bin-bf16": ref.save_bin(root / "bin_bf16", CFG, state, dtype=torch.bfloat16),
         "safetensors-bf16": ref.save_checkpoint(root / "st_bf16", CFG, {k: v.bfloat16() for k, v in state.items()}),
     }
-    for t in ("f32", "bf16", "q8_0"):
+    for t in ("f32", "bf16", "q8_0", "q4_0"):
         paths[f"gguf-{t}"] = root / f"tiny_{t}.gguf"
         medground.convert(paths["safetensors"], paths[f"gguf-{t}"], type=t, progress=False)
     return state, paths

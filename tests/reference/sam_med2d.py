@@ -30,6 +30,20 @@ from torch import nn
 from torch.nn import functional as F
 
 
+_STUBS = ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
+          "torchvision.transforms.functional")
+
+
+def remove_torchvision_stub() -> None:
+    """Takes the stub out of sys.modules again once segment_anything holds its
+    names, so other libraries' find_spec('torchvision') sees no torchvision
+    (transformers raises on a module without __spec__)."""
+    for name in _STUBS:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__medground_stub__", False):
+            del sys.modules[name]
+
+
 def install_torchvision_stub() -> None:
     """segment_anything/__init__.py imports modules that import torchvision, which
     does not import beside this torch build. The model code never calls it."""
@@ -65,6 +79,7 @@ def install_torchvision_stub() -> None:
         "torchvision.transforms": transforms,
         "torchvision.transforms.functional": functional,
     }.items():
+        module.__medground_stub__ = True
         sys.modules[name] = module
 
 
@@ -83,6 +98,8 @@ from segment_anything.modeling.image_encoder import (  # noqa: E402
     window_partition,
     window_unpartition,
 )
+
+remove_torchvision_stub()
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)

@@ -357,3 +357,25 @@ def test_convert_streams_with_bounded_memory(tmp_path, source, target):
     # trim threshold, so allow 6 tensors: holding the model would be 16.
     assert grown_mb < 6 * tensor_mb, f"{memory}: convert grew anonymous memory by {grown_mb:.1f} MB (one tensor: 4 MB)"
     assert Weights(str(tmp_path / "out.gguf")).info("layer.15.weight")[0] == target
+
+
+def test_config_json_odd_values(tmp_path):
+    """Hyper-parameters the writer cannot type directly: ints beyond int64
+    (scalar and in lists) become f64, mixed lists and nulls are skipped."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    save_file({"w": np.ones((2, 2), np.float32)}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({
+        "huge": 2**70, "huge_list": [1, 2**70], "mixed": [1, "a"], "flags": [True, False], "none": None,
+        "nested": {"deep": {"x": 1.5}}, "empty": [], "objects": [{"a": 1}]}))
+    convert(folder, tmp_path / "o.gguf", progress=False)
+    fields = gguf.GGUFReader(tmp_path / "o.gguf").fields
+    assert fields["generic.huge"].types == [gguf.GGUFValueType.FLOAT64] and fields["generic.huge"].contents() == 2.0**70
+    assert fields["generic.huge_list"].contents() == [1.0, 2.0**70]
+    assert fields["generic.flags"].contents() == [1, 0]
+    assert fields["generic.nested.deep.x"].contents() == 1.5
+    for skipped in ("mixed", "none", "empty", "objects"):
+        assert f"generic.{skipped}" not in fields
+    # the C reader flattens the same config.json next to the safetensors file
+    meta = Weights(str(folder)).metadata()
+    assert meta["config.nested.deep.x"] == 1.5 and "config.mixed" not in meta

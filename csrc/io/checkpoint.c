@@ -115,7 +115,10 @@ static mg_status mg_config_array(const char *label, const char *key, const cJSON
         free(strings);
         return status;
     }
-    if (!all_numbers) all_integers = true; /* bools mixed in: store as integers */
+    /* strings mixed with numbers: not a hyper-parameter either (casting a
+     * string's 0 or a huge double to int64 was undefined; found by fuzzing).
+     * Bools among numbers count as 0/1 of whichever type the numbers need. */
+    if (!all_numbers) return MG_OK;
     void *values = malloc((size_t)n * 8);
     if (!values) return mg_error(MG_ERR_NO_MEMORY, "%s: %s: out of memory", label, key);
     int i = 0;

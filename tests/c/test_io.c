@@ -525,6 +525,29 @@ static void test_sniffing_and_metadata_ranges(void) {
     mg_weights_destroy(w);
 }
 
+/* config.json arrays: mixed strings/numbers are skipped (they were cast to
+ * int64, undefined for huge doubles: found by the fuzzer), bools count 0/1. */
+static void test_config_arrays(void) {
+    const char *json = "{\"m\":[1,\"a\"],\"b\":[true,2],\"f\":[true,1.5],\"big\":[6.6e50,1],\"s\":[\"x\"]}";
+    mg_weights *w;
+    CHECK_OK(mg_weights_create(&w));
+    CHECK_OK(mg_config_json_parse(json, strlen(json), "config.json", "config", w));
+    mg_value_type type, element;
+    CHECK_STATUS(mg_weights_meta_type(w, "config.m", &type, &element), MG_ERR_NOT_FOUND);
+    int64_t length;
+    const void *data;
+    CHECK_OK(mg_weights_get_array(w, "config.b", &element, &length, &data));
+    CHECK(element == MG_VALUE_I64 && length == 2 && ((const int64_t *)data)[0] == 1 && ((const int64_t *)data)[1] == 2);
+    CHECK_OK(mg_weights_get_array(w, "config.f", &element, &length, &data));
+    CHECK(element == MG_VALUE_F64 && ((const double *)data)[0] == 1.0 && ((const double *)data)[1] == 1.5);
+    CHECK_OK(mg_weights_get_array(w, "config.big", &element, &length, &data));
+    CHECK(element == MG_VALUE_F64 && ((const double *)data)[0] == 6.6e50);
+    CHECK_OK(mg_weights_get_array(w, "config.s", &element, &length, &data));
+    CHECK(element == MG_VALUE_STRING && length == 1);
+    mg_weights_destroy(w);
+    mg_clear_error();
+}
+
 /* The writer's chunked f32/f16/bf16 conversions agree with mg_tensor_convert
  * (the reference kernels) on > 1 M elements, across a chunk boundary. */
 static void test_writer_chunked_conversions(void) {
@@ -585,6 +608,7 @@ int main(void) {
     test_folder();
     test_sniffing_and_metadata_ranges();
     test_writer_chunked_conversions();
+    test_config_arrays();
     char command[400];
     snprintf(command, sizeof command, "rm -rf %s", tmp_dir);
     if (system(command) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);

@@ -125,7 +125,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, tuple[str, Any]]) -> None:
         if all(isinstance(v, str) for v in value):
             out[prefix] = ("array[string]", value)
         elif all(isinstance(v, (int, float)) for v in value):
-            if all(isinstance(v, int) for v in value):
+            if all(isinstance(v, int) and -2**63 <= v < 2**63 for v in value):
                 out[prefix] = ("array[i64]", np.asarray(value, dtype=np.int64))
             else:
                 out[prefix] = ("array[f64]", np.asarray(value, dtype=np.float64))

@@ -52,6 +52,7 @@ PY_INCLUDES = $(shell $(PY) -c 'import sysconfig, numpy; print("-I" + sysconfig.
 EXTENSION = python/medground/_C$(EXT_SUFFIX)
 
 TEST_ARGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST := PYTHONPATH=python $(PY) -m pytest
 
 .PHONY: all deps deps-apt deps-venv build lib test test-c asan demo bench fuzz clean
@@ -82,7 +83,7 @@ deps-venv: $(VENV)/.stamp
 # --------------------------------------------------------------- build
 build: deps
 	@mkdir -p build
-	@flock build/.lock $(MAKE) --no-print-directory lib $(EXTENSION)
+	@flock build/.lock $(MAKE) --no-print-directory -j$(JOBS) lib $(EXTENSION)
 
 lib: build/libmedground.a build/libmedground.so
 
@@ -125,7 +126,7 @@ test-c: $(C_TESTS)
 # The C tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	@mkdir -p build/asan
-	$(MAKE) --no-print-directory -f Makefile.asan run
+	$(MAKE) --no-print-directory -j$(JOBS) -f Makefile.asan run
 
 # --------------------------------------------------------------- other
 # MODEL=path also runs a BiRD / Qwen-VL checkpoint over the same images.

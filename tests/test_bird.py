@@ -105,12 +105,17 @@ def runs(tiny):
     state, paths = tiny
     ids = prompt_ids()
     pixels = image()
-    out = {}
+    out, references = {}, {}
     for fmt in FORMATS:
-        model = ref.load_model(CFG, reference_state(fmt, state, paths))
-        r_feat, r_emb = model.encode_image(torch.from_numpy(pixels))
-        r_logits, r_hidden, _ = model.forward(ids, None, r_emb)
-        r_tokens, r_steps = model.greedy(ids, r_emb, max_new_tokens=N_DECODE)
+        # formats holding the same exact weights share one reference run
+        group = "f32" if FORMATS[fmt] == "f32" else ("bf16" if not fmt.startswith("gguf") else fmt)
+        if group not in references:
+            model = ref.load_model(CFG, reference_state(fmt, state, paths))
+            r_feat, r_emb = model.encode_image(torch.from_numpy(pixels))
+            r_logits, r_hidden, _ = model.forward(ids, None, r_emb)
+            r_tokens, r_steps = model.greedy(ids, r_emb, max_new_tokens=N_DECODE)
+            references[group] = (model, r_feat, r_emb, r_logits, r_hidden, r_tokens, r_steps)
+        model, r_feat, r_emb, r_logits, r_hidden, r_tokens, r_steps = references[group]
 
         handle = open_model(paths[fmt], strict=True)
         c_emb, c_feat = _C.bird_encode_image(handle, pixels, return_features=True)
@@ -296,13 +301,13 @@ def test_sampling_seeded_and_distributed(runs):
     allowed = _allowed(model_logits, 0.7, 8, 0.9)
     assert 2 <= len(allowed) <= 8
     draws = []
-    for seed in range(400):
+    for seed in range(250):
         out = _C.bird_generate(handle, _C.bird_session_new(handle, 64), ids, None, max_new_tokens=1, seed=seed, **opts)
         draws.append(out[0])
     assert set(draws) <= set(allowed), "sampled outside the top-k/top-p set"
     counts = np.bincount(draws, minlength=CFG["vocab_size"])
-    for token, p in allowed.items():  # 400 draws: 4.5 sigma bands
-        assert abs(counts[token] / 400 - p) <= 4.5 * math.sqrt(p * (1 - p) / 400) + 1e-9, (token, p, counts[token])
+    for token, p in allowed.items():  # 250 draws: 4.5 sigma bands
+        assert abs(counts[token] / 250 - p) <= 4.5 * math.sqrt(p * (1 - p) / 250) + 1e-9, (token, p, counts[token])
     a = _C.bird_generate(handle, _C.bird_session_new(handle, 64), ids, None, max_new_tokens=12, seed=5, **opts)
     b = _C.bird_generate(handle, _C.bird_session_new(handle, 64), ids, None, max_new_tokens=12, seed=5, **opts)
     c = _C.bird_generate(handle, _C.bird_session_new(handle, 64), ids, None, max_new_tokens=12, seed=6, **opts)

@@ -598,3 +598,16 @@ def test_interpolate_errors():
         _C.op_interpolate(np.zeros((4, 4), np.float32), (8, 8), "bicubic")
     with pytest.raises(medground.InvalidArgumentError, match="mode 'nearest'"):
         _C.op_interpolate(np.zeros((1, 4, 4), np.float32), (8, 8), "nearest")
+
+
+def test_linear_timed_matches_linear(rng):
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    w = rng.standard_normal((40, 64)).astype(np.float32)
+    for dtype in ("f32", "q8_0"):
+        y, seconds = _C.op_linear_timed(x, w, weight_dtype=dtype, repeats=3)
+        np.testing.assert_array_equal(y, _C.op_linear(x, w, weight_dtype=dtype))
+        assert 0 < seconds < 10
+    with pytest.raises(medground.InvalidArgumentError, match="repeats 0"):
+        _C.op_linear_timed(x, w, repeats=0)
+    with pytest.raises(medground.InvalidArgumentError, match="repeats 2"):
+        _C.op_linear(x, w, repeats=2)

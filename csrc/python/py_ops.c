@@ -5,6 +5,8 @@
  * context (medground.set_num_threads) and releases the GIL around C work. */
 #include "py_common.h"
 
+#include <time.h>
+
 #include <math.h>
 
 /* A NumPy argument viewed as an mg_tensor; array is NULL for None. */
@@ -96,12 +98,24 @@ static PyObject *mg_py_finish(mg_status status, PyArrayObject *out) {
 
 /* ------------------------------------------------------------------ linear */
 
-static PyObject *py_op_linear(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"x", "weight", "bias", "weight_dtype", NULL};
+static double mg_py_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
+/* op_linear and op_linear_timed: the weight is converted once, then the
+ * linear runs `repeats` times (>= 1); *best gets the fastest run. */
+static PyObject *mg_py_linear(PyObject *args, PyObject *kwargs, bool timed) {
+    static char *keywords[] = {"x", "weight", "bias", "weight_dtype", "repeats", NULL};
     PyObject *x_obj, *w_obj, *b_obj = Py_None;
     const char *weight_dtype = "f32";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|Os", keywords, &x_obj, &w_obj, &b_obj, &weight_dtype))
+    int repeats = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|Osi", keywords, &x_obj, &w_obj, &b_obj, &weight_dtype,
+                                     &repeats))
         return NULL;
+    if (repeats < 1 || (!timed && repeats != 1))
+        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "op_linear: repeats %d (timed runs only, >= 1)", repeats));
     mg_context *ctx = mg_py_default_context();
     if (!ctx) return NULL;
     mg_py_arg x, w, b = {NULL, {0}};
@@ -118,14 +132,19 @@ static PyObject *py_op_linear(PyObject *self, PyObject *args, PyObject *kwargs) 
     mg_tensor y;
     PyArrayObject *out = mg_py_new_output(x.tensor.n_dims, shape, &y);
     mg_status status = MG_OK;
+    double best = 0.0;
     if (out) {
         Py_BEGIN_ALLOW_THREADS
         mg_tensor converted;
         converted.data = NULL;
         bool convert = strcmp(weight_dtype, "f32") != 0;
         status = convert ? mg_py_convert_weight("op_linear", &w.tensor, weight_dtype, &converted) : MG_OK;
-        if (status == MG_OK)
+        for (int r = 0; status == MG_OK && r < repeats; r++) {
+            double started = mg_py_seconds();
             status = mg_linear(ctx, &x.tensor, convert ? &converted : &w.tensor, mg_py_arg_tensor(&b), &y);
+            double seconds = mg_py_seconds() - started;
+            if (r == 0 || seconds < best) best = seconds;
+        }
         if (converted.data) mg_tensor_free_data(&converted);
         Py_END_ALLOW_THREADS
     }
@@ -133,7 +152,17 @@ static PyObject *py_op_linear(PyObject *self, PyObject *args, PyObject *kwargs) 
     mg_py_arg_release(&w);
     mg_py_arg_release(&b);
     if (!out) return NULL;
-    return mg_py_finish(status, out);
+    PyObject *result = mg_py_finish(status, out);
+    if (!timed || !result) return result;
+    return Py_BuildValue("Nd", result, best);
+}
+
+static PyObject *py_op_linear(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return mg_py_linear(args, kwargs, false);
+}
+
+static PyObject *py_op_linear_timed(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return mg_py_linear(args, kwargs, true);
 }
 
 /* ------------------------------------------------------------------ matmul */
@@ -561,6 +590,9 @@ static PyMethodDef mg_ops_methods[] = {
     {"op_linear", (PyCFunction)(void (*)(void))py_op_linear, METH_VARARGS | METH_KEYWORDS,
      "op_linear(x, weight, bias=None, weight_dtype='f32') -> x @ weight.T + bias; the float32 weight "
      "is first converted to weight_dtype (f16, bf16, q8_0, q4_0) when given."},
+    {"op_linear_timed", (PyCFunction)(void (*)(void))py_op_linear_timed, METH_VARARGS | METH_KEYWORDS,
+     "op_linear_timed(x, weight, bias=None, weight_dtype='f32', repeats=1) -> (y, best seconds of one "
+     "linear, the weight converted once beforehand)."},
     {"op_matmul", (PyCFunction)(void (*)(void))py_op_matmul, METH_VARARGS | METH_KEYWORDS,
      "op_matmul(a, b, transpose_b=False, dtype='f32') -> a @ b (or b^T); dtype='bf16' rounds both to bf16 first."},
     {"op_add", py_op_add, METH_VARARGS, "op_add(a, b) -> a + b (b broadcast onto a)."},

@@ -32,6 +32,15 @@ from medground import _C  # noqa: E402
 from medground.models.bird import flatten_config, open_model  # noqa: E402
 
 CFG = ref.tiny_config()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread (the pool's wake-ups cost more than the work on a loaded machine)."""
+    before = medground.get_num_threads()
+    medground.set_num_threads(1)
+    yield
+    medground.set_num_threads(before)
 IMG, END_IMG, IMGPAD = 500, 501, 502
 IM_START, IM_END = 287, 288
 N_DECODE = 20

@@ -149,6 +149,15 @@ def test_prompt_ids_match_tiktoken_on_the_real_vocabulary(which, tmp_path):
 # ------------------------------------------------------ the BiRD front end
 
 CFG = ref.tiny_config()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread (the pool's wake-ups cost more than the work on a loaded machine)."""
+    before = medground.get_num_threads()
+    medground.set_num_threads(1)
+    yield
+    medground.set_num_threads(before)
 BASE = 286  # <|endoftext|> in the tiny vocabulary (image_start_id 500 - 214)
 
 

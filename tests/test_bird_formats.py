@@ -22,6 +22,15 @@ from medground.models.bird import open_model  # noqa: E402
 
 CFG = ref.tiny_config()
 torch.set_num_threads(1)  # tiny models: threads only add contention
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread (the pool's wake-ups cost more than the work on a loaded machine)."""
+    before = medground.get_num_threads()
+    medground.set_num_threads(1)
+    yield
+    medground.set_num_threads(before)
 LLM_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.w1", "mlp.w2", "mlp.c_proj")
 GROUP = 128
 

@@ -104,6 +104,15 @@ CFG = ref.tiny_config()
 torch.set_num_threads(1)  # tiny models: threads only add contention
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread (the pool's wake-ups cost more than the work on a loaded machine)."""
+    before = medground.get_num_threads()
+    medground.set_num_threads(1)
+    yield
+    medground.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def state():
     return {k: v.numpy() for k, v in ref.random_state_dict(CFG, seed=4).items()}

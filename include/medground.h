@@ -1580,9 +1580,9 @@ mg_status mg_medplib_decode_mask(mg_context *ctx, mg_medplib *model, const mg_te
  * reference_crop false (correct, SAM-Med2D's): bilinear to S x S, crop the
  * centered resized region, bilinear to H x W. true: MedPLIB's
  * postprocess_masks, which crops the 64 x 64 map as if it were S x S
- * (pad = 64 - h', Python slice semantics; for a side under 192 px it cuts and
- * stretches the map, under 64 px the crop is empty -> error), then bilinear
- * to H x W. Bilinear = torch align_corners False. */
+ * (pad = 64 - h', top = pad // 2, Python slice semantics; for a side of
+ * 65..191 px it keeps rows [64 + floor((64 - h') / 2), 64) and stretches
+ * them), then bilinear to H x W. Bilinear = torch align_corners False. */
 mg_status mg_medplib_postprocess(mg_context *ctx, const mg_tensor *low_res, int sam_size, int resized_height,
                                  int resized_width, bool reference_crop, float threshold, mg_tensor *mask,
                                  mg_tensor *probs);

@@ -352,3 +352,41 @@ def test_bf16_weights_kept_native(bf16_pair, pixels):
     cache = _C.medplib_cache_new(m, 700)
     logits, _ = _C.medplib_forward(m, cache, np.array(ids, np.int32), ours_emb)
     assert rel_err(logits[0], full) <= 2e-2
+
+
+# ------------------------------------------------------------------------ bad input (C)
+def test_placeholder_errors(model, image_pair):
+    from medground import errors
+
+    _, _, emb, _ = image_pair
+    cache = _C.medplib_cache_new(model, 1300)
+    with pytest.raises(errors.ShapeError, match="region placeholders"):
+        _C.medplib_forward(model, cache, np.array([1, 32003, -300, 32004], np.int32))
+    with pytest.raises(errors.InvalidArgumentError, match="one image per prompt"):
+        _C.medplib_forward(model, cache, np.array([1, -200, -200], np.int32), emb)
+    with pytest.raises(errors.ShapeError, match="image embeddings"):
+        _C.medplib_forward(model, cache, np.array([1, -200], np.int32))
+    with pytest.raises(errors.InvalidArgumentError, match="outside the vocabulary"):
+        _C.medplib_forward(model, cache, np.array([1, 40000], np.int32))
+    with pytest.raises(errors.InvalidArgumentError, match="-7 at position 1"):
+        _C.medplib_generate(model, np.array([1, -7], np.int32))
+    with pytest.raises(errors.InvalidArgumentError, match="empty"):
+        _C.medplib_region_sample(np.zeros((576, 8), np.float32), 24, np.zeros((24, 24), np.uint8))
+    with pytest.raises(errors.InvalidArgumentError, match="empty"):
+        _C.medplib_region_grid_mask(np.zeros((30, 40), np.uint8), 336, 14, True)
+    with pytest.raises(errors.InvalidArgumentError, match="must lie in the 256-px SAM input"):
+        _C.medplib_postprocess(np.zeros((64, 64), np.float32), 256, 300, 40, 30, 30, True, 0.1)
+    assert _C.medplib_forward(model, cache, np.array([1, 450], np.int32))[0].shape == (1, 32267)
+
+
+def test_reference_crop_rows_by_hand():
+    """postprocess_masks on a 64-row map for resized heights h': pad = 64 - h', top = pad // 2,
+    rows [top, top + h') with Python slicing. h' = 65: top = -1 -> rows [63, 64): one row;
+    h' = 150: top = -43 -> [21, 64); h' = 40: top = 12 -> [12, 52); h' = 256: [0, 64)."""
+    rows = np.repeat(((np.arange(64) - 40) / 10.0).astype(np.float32)[:, None], 64, axis=1)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    _, probs = _C.medplib_postprocess(rows, 256, 65, 256, 7, 5, True, 0.1)
+    assert np.allclose(probs, sig((63 - 40) / 10.0), atol=1e-6)
+    for h, (r0, r1) in {150: (21, 64), 40: (12, 52), 256: (0, 64)}.items():
+        _, probs = _C.medplib_postprocess(rows, 256, h, 256, r1 - r0, 3, True, 0.1)
+        assert np.allclose(probs[:, 0], sig((np.arange(r0, r1) - 40) / 10.0), atol=1e-6), h

@@ -589,7 +589,7 @@ mg_status mg_medplib_postprocess(mg_context *ctx, const mg_tensor *low_res, int 
         mg_py_slice(left, resized_width, lw, &c0, &c1);
         if (r1 <= r0 || c1 <= c0)
             status = mg_error(MG_ERR_INVALID_ARGUMENT,
-                              "MedPLIB postprocess (reference crop): the crop of a %lldx%lld map for a %dx%d resize is empty (aspect ratio beyond 1:4); use the default crop",
+                              "MedPLIB postprocess (reference crop): the crop of a %lldx%lld map for a %dx%d resize is empty; use the default crop",
                               (long long)lw, (long long)lh, resized_width, resized_height);
         if (status == MG_OK) status = mg_tensor_slice(&src3, 1, r0, r1, &crop);
         if (status == MG_OK) status = mg_tensor_slice(&crop, 2, c0, c1, &crop);

@@ -407,3 +407,32 @@ def test_reference_sincos_and_resize():
                 assert row[3 * f + k] == pytest.approx(math.cos(i * w), abs=1e-6)
     t = torch.randn(256, 8)
     assert torch.equal(ref.resize_abs_pos(t, 256), t)
+
+
+def test_real_head_dims(tmp_path):
+    """Qwen-VL's real per-head sizes with few heads: ViT heads of 104 (1664 / 16;
+    not a multiple of 16 lanes), MLP int(208 * 4.9231) = 1024, LM and resampler
+    heads of 128, a 16 x 16 patch grid (224 px) so the position table is used
+    unresized."""
+    cfg = json.loads(json.dumps(CFG))
+    cfg["kv_channels"] = 128
+    cfg["num_attention_heads"] = 2
+    cfg["visual"].update(width=208, heads=2, mlp_ratio=4.9231, image_size=224)
+    state = ref.random_state_dict(cfg, seed=5)
+    assert state["transformer.visual.transformer.resblocks.0.mlp.c_fc.weight"].shape == (1024, 208)
+    model = ref.load_model(cfg, state)
+    pixels = torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(2))
+    r_feat, r_emb = model.encode_image(pixels)
+    ids = prompt_ids()
+    r_logits = model.forward(ids, None, r_emb)[0]
+    r_tokens, r_steps = model.greedy(ids, r_emb, max_new_tokens=10)
+    handle = open_model(ref.save_checkpoint(tmp_path / "st", cfg, state), strict=True)
+    emb, feat = _C.bird_encode_image(handle, pixels.numpy(), return_features=True)
+    assert feat.shape == (256, 208)
+    assert rel_err(feat, r_feat) <= 1e-4 and rel_err(emb, r_emb) <= 1e-4
+    cache = _C.bird_kv_cache_new(handle, 400)
+    logits, _ = _C.bird_forward(handle, cache, ids, emb, all_logits=True)
+    assert rel_err(logits, r_logits) <= 1e-4
+    steps = [logits[-1]] + [_C.bird_forward(handle, cache, [t])[0][0] for t in r_tokens[:-1]]
+    assert rel_err(np.stack(steps), r_steps) <= 1e-4
+    assert _C.bird_generate(handle, _C.bird_session_new(handle, 400), ids, emb, max_new_tokens=10) == r_tokens

@@ -188,6 +188,18 @@ def test_capacity_factor_at_inference(tiny, folder):
     # Default (config eval_capacity_factor 2, 2 experts): capacity = T, nothing dropped.
     m2 = _C.medplib_load(folder, load_sam=False)
     assert [_C.medplib_moe_capacity(m2, t) for t in (1, 7, 600)] == [1, 7, 600]
+    # config.json's moe.eval_capacity_factor is what inference uses.
+    import json
+    import shutil
+
+    other = os.path.join(os.path.dirname(folder), "cf1")
+    os.makedirs(other, exist_ok=True)
+    shutil.copy(os.path.join(folder, "model.safetensors"), other)
+    config = json.load(open(os.path.join(folder, "config.json")))
+    config["moe"]["eval_capacity_factor"] = 1.0
+    json.dump(config, open(os.path.join(other, "config.json"), "w"))
+    m1 = _C.medplib_load(other, load_sam=False)
+    assert _C.medplib_info(m1)["capacity_factor"] == 1.0 and _C.medplib_moe_capacity(m1, 7) == 4
     # A smaller factor drops the overflow tokens (zero FFN output), as DeepSpeed's top1gating.
     m = _C.medplib_load(folder, load_sam=False, capacity_factor=0.5)
     assert _C.medplib_moe_capacity(m, 10) == 3  # ceil(10 / 2 * 0.5)

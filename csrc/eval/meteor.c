@@ -745,8 +745,23 @@ typedef struct mg_path {
 typedef struct mg_words {
     char **w;
     int32_t *keys;
+    int32_t *ids; /* mg_word_cache ids */
     int32_t n;
 } mg_words;
+
+/* Per-call cache of what the matchers need for each distinct word (stem
+ * hash, synset ids, paraphrase vocabulary id): computed once per word, not
+ * once per word per segment. Pure memoisation: same results. */
+typedef struct mg_word_cache {
+    mg_intern ids;
+    mg_ivec stem, para, syn_offsets, syn_items;
+    struct sb_stemmer *stemmer;
+} mg_word_cache;
+
+static void mg_word_cache_free(mg_word_cache *c) {
+    if (c->ids.slots) mg_intern_free(&c->ids);
+    mg_ivec_free(&c->stem), mg_ivec_free(&c->para), mg_ivec_free(&c->syn_offsets), mg_ivec_free(&c->syn_items);
+}
 
 static void mg_path_free(mg_path *p) {
     if (!p) return;
@@ -888,13 +903,6 @@ static mg_status mg_word_synsets(const mg_meteor *m, const char *word, mg_ivec *
     return mg_synsets_of(m, "", out);
 }
 
-static bool mg_sets_intersect(const mg_ivec *a, const mg_ivec *b) {
-    for (size_t i = 0; i < a->length; i++)
-        for (size_t j = 0; j < b->length; j++)
-            if (a->data[i] == b->data[j]) return true;
-    return false;
-}
-
 /* ParaphraseTransducer.getPaths: (length, paraphrase index) pairs of the
  * reference phrases starting at words[start], shortest first. */
 static mg_status mg_para_paths(const mg_meteor *m, const int32_t *words, int32_t n, int32_t start, mg_ivec *out) {
@@ -923,7 +931,7 @@ typedef struct mg_alignment {
     int32_t matches1, matches2, chunks;
 } mg_alignment;
 
-static mg_status mg_align(const mg_meteor *m, struct sb_stemmer *stemmer, const mg_words *w1, const mg_words *w2,
+static mg_status mg_align(const mg_meteor *m, const mg_word_cache *cache, const mg_words *w1, const mg_words *w2,
                           const int *modules, int n_modules, mg_alignment *a) {
     memset(a, 0, sizeof *a);
     int32_t n1 = w1->n, n2 = w2->n;
@@ -931,8 +939,7 @@ static mg_status mg_align(const mg_meteor *m, struct sb_stemmer *stemmer, const 
     mg_stage s = {0};
     mg_path_list paths = {0}, next = {0};
     mg_path **tmp = NULL;
-    int32_t *stems1 = NULL, *stems2 = NULL, *par1 = NULL, *par2 = NULL;
-    mg_ivec *syn1 = NULL, *syn2 = NULL;
+    int32_t *par1 = NULL, *par2 = NULL;
     mg_ivec pars = {0};
     s.matches = calloc((size_t)n2 + 1, sizeof *s.matches);
     s.coverage1 = calloc((size_t)n1 + 1, sizeof *s.coverage1);
@@ -951,40 +958,27 @@ static mg_status mg_align(const mg_meteor *m, struct sb_stemmer *stemmer, const 
                 for (int32_t i = 0; i < n1 && !st; i++)
                     if (w1->keys[i] == w2->keys[j]) st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
         } else if (kind == MOD_STEM) {
-            stems1 = malloc(((size_t)n1 + 1) * sizeof *stems1);
-            stems2 = malloc(((size_t)n2 + 1) * sizeof *stems2);
-            if (!stems1 || !stems2) {
-                st = mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory stemming");
-                break;
-            }
-            for (int side = 0; side < 2; side++) {
-                const mg_words *w = side ? w2 : w1;
-                int32_t *out = side ? stems2 : stems1;
-                for (int32_t i = 0; i < w->n; i++) {
-                    const sb_symbol *stem = sb_stemmer_stem(stemmer, (const sb_symbol *)w->w[i], (int)strlen(w->w[i]));
-                    if (!stem) {
-                        st = mg_error(MG_ERR_NO_MEMORY, "meteor: the stemmer ran out of memory");
-                        goto done;
-                    }
-                    out[i] = mg_java_hash((const char *)stem, (size_t)sb_stemmer_length(stemmer));
+            const int32_t *stem = cache->stem.data;
+            for (int32_t j = 0; j < n2 && !st; j++)
+                for (int32_t i = 0; i < n1 && !st; i++)
+                    if (stem[w1->ids[i]] == stem[w2->ids[j]] && w1->keys[i] != w2->keys[j])
+                        st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
+        } else if (kind == MOD_SYNONYM) {
+            const int32_t *off = cache->syn_offsets.data, *items = cache->syn_items.data;
+            for (int32_t j = 0; j < n2 && !st; j++) {
+                int32_t b0 = off[w2->ids[j]], b1 = off[w2->ids[j] + 1];
+                for (int32_t i = 0; i < n1 && !st; i++) {
+                    int32_t a0 = off[w1->ids[i]], a1 = off[w1->ids[i] + 1];
+                    bool hit = false;
+                    for (int32_t x = a0; x < a1 && !hit; x++)
+                        for (int32_t y = b0; y < b1; y++)
+                            if (items[x] == items[y]) {
+                                hit = true;
+                                break;
+                            }
+                    if (hit && w1->keys[i] != w2->keys[j]) st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
                 }
             }
-            for (int32_t j = 0; j < n2 && !st; j++)
-                for (int32_t i = 0; i < n1 && !st; i++)
-                    if (stems1[i] == stems2[j] && w1->keys[i] != w2->keys[j]) st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
-        } else if (kind == MOD_SYNONYM) {
-            syn1 = calloc((size_t)n1 + 1, sizeof *syn1);
-            syn2 = calloc((size_t)n2 + 1, sizeof *syn2);
-            if (!syn1 || !syn2) {
-                st = mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory for synonyms");
-                break;
-            }
-            for (int32_t i = 0; i < n1 && !st; i++) st = mg_word_synsets(m, w1->w[i], &syn1[i]);
-            for (int32_t j = 0; j < n2 && !st; j++) st = mg_word_synsets(m, w2->w[j], &syn2[j]);
-            for (int32_t j = 0; j < n2 && !st; j++)
-                for (int32_t i = 0; i < n1 && !st; i++)
-                    if (mg_sets_intersect(&syn1[i], &syn2[j]) && w1->keys[i] != w2->keys[j])
-                        st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
         } else if (kind == MOD_PARAPHRASE) {
             par1 = malloc(((size_t)n1 + 1) * sizeof *par1);
             par2 = malloc(((size_t)n2 + 1) * sizeof *par2);
@@ -992,8 +986,8 @@ static mg_status mg_align(const mg_meteor *m, struct sb_stemmer *stemmer, const 
                 st = mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory for paraphrases");
                 break;
             }
-            for (int32_t i = 0; i < n1; i++) par1[i] = mg_intern_find(&m->para_vocab, w1->w[i], strlen(w1->w[i]));
-            for (int32_t j = 0; j < n2; j++) par2[j] = mg_intern_find(&m->para_vocab, w2->w[j], strlen(w2->w[j]));
+            for (int32_t i = 0; i < n1; i++) par1[i] = cache->para.data[w1->ids[i]];
+            for (int32_t j = 0; j < n2; j++) par2[j] = cache->para.data[w2->ids[j]];
             /* paraphrases in line1 of line2 phrases, then line2 of line1 */
             for (int dir = 0; dir < 2 && !st; dir++) {
                 const int32_t *from = dir ? par1 : par2, *to = dir ? par2 : par1;
@@ -1194,12 +1188,7 @@ done:
     if (s.matches)
         for (int32_t i = 0; i < n2; i++) free(s.matches[i].items);
     free(s.matches), free(s.coverage1), free(s.coverage2);
-    free(stems1), free(stems2), free(par1), free(par2);
-    if (syn1)
-        for (int32_t i = 0; i < n1; i++) mg_ivec_free(&syn1[i]);
-    if (syn2)
-        for (int32_t j = 0; j < n2; j++) mg_ivec_free(&syn2[j]);
-    free(syn1), free(syn2);
+    free(par1), free(par2);
     mg_ivec_free(&pars);
     return st;
 }
@@ -1258,9 +1247,40 @@ static mg_status mg_words_make(const char *line, mg_words *w) {
     return MG_OK;
 }
 
+/* Cache ids of w's words, computing stem / synsets / paraphrase id of new ones. */
+static mg_status mg_words_bind(const mg_meteor *m, mg_word_cache *c, mg_words *w) {
+    w->ids = malloc(((size_t)w->n + 1) * sizeof *w->ids);
+    if (!w->ids) return mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory for words");
+    for (int32_t i = 0; i < w->n; i++) {
+        size_t n = strlen(w->w[i]);
+        int32_t before = c->ids.count, id;
+        MG_TRY(mg_intern_add(&c->ids, w->w[i], n, &id));
+        w->ids[i] = id;
+        if (id < before) continue;
+        int32_t stem = 0;
+        if (c->stemmer) {
+            const sb_symbol *s = sb_stemmer_stem(c->stemmer, (const sb_symbol *)w->w[i], (int)n);
+            if (!s) return mg_error(MG_ERR_NO_MEMORY, "meteor: the stemmer ran out of memory");
+            stem = mg_java_hash((const char *)s, (size_t)sb_stemmer_length(c->stemmer));
+        }
+        MG_TRY(mg_ivec_push(&c->stem, stem));
+        MG_TRY(mg_ivec_push(&c->para, m->has_paraphrases ? mg_intern_find(&m->para_vocab, w->w[i], n) : -1));
+        if (c->syn_offsets.length == 0) MG_TRY(mg_ivec_push(&c->syn_offsets, 0));
+        if (m->has_synonyms) {
+            mg_ivec syn = {0};
+            mg_status st = mg_word_synsets(m, w->w[i], &syn);
+            for (size_t k = 0; k < syn.length && !st; k++) st = mg_ivec_push(&c->syn_items, syn.data[k]);
+            mg_ivec_free(&syn);
+            MG_TRY(st);
+        }
+        MG_TRY(mg_ivec_push(&c->syn_offsets, (int32_t)c->syn_items.length));
+    }
+    return MG_OK;
+}
+
 static void mg_words_free(mg_words *w) {
     for (int32_t i = 0; i < w->n; i++) free(w->w[i]);
-    free(w->w), free(w->keys);
+    free(w->w), free(w->keys), free(w->ids);
     memset(w, 0, sizeof *w);
 }
 
@@ -1297,11 +1317,11 @@ mg_status mg_meteor_score(const mg_meteor *m, const char *const *hyps, const cha
     if (m->stem) modules[n_modules++] = MOD_STEM;
     if (m->has_synonyms) modules[n_modules++] = MOD_SYNONYM;
     if (m->has_paraphrases) modules[n_modules++] = MOD_PARAPHRASE;
-    struct sb_stemmer *stemmer = NULL;
-    if (m->stem && !(stemmer = sb_stemmer_new("english", "UTF_8")))
+    mg_word_cache cache = {0};
+    if (m->stem && !(cache.stemmer = sb_stemmer_new("english", "UTF_8")))
         return mg_error(MG_ERR_UNSUPPORTED, "meteor: libstemmer has no English stemmer");
     mg_stats total = {0};
-    mg_status st = MG_OK;
+    mg_status st = mg_intern_init(&cache.ids, 4096);
     for (int64_t i = 0; i < n_images && !st; i++) {
         /* pycocoevalcap: hyp.replace('|||','').replace('  ',' '); the jar
          * trims each field after splitting the line on "|||" */
@@ -1312,6 +1332,7 @@ mg_status mg_meteor_score(const mg_meteor *m, const char *const *hyps, const cha
         free(h1);
         mg_words w1 = {0};
         if (!st) st = mg_words_make(test, &w1);
+        if (!st) st = mg_words_bind(m, &cache, &w1);
         free(test);
         mg_stats best = {0};
         best.score = -1;
@@ -1324,8 +1345,9 @@ mg_status mg_meteor_score(const mg_meteor *m, const char *const *hyps, const cha
             mg_words w2 = {0};
             mg_alignment a;
             if (!st) st = mg_words_make(ref, &w2);
+            if (!st) st = mg_words_bind(m, &cache, &w2);
             free(ref);
-            if (!st) st = mg_align(m, stemmer, &w1, &w2, modules, n_modules, &a);
+            if (!st) st = mg_align(m, &cache, &w1, &w2, modules, n_modules, &a);
             if (!st) {
                 mg_stats cur;
                 mg_stats_from_alignment(&w1, &w2, &a, n_modules, &cur);
@@ -1362,7 +1384,8 @@ mg_status mg_meteor_score(const mg_meteor *m, const char *const *hyps, const cha
         total.test_word_matches += best.test_word_matches;
         total.ref_word_matches += best.ref_word_matches;
     }
-    if (stemmer) sb_stemmer_delete(stemmer);
+    if (cache.stemmer) sb_stemmer_delete(cache.stemmer);
+    mg_word_cache_free(&cache);
     if (st) return st;
     *corpus = mg_compute_score(&total, modules, n_modules);
     return MG_OK;

@@ -446,3 +446,20 @@ def test_binary_fast_path_wide_rows(rng):
         (obj,) = md.mask_objects(m)
         _assert_same([(obj.label, obj.area, obj.box, obj.centroid)], _numpy_objects((m > 0).astype(np.uint8)))
     assert md.mask_objects(mask, min_area=int((mask > 0).sum()) + 1) == []
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_component_runs_across_64_pixel_words(rng, connectivity):
+    """Binary runs are found 64 pixels at a time: runs that end on, start on,
+    or span whole 64-pixel words, and rows whose width is not a multiple of 64."""
+    mask = np.zeros((6, 300), np.uint8)
+    mask[0, 0:64] = 1        # one whole word
+    mask[1, 63:65] = 1       # across a word edge
+    mask[2, 64:256] = 9      # three whole words, carried open
+    mask[3, 255:300] = 1     # to the row end, in a partial word
+    mask[4, 127] = 1
+    mask[4, 128] = 1
+    mask[5, ::2] = 1
+    for m in (mask, (rng.random((9, 333)) < 0.5).astype(np.uint8), _random_mask(rng, 20, 257, 0.4)):
+        _assert_same(_ours(md.mask_objects(m, connectivity=connectivity)),
+                     _skimage_objects((m > 0).astype(np.uint8), connectivity))

@@ -64,7 +64,7 @@ static void fuzz_rle(const uint8_t *data, size_t size) {
 
 static void fuzz_objects(const uint8_t *data, size_t size) {
     if (size < 2) return;
-    int64_t w = data[0] % 32 + 1;
+    int64_t w = data[0] % 150 + 1; /* wide enough to cross 64-pixel words */
     int64_t h = (int64_t)(size - 1) / w;
     if (h == 0) return;
     uint8_t *mask = malloc((size_t)(h * w));

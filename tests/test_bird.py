@@ -436,3 +436,36 @@ def test_real_head_dims(tmp_path):
     steps = [logits[-1]] + [_C.bird_forward(handle, cache, [t])[0][0] for t in r_tokens[:-1]]
     assert rel_err(np.stack(steps), r_steps) <= 1e-4
     assert _C.bird_generate(handle, _C.bird_session_new(handle, 400), ids, emb, max_new_tokens=10) == r_tokens
+
+
+def test_reentry_and_threads_are_refused(runs):
+    """A model runs one call at a time: a streaming callback calling it again,
+    or a second thread, gets a typed error, never a corrupted cache."""
+    import threading
+
+    r = runs["safetensors"]
+    handle, ids, emb = r["handle"], prompt_ids(), r["c_emb"]
+    session = _C.bird_session_new(handle, 512)
+
+    def again(token):
+        _C.bird_generate(handle, _C.bird_session_new(handle, 512), [1, 2], None, max_new_tokens=1)
+
+    with pytest.raises(medground.InvalidArgumentError, match="already running"):
+        _C.bird_generate(handle, session, ids, emb, max_new_tokens=3, callback=again)
+    errors, outputs = [], []
+
+    def worker():
+        for _ in range(20):
+            try:
+                outputs.append(_C.bird_generate(handle, _C.bird_session_new(handle, 512), ids, emb, max_new_tokens=3))
+            except medground.InvalidArgumentError as error:
+                errors.append(str(error))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all("already running" in e for e in errors)
+    assert outputs and all(o == r["r_tokens"][:3] for o in outputs)
+    assert _C.bird_generate(handle, session, ids, emb, max_new_tokens=3) == r["r_tokens"][:3]

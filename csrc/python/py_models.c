@@ -22,6 +22,7 @@ typedef struct mg_py_bird {
     mg_weights *weights;
     mg_bird *bird;
     PyObject *keepalive; /* arrays an in-memory table borrows (bird_load_arrays) */
+    int busy;            /* a call is running (its scratch memory is in use)        */
 } mg_py_bird;
 
 typedef struct mg_py_bird_session {
@@ -61,6 +62,17 @@ static void mg_py_kv_cache_destroy(PyObject *capsule) {
 
 static mg_py_bird *mg_py_bird_get(PyObject *capsule) {
     return PyCapsule_GetPointer(capsule, MG_PY_BIRD); /* sets TypeError/ValueError itself */
+}
+
+/* One call per model at a time (checked under the GIL): the model owns its
+ * scratch memory, so a second thread, or a streaming callback calling the
+ * model again, gets an error instead of corrupting the running call. */
+static mg_status mg_py_bird_enter(mg_py_bird *m) {
+    if (m->busy)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "this BiRD model is already running a call (another thread, or a "
+                                                 "streaming callback calling it again); one call at a time");
+    m->busy = 1;
+    return MG_OK;
 }
 
 /* dtype=None keeps the file's dtypes; else every matrix is re-encoded. */
@@ -412,10 +424,12 @@ static PyObject *py_bird_encode_image(PyObject *self, PyObject *args, PyObject *
     mg_status status = mg_py_tensor_from_array(pixels, &p);
     if (status == MG_OK) status = mg_py_tensor_from_array((PyArrayObject *)embeddings, &e);
     if (status == MG_OK && features) status = mg_py_tensor_from_array((PyArrayObject *)features, &f);
+    if (status == MG_OK) status = mg_py_bird_enter(m);
     if (status == MG_OK) {
         Py_BEGIN_ALLOW_THREADS
         status = mg_bird_encode_image(ctx, m->bird, &p, &e, features ? &f : NULL);
         Py_END_ALLOW_THREADS
+        m->busy = 0;
     }
     Py_DECREF(pixels);
     if (status != MG_OK) {
@@ -495,11 +509,13 @@ static PyObject *py_bird_forward(PyObject *self, PyObject *args, PyObject *kwarg
     if (status == MG_OK) status = mg_bird_image_rows(m->bird, PyArray_DATA(tokens), n, rows, n, &n_rows);
     if (status == MG_OK && n_rows > 0 && !images)
         status = mg_error(MG_ERR_INVALID_ARGUMENT, "bird_forward: the tokens have %d image rows but no image_embeddings", n_rows);
+    if (status == MG_OK) status = mg_py_bird_enter(m);
     if (status == MG_OK) {
         mg_decoder_input input = {PyArray_DATA(tokens), n, n_rows ? &e_t : NULL, rows, n_rows};
         Py_BEGIN_ALLOW_THREADS
         status = mg_decoder_forward(ctx, mg_bird_decoder(m->bird), c->cache, &input, &l_t, NULL, layers ? &h_t : NULL);
         Py_END_ALLOW_THREADS
+        m->busy = 0;
     }
     free(rows);
     Py_DECREF(tokens);
@@ -625,11 +641,13 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
     mg_tensor e_t;
     mg_status status = out ? MG_OK : mg_error(MG_ERR_NO_MEMORY, "bird_generate: out of memory");
     if (status == MG_OK && images) status = mg_py_tensor_from_array(images, &e_t);
+    if (status == MG_OK) status = mg_py_bird_enter(m);
     if (status == MG_OK) {
         Py_BEGIN_ALLOW_THREADS
         status = mg_bird_generate(ctx, m->bird, s->session, PyArray_DATA(tokens), (int)PyArray_SIZE(tokens),
                                   images ? &e_t : NULL, &options, out, max_new_tokens, &n_out);
         Py_END_ALLOW_THREADS
+        m->busy = 0;
     }
     Py_DECREF(tokens);
     Py_XDECREF(images);

@@ -52,21 +52,20 @@ mg_status mg_tok_strings_append(mg_tok_strings *s, const uint8_t *bytes, size_t 
     return MG_OK;
 }
 
+#define SLOT_EMPTY UINT64_MAX
+
 static void strings_insert_slot(mg_tok_strings *s, int32_t id, uint64_t h) {
     uint64_t i = h & s->slot_mask;
-    while (s->slots[i] >= 0) i = (i + 1) & s->slot_mask;
-    s->slots[i] = id;
-    s->slot_hash[i] = (uint32_t)(h >> 32);
+    while (s->slots[i] != SLOT_EMPTY) i = (i + 1) & s->slot_mask;
+    s->slots[i] = (h >> 32) << 32 | (uint32_t)id;
 }
 
 mg_status mg_tok_strings_index(mg_tok_strings *s, int32_t *dup_a, int32_t *dup_b) {
     uint64_t size = 16;
     while (size < (uint64_t)s->n * 2 + 16) size *= 2;
     free(s->slots);
-    free(s->slot_hash);
     s->slots = malloc(size * sizeof *s->slots);
-    s->slot_hash = malloc(size * sizeof *s->slot_hash);
-    if (!s->slots || !s->slot_hash)
+    if (!s->slots)
         return mg_error(MG_ERR_NO_MEMORY, "tokenizer: out of memory for a %llu-slot index",
                         (unsigned long long)size);
     memset(s->slots, 0xff, size * sizeof *s->slots);
@@ -100,12 +99,13 @@ mg_status mg_tok_strings_index_last(mg_tok_strings *s) {
 int32_t mg_tok_strings_find(const mg_tok_strings *s, const uint8_t *bytes, size_t n) {
     if (!s->slots) return -1;
     uint64_t h = mg_tok_hash_bytes(bytes, n);
-    uint32_t tag = (uint32_t)(h >> 32);
+    uint64_t tag = h >> 32;
     uint64_t i = h & s->slot_mask;
     for (;;) {
-        int32_t id = s->slots[i];
-        if (id < 0) return -1;
-        if (s->slot_hash[i] == tag) {
+        uint64_t slot = s->slots[i];
+        if (slot == SLOT_EMPTY) return -1;
+        if (slot >> 32 == tag) {
+            int32_t id = (int32_t)(uint32_t)slot;
             size_t m;
             const uint8_t *other = mg_tok_strings_get(s, id, &m);
             if (m == n && memcmp(other, bytes, n) == 0) return id;
@@ -118,7 +118,6 @@ void mg_tok_strings_free(mg_tok_strings *s) {
     free(s->blob);
     free(s->offsets);
     free(s->slots);
-    free(s->slot_hash);
     memset(s, 0, sizeof *s);
 }
 

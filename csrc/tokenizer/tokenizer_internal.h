@@ -28,8 +28,8 @@ typedef struct mg_tok_strings {
     uint64_t *offsets; /* n + 1 entries when complete; offsets[id]..[id+1]   */
     int32_t n;         /* ids described                                      */
     int32_t capacity;
-    int32_t *slots;    /* open addressing: id or -1                           */
-    uint32_t *slot_hash;
+    uint64_t *slots;   /* open addressing: (hash high 32 bits) << 32 | id,
+                          UINT64_MAX when empty (one cache line per probe) */
     uint64_t slot_mask;
     int32_t n_indexed;
 } mg_tok_strings;

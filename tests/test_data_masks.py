@@ -463,3 +463,19 @@ def test_component_runs_across_64_pixel_words(rng, connectivity):
     for m in (mask, (rng.random((9, 333)) < 0.5).astype(np.uint8), _random_mask(rng, 20, 257, 0.4)):
         _assert_same(_ours(md.mask_objects(m, connectivity=connectivity)),
                      _skimage_objects((m > 0).astype(np.uint8), connectivity))
+
+
+def test_rle_non_canonical_counts():
+    """Counts with empty runs (valid COCO JSON, not what encode writes): same
+    mask, area and box as pycocotools, except that an all-background RLE with
+    a trailing empty run has box (0, 0, 0, 0) here, where pycocotools' toBbox
+    wraps around uint32 (2, 3, 4294967296, 4294967295 for a 3x2 mask)."""
+    for counts in ([2, 0, 3, 1], [1, 2, 0, 1, 2], [0, 3, 3]):
+        ref = pm.frPyObjects({"size": [3, 2], "counts": counts}, 3, 2)
+        ours = {"size": [3, 2], "counts": counts}
+        assert np.array_equal(md.rle_decode(ours), pm.decode(ref))
+        assert md.rle_area(ours) == int(pm.area(ref))
+        assert md.rle_to_bbox(ours) == tuple(float(v) for v in pm.toBbox(ref))
+    for counts in ([6, 0], [0, 0, 6]):
+        assert md.rle_to_bbox({"size": [3, 2], "counts": counts}) == (0.0, 0.0, 0.0, 0.0)
+        assert md.rle_area({"size": [3, 2], "counts": counts}) == 0

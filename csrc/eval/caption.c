@@ -1,9 +1,12 @@
 /* Corpus captioning metrics exactly as pycocoevalcap 1.2 computes them on
  * PTB-tokenised text: BLEU-1..4 (bleu/bleu_scorer.py, option 'closest'),
  * ROUGE-L (rouge/rouge.py, beta 1.2) and CIDEr-D (cider/cider_scorer.py,
- * sigma 6, document frequencies from the evaluated references). Words are
- * interned to ids; n-grams are id tuples sorted per sentence so that
- * clipping, cosine terms and LCS are merges over integer arrays. */
+ * sigma 6, document frequencies from the evaluated references).
+ *
+ * Words are interned to ids and every distinct n-gram (n = 1..4) of the
+ * corpus to a gram id once; a sentence is its sorted (gram id, count) list,
+ * so clipping and the CIDEr cosine terms are binary searches over ints and
+ * document frequencies / IDF weights are arrays indexed by gram id. */
 #include "eval/eval_internal.h"
 
 #include <math.h>
@@ -14,30 +17,99 @@ typedef struct mg_ngram {
     int32_t w[MG_MAX_N]; /* unused tail = -1 */
 } mg_ngram;
 
-static int mg_ngram_order(const mg_ngram *g) {
-    int n = 0;
-    while (n < MG_MAX_N && g->w[n] >= 0) n++;
-    return n;
+/* ---- corpus n-gram table ------------------------------------------------ */
+
+typedef struct mg_gram_table {
+    int32_t *slots;   /* -1 empty, else gram id */
+    size_t n_slots;   /* power of two */
+    mg_ngram *keys;   /* by gram id */
+    uint8_t *order;   /* n of the gram */
+    int32_t *df;      /* images whose references contain the gram */
+    int64_t *last_image;
+    double *log_df;
+    int32_t count, capacity;
+} mg_gram_table;
+
+static uint64_t mg_ngram_hash(const mg_ngram *g) {
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < MG_MAX_N; i++) {
+        h ^= (uint32_t)g->w[i];
+        h *= 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    return h;
 }
 
-static int mg_ngram_cmp(const void *a, const void *b) {
-    const mg_ngram *x = a, *y = b;
-    for (int i = 0; i < MG_MAX_N; i++)
-        if (x->w[i] != y->w[i]) return x->w[i] < y->w[i] ? -1 : 1;
-    return 0;
+static bool mg_ngram_eq(const mg_ngram *x, const mg_ngram *y) { return memcmp(x->w, y->w, sizeof x->w) == 0; }
+
+static mg_status mg_gram_table_init(mg_gram_table *t, size_t expected) {
+    memset(t, 0, sizeof *t);
+    size_t n = 1024;
+    while (n < expected * 2) n *= 2;
+    t->slots = malloc(n * sizeof *t->slots);
+    if (!t->slots) return mg_error(MG_ERR_NO_MEMORY, "caption: out of memory for the n-gram table");
+    memset(t->slots, 0xff, n * sizeof *t->slots);
+    t->n_slots = n;
+    return MG_OK;
 }
 
-static bool mg_ngram_eq(const mg_ngram *x, const mg_ngram *y) {
-    return memcmp(x->w, y->w, sizeof x->w) == 0;
+static void mg_gram_table_free(mg_gram_table *t) {
+    free(t->slots), free(t->keys), free(t->order), free(t->df), free(t->last_image), free(t->log_df);
+    memset(t, 0, sizeof *t);
 }
 
-/* One sentence: whitespace tokens, its distinct n-grams (sorted) with counts. */
+static mg_status mg_gram_table_grow(mg_gram_table *t) {
+    size_t n = t->n_slots * 2;
+    int32_t *slots = malloc(n * sizeof *slots);
+    if (!slots) return mg_error(MG_ERR_NO_MEMORY, "caption: out of memory growing the n-gram table");
+    memset(slots, 0xff, n * sizeof *slots);
+    for (int32_t id = 0; id < t->count; id++) {
+        size_t i = mg_ngram_hash(&t->keys[id]) & (n - 1);
+        while (slots[i] >= 0) i = (i + 1) & (n - 1);
+        slots[i] = id;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->n_slots = n;
+    return MG_OK;
+}
+
+static mg_status mg_gram_id(mg_gram_table *t, const mg_ngram *g, int order, int32_t *id) {
+    size_t mask = t->n_slots - 1;
+    size_t i = mg_ngram_hash(g) & mask;
+    for (; t->slots[i] >= 0; i = (i + 1) & mask)
+        if (mg_ngram_eq(&t->keys[t->slots[i]], g)) {
+            *id = t->slots[i];
+            return MG_OK;
+        }
+    if ((size_t)(t->count + 1) * 2 > t->n_slots) {
+        MG_TRY(mg_gram_table_grow(t));
+        return mg_gram_id(t, g, order, id);
+    }
+    if (t->count == t->capacity) {
+        int32_t capacity = t->capacity ? t->capacity * 2 : 4096;
+        mg_ngram *keys = realloc(t->keys, (size_t)capacity * sizeof *keys);
+        if (keys) t->keys = keys;
+        uint8_t *orders = realloc(t->order, (size_t)capacity);
+        if (orders) t->order = orders;
+        if (!keys || !orders) return mg_error(MG_ERR_NO_MEMORY, "caption: out of memory for n-grams");
+        t->capacity = capacity;
+    }
+    int32_t new_id = t->count++;
+    t->keys[new_id] = *g;
+    t->order[new_id] = (uint8_t)order;
+    t->slots[i] = new_id;
+    *id = new_id;
+    return MG_OK;
+}
+
+/* ---- sentences ---------------------------------------------------------- */
+
 typedef struct mg_sentence {
-    int32_t *words;
     int32_t n_words;       /* s.split() tokens (BLEU, CIDEr) */
     int32_t *space_words;  /* s.split(" ") tokens (ROUGE-L) */
     int32_t n_space_words;
-    mg_ngram *grams;
+    int32_t *grams;        /* distinct gram ids, ascending */
     int32_t *counts;
     double *vec;           /* CIDEr tf-idf weights */
     int32_t n_grams;
@@ -46,120 +118,81 @@ typedef struct mg_sentence {
 } mg_sentence;
 
 static void mg_sentence_free(mg_sentence *s) {
-    free(s->words), free(s->space_words), free(s->grams), free(s->counts), free(s->vec);
+    free(s->space_words), free(s->grams), free(s->counts), free(s->vec);
     memset(s, 0, sizeof *s);
 }
 
-static mg_status mg_sentence_build(mg_intern *vocab, const char *text, mg_sentence *s) {
+static void mg_sort_ids(int32_t *a, int64_t n) {
+    /* insertion sort: sentences have tens of n-grams */
+    for (int64_t i = 1; i < n; i++) {
+        int32_t x = a[i];
+        int64_t j = i - 1;
+        while (j >= 0 && a[j] > x) a[j + 1] = a[j], j--;
+        a[j + 1] = x;
+    }
+}
+
+static int mg_int_cmp(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static mg_status mg_sentence_build(mg_intern *vocab, mg_gram_table *grams, const char *text, mg_ivec *words,
+                                   mg_ivec *scratch, mg_sentence *s) {
     memset(s, 0, sizeof *s);
-    mg_ivec words = {0}, space_words = {0};
+    mg_ivec space_words = {0};
+    words->length = 0;
+    scratch->length = 0;
     mg_status st;
-    if ((st = mg_eval_split_intern(vocab, text, &words)) ||
-        (st = mg_eval_split_space_intern(vocab, text, &space_words))) {
-        mg_ivec_free(&words), mg_ivec_free(&space_words);
+    if ((st = mg_eval_split_intern(vocab, text, words)) || (st = mg_eval_split_space_intern(vocab, text, &space_words))) {
+        mg_ivec_free(&space_words);
         return st;
     }
-    s->words = words.data;
-    s->n_words = (int32_t)words.length;
     s->space_words = space_words.data;
     s->n_space_words = (int32_t)space_words.length;
-    int64_t total = 0;
-    for (int k = 1; k <= MG_MAX_N; k++) total += s->n_words >= k ? s->n_words - k + 1 : 0;
-    if (total == 0) return MG_OK;
-    mg_ngram *all = malloc((size_t)total * sizeof *all);
-    if (!all) return mg_error(MG_ERR_NO_MEMORY, "out of memory for n-grams");
-    int64_t m = 0;
+    s->n_words = (int32_t)words->length;
+    s->n_bigrams = s->n_words >= 2 ? s->n_words - 1 : 0;
     for (int k = 1; k <= MG_MAX_N; k++)
         for (int32_t i = 0; i + k <= s->n_words; i++) {
-            for (int j = 0; j < MG_MAX_N; j++) all[m].w[j] = j < k ? s->words[i + j] : -1;
-            m++;
+            mg_ngram g;
+            for (int j = 0; j < MG_MAX_N; j++) g.w[j] = j < k ? words->data[i + j] : -1;
+            int32_t id = -1;
+            MG_TRY(mg_gram_id(grams, &g, k, &id));
+            MG_TRY(mg_ivec_push(scratch, id));
         }
-    qsort(all, (size_t)m, sizeof *all, mg_ngram_cmp);
+    int64_t m = (int64_t)scratch->length;
+    if (m == 0) return MG_OK;
+    if (m <= 64) mg_sort_ids(scratch->data, m);
+    else qsort(scratch->data, (size_t)m, sizeof *scratch->data, mg_int_cmp);
+    s->grams = malloc((size_t)m * sizeof *s->grams);
     s->counts = malloc((size_t)m * sizeof *s->counts);
     s->vec = malloc((size_t)m * sizeof *s->vec);
-    if (!s->counts || !s->vec) {
-        free(all);
-        return mg_error(MG_ERR_NO_MEMORY, "out of memory for n-gram counts");
-    }
+    if (!s->grams || !s->counts || !s->vec) return mg_error(MG_ERR_NO_MEMORY, "caption: out of memory for n-gram counts");
     int32_t u = 0;
     for (int64_t i = 0; i < m; i++) {
-        if (u > 0 && mg_ngram_eq(&all[u - 1], &all[i])) {
+        if (u > 0 && s->grams[u - 1] == scratch->data[i]) {
             s->counts[u - 1]++;
         } else {
-            all[u] = all[i];
+            s->grams[u] = scratch->data[i];
             s->counts[u] = 1;
             u++;
         }
     }
-    s->grams = all;
     s->n_grams = u;
-    s->n_bigrams = s->n_words >= 2 ? s->n_words - 1 : 0;
     return MG_OK;
 }
 
-/* Count of g in a sorted sentence, 0 when absent (binary search). */
-static int32_t mg_sentence_count(const mg_sentence *s, const mg_ngram *g, int32_t *index) {
+/* Position of gram id g in a sentence, -1 when absent (binary search). */
+static int32_t mg_sentence_find(const mg_sentence *s, int32_t g) {
     int32_t lo = 0, hi = s->n_grams - 1;
     while (lo <= hi) {
         int32_t mid = (lo + hi) / 2;
-        int c = mg_ngram_cmp(&s->grams[mid], g);
-        if (c == 0) {
-            if (index) *index = mid;
-            return s->counts[mid];
-        }
-        if (c < 0) lo = mid + 1;
+        int32_t v = s->grams[mid];
+        if (v == g) return mid;
+        if (v < g) lo = mid + 1;
         else hi = mid - 1;
     }
-    if (index) *index = -1;
-    return 0;
-}
-
-/* ---- n-gram -> document frequency (open addressing) ------------------- */
-typedef struct mg_df_table {
-    mg_ngram *keys;
-    double *df;
-    int64_t *last_image; /* to count each image once */
-    size_t n_slots, count;
-} mg_df_table;
-
-static uint64_t mg_ngram_hash(const mg_ngram *g) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < MG_MAX_N; i++) {
-        h ^= (uint32_t)g->w[i];
-        h *= 1099511628211ull;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
-static mg_status mg_df_init(mg_df_table *t, size_t expected) {
-    memset(t, 0, sizeof *t);
-    size_t n = 1024;
-    while (n < expected * 2) n *= 2;
-    t->keys = malloc(n * sizeof *t->keys);
-    t->df = calloc(n, sizeof *t->df);
-    t->last_image = malloc(n * sizeof *t->last_image);
-    if (!t->keys || !t->df || !t->last_image) return mg_error(MG_ERR_NO_MEMORY, "out of memory for CIDEr document frequencies");
-    for (size_t i = 0; i < n; i++) t->keys[i].w[0] = INT32_MIN;
-    t->n_slots = n;
-    return MG_OK;
-}
-
-static void mg_df_free(mg_df_table *t) {
-    free(t->keys), free(t->df), free(t->last_image);
-    memset(t, 0, sizeof *t);
-}
-
-static size_t mg_df_slot(const mg_df_table *t, const mg_ngram *g) {
-    size_t mask = t->n_slots - 1;
-    size_t i = mg_ngram_hash(g) & mask;
-    while (t->keys[i].w[0] != INT32_MIN && !mg_ngram_eq(&t->keys[i], g)) i = (i + 1) & mask;
-    return i;
-}
-
-static double mg_df_get(const mg_df_table *t, const mg_ngram *g) {
-    size_t i = mg_df_slot(t, g);
-    return t->keys[i].w[0] == INT32_MIN ? 0.0 : t->df[i];
+    return -1;
 }
 
 /* ---- the metrics ------------------------------------------------------ */
@@ -178,13 +211,13 @@ static int32_t mg_lcs(const int32_t *a, int32_t na, const int32_t *b, int32_t nb
     return row[nb];
 }
 
-static void mg_cider_vectors(mg_sentence *s, const mg_df_table *df, double log_n_images) {
+static void mg_cider_vectors(mg_sentence *s, const mg_gram_table *t, double log_n_images) {
     for (int n = 0; n < MG_MAX_N; n++) s->norm[n] = 0.0;
     for (int32_t i = 0; i < s->n_grams; i++) {
-        double d = log(fmax(1.0, mg_df_get(df, &s->grams[i])));
-        double v = (double)s->counts[i] * (log_n_images - d);
+        int32_t g = s->grams[i];
+        double v = (double)s->counts[i] * (log_n_images - t->log_df[g]);
         s->vec[i] = v;
-        s->norm[mg_ngram_order(&s->grams[i]) - 1] += pow(v, 2);
+        s->norm[t->order[g] - 1] += pow(v, 2);
     }
     for (int n = 0; n < MG_MAX_N; n++) s->norm[n] = sqrt(s->norm[n]);
 }
@@ -208,24 +241,24 @@ mg_status mg_eval_caption(const char *const *hyps, const char *const *refs,
     mg_status st = MG_OK;
     mg_intern vocab;
     MG_TRY(mg_intern_init(&vocab, 4096));
+    mg_gram_table grams = {0};
     mg_sentence *hyp = calloc((size_t)n_images, sizeof *hyp);
     mg_sentence *ref = calloc((size_t)n_refs, sizeof *ref);
-    mg_df_table df = {0};
+    mg_ivec words = {0}, scratch = {0};
     int32_t *row = NULL;
     double *cider = NULL, *rouge = NULL;
     if (!hyp || !ref) {
         st = mg_error(MG_ERR_NO_MEMORY, "caption: out of memory for %lld sentences", (long long)(n_images + n_refs));
         goto done;
     }
-    size_t total_grams = 0;
+    if ((st = mg_gram_table_init(&grams, (size_t)(n_images + n_refs) * 16))) goto done;
     int32_t max_len = 1;
     for (int64_t i = 0; i < n_images; i++) {
-        if ((st = mg_sentence_build(&vocab, hyps[i], &hyp[i]))) goto done;
+        if ((st = mg_sentence_build(&vocab, &grams, hyps[i], &words, &scratch, &hyp[i]))) goto done;
         if (hyp[i].n_space_words > max_len) max_len = hyp[i].n_space_words;
     }
     for (int64_t r = 0; r < n_refs; r++) {
-        if ((st = mg_sentence_build(&vocab, refs[r], &ref[r]))) goto done;
-        total_grams += (size_t)ref[r].n_grams;
+        if ((st = mg_sentence_build(&vocab, &grams, refs[r], &words, &scratch, &ref[r]))) goto done;
         if (ref[r].n_space_words > max_len) max_len = ref[r].n_space_words;
     }
 
@@ -246,10 +279,11 @@ mg_status mg_eval_caption(const char *const *hyps, const char *const *refs,
         for (int32_t g = 0; g < h->n_grams; g++) {
             int32_t max_count = 0;
             for (int64_t r = ref_offsets[i]; r < ref_offsets[i + 1]; r++) {
-                int32_t c = mg_sentence_count(&ref[r], &h->grams[g], NULL);
+                int32_t at = mg_sentence_find(&ref[r], h->grams[g]);
+                int32_t c = at >= 0 ? ref[r].counts[at] : 0;
                 if (c > max_count) max_count = c;
             }
-            correct[mg_ngram_order(&h->grams[g]) - 1] += h->counts[g] < max_count ? h->counts[g] : max_count;
+            correct[grams.order[h->grams[g]] - 1] += h->counts[g] < max_count ? h->counts[g] : max_count;
         }
         total_test += (double)testlen;
         total_ref += (double)best_len;
@@ -307,28 +341,30 @@ mg_status mg_eval_caption(const char *const *hyps, const char *const *refs,
                        : 0.0;
     }
 
-    /* CIDEr-D */
-    if ((st = mg_df_init(&df, total_grams))) goto done;
+    /* CIDEr-D: document frequency of each gram over the images' reference sets */
+    grams.df = calloc((size_t)grams.count + 1, sizeof *grams.df);
+    grams.last_image = malloc(((size_t)grams.count + 1) * sizeof *grams.last_image);
+    grams.log_df = malloc(((size_t)grams.count + 1) * sizeof *grams.log_df);
+    if (!grams.df || !grams.last_image || !grams.log_df) {
+        st = mg_error(MG_ERR_NO_MEMORY, "caption: out of memory for CIDEr document frequencies");
+        goto done;
+    }
+    for (int32_t g = 0; g < grams.count; g++) grams.last_image[g] = -1;
     for (int64_t i = 0; i < n_images; i++)
         for (int64_t r = ref_offsets[i]; r < ref_offsets[i + 1]; r++)
-            for (int32_t g = 0; g < ref[r].n_grams; g++) {
-                size_t slot = mg_df_slot(&df, &ref[r].grams[g]);
-                if (df.keys[slot].w[0] == INT32_MIN) {
-                    df.keys[slot] = ref[r].grams[g];
-                    df.df[slot] = 0.0;
-                    df.last_image[slot] = -1;
-                    df.count++;
-                }
-                if (df.last_image[slot] != i) {
-                    df.last_image[slot] = i;
-                    df.df[slot] += 1.0;
+            for (int32_t k = 0; k < ref[r].n_grams; k++) {
+                int32_t g = ref[r].grams[k];
+                if (grams.last_image[g] != i) {
+                    grams.last_image[g] = i;
+                    grams.df[g]++;
                 }
             }
+    for (int32_t g = 0; g < grams.count; g++) grams.log_df[g] = log(fmax(1.0, (double)grams.df[g]));
     {
         double log_n = log((double)n_images);
         const double sigma = 6.0;
-        for (int64_t i = 0; i < n_images; i++) mg_cider_vectors(&hyp[i], &df, log_n);
-        for (int64_t r = 0; r < n_refs; r++) mg_cider_vectors(&ref[r], &df, log_n);
+        for (int64_t i = 0; i < n_images; i++) mg_cider_vectors(&hyp[i], &grams, log_n);
+        for (int64_t r = 0; r < n_refs; r++) mg_cider_vectors(&ref[r], &grams, log_n);
         for (int64_t i = 0; i < n_images; i++) {
             const mg_sentence *h = &hyp[i];
             double score[MG_MAX_N] = {0};
@@ -336,11 +372,10 @@ mg_status mg_eval_caption(const char *const *hyps, const char *const *refs,
                 const mg_sentence *s = &ref[r];
                 double val[MG_MAX_N] = {0};
                 for (int32_t g = 0; g < h->n_grams; g++) {
-                    int32_t index;
-                    mg_sentence_count(s, &h->grams[g], &index);
+                    int32_t index = mg_sentence_find(s, h->grams[g]);
                     double vr = index >= 0 ? s->vec[index] : 0.0;
                     double vh = h->vec[g];
-                    val[mg_ngram_order(&h->grams[g]) - 1] += (vh < vr ? vh : vr) * vr;
+                    val[grams.order[h->grams[g]] - 1] += (vh < vr ? vh : vr) * vr;
                 }
                 double delta = (double)(h->n_bigrams - s->n_bigrams);
                 for (int n = 0; n < MG_MAX_N; n++) {
@@ -373,7 +408,8 @@ done:
     if (ref)
         for (int64_t r = 0; r < n_refs; r++) mg_sentence_free(&ref[r]);
     free(hyp), free(ref), free(row), free(rouge), free(cider);
-    mg_df_free(&df);
+    mg_ivec_free(&words), mg_ivec_free(&scratch);
+    mg_gram_table_free(&grams);
     mg_intern_free(&vocab);
     return st;
 }

@@ -51,8 +51,9 @@ def meteor_scorer(texts: Sequence[str] | None = None, meteor_data: str | None = 
     """A C METEOR 1.5 scorer; texts (optional) restricts the paraphrase
     table to entries whose words occur in them (same scores, less memory)."""
     data, paraphrases = _meteor_data(meteor_data)
+    vocabulary = list(dict.fromkeys(texts)) if texts is not None else None  # distinct texts only
     return _C.Meteor(data.function_words, data.prefixes, data.synsets, data.exceptions,
-                     paraphrases if paraphrase else None, True, list(texts) if texts is not None else None)
+                     paraphrases if paraphrase else None, True, vocabulary)
 
 
 def meteor_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], meteor_data: str | None = None,

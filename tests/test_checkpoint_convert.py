@@ -137,6 +137,9 @@ def test_choose_type_policy_table():
         (("mask", "bool", (4,)), {"q8_0": "i8"}),
         (("bytes", "u8", (4,)), {"f32": "i16"}),
         (("already", "q4_0", (64, 64)), {"q8_0": "q4_0", "f32": "f32"}),
+        # GPTQ (Qwen-VL-Chat-Int4): packed ints keep their type, group scales stay f16
+        (("transformer.h.0.attn.c_attn.qweight", "i32", (512, 12288)), {"q8_0": "i32"}),
+        (("transformer.h.0.attn.c_attn.scales", "f16", (32, 12288)), {"q8_0": "f16", "q4_0": "f16", "f16": "f16"}),
     ]
     for (name, dtype, shape), expected in cases:
         info = TensorInfo(name, dtype, shape, 0)

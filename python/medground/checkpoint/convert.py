@@ -8,7 +8,8 @@ in C by GGUF's reference quantizers.
 Type policy (as llama.cpp's converters): integer tensors keep their type;
 1-D tensors (norms, biases) stay f32; with a q8_0/q4_0 target, tensors that
 are small (< 1024 elements), 4-D (convolutions), have rows not a multiple of
-32, or are norms/biases/position tables/embeddings of positions stay in f16.
+32, or are norms/biases/position tables/embeddings of positions/GPTQ group
+scales stay in f16. Already-quantized tensors are never re-quantized.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ FLOAT_TYPES = {"f32", "f16", "bf16", "f64", "q8_0", "q4_0"}
 # Kept unquantized whatever the target: normalisation, biases, position tables.
 _KEEP_PATTERN = re.compile(
     r"(norm|(^|\.)ln_|\.ln\b|layernorm|layrnorm|bias$|positional_embedding|pos_embed|position_embedding|"
-    r"rel_pos|class_embedding|inv_freq)", re.IGNORECASE)
+    r"rel_pos|class_embedding|inv_freq|\.scales$)", re.IGNORECASE)  # .scales: GPTQ group scales
 
 # Files embedded verbatim so one GGUF is enough to run the model.
 TOKENIZER_FILES = {

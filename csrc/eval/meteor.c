@@ -754,13 +754,21 @@ typedef struct mg_words {
  * once per word per segment. Pure memoisation: same results. */
 typedef struct mg_word_cache {
     mg_intern ids;
-    mg_ivec stem, para, syn_offsets, syn_items;
+    mg_ivec stem, para, syn_offsets, syn_items; /* a word's synsets: sorted */
+    uint64_t *syn_sig;                          /* by id: bit (synset % 64) set per synset */
+    size_t sig_capacity;
     struct sb_stemmer *stemmer;
 } mg_word_cache;
 
 static void mg_word_cache_free(mg_word_cache *c) {
     if (c->ids.slots) mg_intern_free(&c->ids);
     mg_ivec_free(&c->stem), mg_ivec_free(&c->para), mg_ivec_free(&c->syn_offsets), mg_ivec_free(&c->syn_items);
+    free(c->syn_sig);
+}
+
+static int mg_i32_cmp(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
 }
 
 static void mg_path_free(mg_path *p) {
@@ -967,16 +975,18 @@ static mg_status mg_align(const mg_meteor *m, const mg_word_cache *cache, const 
             const int32_t *off = cache->syn_offsets.data, *items = cache->syn_items.data;
             for (int32_t j = 0; j < n2 && !st; j++) {
                 int32_t b0 = off[w2->ids[j]], b1 = off[w2->ids[j] + 1];
+                uint64_t sig2 = cache->syn_sig[w2->ids[j]];
                 for (int32_t i = 0; i < n1 && !st; i++) {
-                    int32_t a0 = off[w1->ids[i]], a1 = off[w1->ids[i] + 1];
+                    if (!(cache->syn_sig[w1->ids[i]] & sig2) || w1->keys[i] == w2->keys[j]) continue;
+                    /* sorted synset lists: merge */
+                    int32_t x = off[w1->ids[i]], a1 = off[w1->ids[i] + 1], y = b0;
                     bool hit = false;
-                    for (int32_t x = a0; x < a1 && !hit; x++)
-                        for (int32_t y = b0; y < b1; y++)
-                            if (items[x] == items[y]) {
-                                hit = true;
-                                break;
-                            }
-                    if (hit && w1->keys[i] != w2->keys[j]) st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
+                    while (x < a1 && y < b1 && !hit) {
+                        if (items[x] == items[y]) hit = true;
+                        else if (items[x] < items[y]) x++;
+                        else y++;
+                    }
+                    if (hit) st = mg_stage_add(&s, (mg_match){j, 1, i, 1, mod});
                 }
             }
         } else if (kind == MOD_PARAPHRASE) {
@@ -1266,14 +1276,27 @@ static mg_status mg_words_bind(const mg_meteor *m, mg_word_cache *c, mg_words *w
         MG_TRY(mg_ivec_push(&c->stem, stem));
         MG_TRY(mg_ivec_push(&c->para, m->has_paraphrases ? mg_intern_find(&m->para_vocab, w->w[i], n) : -1));
         if (c->syn_offsets.length == 0) MG_TRY(mg_ivec_push(&c->syn_offsets, 0));
+        uint64_t sig = 0;
         if (m->has_synonyms) {
             mg_ivec syn = {0};
             mg_status st = mg_word_synsets(m, w->w[i], &syn);
-            for (size_t k = 0; k < syn.length && !st; k++) st = mg_ivec_push(&c->syn_items, syn.data[k]);
+            if (!st && syn.length > 1) qsort(syn.data, syn.length, sizeof *syn.data, mg_i32_cmp);
+            for (size_t k = 0; k < syn.length && !st; k++) {
+                st = mg_ivec_push(&c->syn_items, syn.data[k]);
+                sig |= 1ull << ((uint32_t)syn.data[k] & 63);
+            }
             mg_ivec_free(&syn);
             MG_TRY(st);
         }
         MG_TRY(mg_ivec_push(&c->syn_offsets, (int32_t)c->syn_items.length));
+        if ((size_t)id >= c->sig_capacity) {
+            size_t capacity = c->sig_capacity ? c->sig_capacity * 2 : 1024;
+            uint64_t *grown = realloc(c->syn_sig, capacity * sizeof *grown);
+            if (!grown) return mg_error(MG_ERR_NO_MEMORY, "meteor: out of memory for words");
+            c->syn_sig = grown;
+            c->sig_capacity = capacity;
+        }
+        c->syn_sig[id] = sig;
     }
     return MG_OK;
 }

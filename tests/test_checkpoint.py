@@ -691,3 +691,28 @@ def test_pickle_cannot_mutate_allowed_objects(tmp_path):
         with pytest.raises(UnsafeError, match="refusing to set state"):
             read_pickle_checkpoint(path)
     assert unpickler._rebuild_tensor_v2.__defaults__ == before
+
+
+def test_large_byte_copies_and_padding(tmp_path):
+    """Tensors >= 1 MB are copied with write() straight from the source
+    mapping (in 8 MB pieces); small ones and the alignment padding go through
+    stdio. Interleave both and check every byte and offset with gguf-py."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(2)
+    tensors = {"a.big": rng.standard_normal((3000, 1001)).astype(np.float32),   # 12 MB: two 8 MB pieces
+               "b.small": rng.standard_normal((3, 5)).astype(np.float32),
+               "c.big16": rng.standard_normal((1024, 700)).astype(np.float16),  # 1.4 MB, odd size vs 32
+               "d.tail": np.arange(7, dtype=np.int32)}
+    save_file(tensors, tmp_path / "m.safetensors")
+    convert(tmp_path / "m.safetensors", tmp_path / "m.gguf", type="f32", progress=False)
+    reader = gguf.GGUFReader(tmp_path / "m.gguf")
+    got = {t.name: t for t in reader.tensors}
+    assert got["c.big16"].tensor_type == Q.F32
+    for name, value in tensors.items():
+        assert got[name].data_offset % 32 == 0
+        np.testing.assert_array_equal(np.asarray(got[name].data), value.astype(np.asarray(got[name].data).dtype),
+                                      err_msg=name)
+    convert(tmp_path / "m.safetensors", tmp_path / "h.gguf", type="f16", progress=False)
+    got = {t.name: t for t in gguf.GGUFReader(tmp_path / "h.gguf").tensors}
+    np.testing.assert_array_equal(np.asarray(got["c.big16"].data), tensors["c.big16"])  # f16 -> f16: byte copy

@@ -716,3 +716,19 @@ def test_large_byte_copies_and_padding(tmp_path):
     convert(tmp_path / "m.safetensors", tmp_path / "h.gguf", type="f16", progress=False)
     got = {t.name: t for t in gguf.GGUFReader(tmp_path / "h.gguf").tensors}
     np.testing.assert_array_equal(np.asarray(got["c.big16"].data), tensors["c.big16"])  # f16 -> f16: byte copy
+
+
+@pytest.mark.parametrize("target", ["q8_0", "q4_0"])
+def test_strided_torch_views_quantize_like_gguf_py(tmp_path, target):
+    """Transposed / offset / bf16 views in a .pth are quantized block by block
+    exactly as gguf.quants.quantize does on torch's contiguous copy."""
+    base = torch.randn(96, 64, generator=torch.Generator().manual_seed(5))
+    sd = {"t.weight": base.t(), "v.weight": base[1:65, :], "bf.weight": base.t().to(torch.bfloat16),
+          "h.weight": base[::2].half()}
+    torch.save(sd, tmp_path / "v.pt")
+    convert(tmp_path / "v.pt", tmp_path / "v.gguf", type=target, progress=False)
+    qtype = {"q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[target]
+    got = {t.name: t for t in gguf.GGUFReader(tmp_path / "v.gguf").tensors}
+    for name, t in sd.items():
+        assert got[name].tensor_type == qtype, name
+        np.testing.assert_array_equal(np.asarray(got[name].data), quantize(f32_of(t), qtype), err_msg=name)

@@ -593,6 +593,9 @@ static mg_status mg_load_paraphrases(mg_meteor *m, const char *text, size_t leng
     mg_status st = MG_OK;
     const char *cursor = text, *end = text + length, *line;
     size_t n;
+    const char *prev_ref = NULL;
+    size_t prev_n = 0;
+    bool prev_ok = false;
     while (!st && mg_next_line(&cursor, end, &line, &n)) { /* probability line, ignored */
         const char *ref_line, *par_line;
         size_t ref_n, par_n;
@@ -601,7 +604,14 @@ static mg_status mg_load_paraphrases(mg_meteor *m, const char *text, size_t leng
             break;
         }
         bool ok1, ok2;
-        if ((st = mg_para_words(m, filter, ref_line, ref_n, &ref, &ok1))) break;
+        /* the table is grouped by reference phrase: reuse the previous
+         * line's words and filter decision when the phrase repeats */
+        if (prev_ref && ref_n == prev_n && memcmp(ref_line, prev_ref, ref_n) == 0) {
+            ok1 = prev_ok;
+        } else {
+            if ((st = mg_para_words(m, filter, ref_line, ref_n, &ref, &ok1))) break;
+            prev_ref = ref_line, prev_n = ref_n, prev_ok = ok1;
+        }
         if (!ok1 || ref.length == 0) continue;
         if ((st = mg_para_words(m, filter, par_line, par_n, &par, &ok2))) break;
         if (!ok2) continue;

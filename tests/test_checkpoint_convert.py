@@ -382,3 +382,18 @@ def test_config_json_odd_values(tmp_path):
     # the C reader flattens the same config.json next to the safetensors file
     meta = Weights(str(folder)).metadata()
     assert meta["config.nested.deep.x"] == 1.5 and "config.mixed" not in meta
+
+
+def test_zero_size_tensors_are_skipped_consistently(tmp_path):
+    """A zero-size tensor has no weights and GGUF sizes must be positive: the
+    C readers skip it in safetensors files, and convert skips it for pickles
+    too (it used to fail with a ShapeError), saying so in the summary."""
+    torch = pytest.importorskip("torch")
+    torch.save({"empty": torch.zeros(0, 3), "w": torch.ones(2, 2)}, tmp_path / "e.pt")
+    save_file({"empty": np.zeros((0, 3), np.float32), "w": np.ones((2, 2), np.float32)}, tmp_path / "e.safetensors")
+    for src in ("e.pt", "e.safetensors"):
+        summary = convert(tmp_path / src, tmp_path / "e.gguf", type="f32", progress=False)
+        assert [t.name for t in gguf.GGUFReader(tmp_path / "e.gguf").tensors] == ["w"], src
+        assert summary.n_tensors == 1
+    summary = convert(tmp_path / "e.pt", tmp_path / "e.gguf", progress=False)
+    assert summary.skipped == ["empty"] and "skipped 1 zero-size tensor(s): empty" in str(summary)

@@ -60,6 +60,7 @@ class ConvertSummary:
     seconds: float
     types: dict[str, int] = field(default_factory=dict)  # stored dtype -> tensor count
     embedded: list[str] = field(default_factory=list)  # metadata keys of embedded files
+    skipped: list[str] = field(default_factory=list)  # zero-size tensors (no data; GGUF sizes are positive)
 
     def __str__(self) -> str:
         types = ", ".join(f"{count} {dtype}" for dtype, count in sorted(self.types.items()))
@@ -70,6 +71,9 @@ class ConvertSummary:
             f"  {self.bytes_in / 1e6:.1f} MB in -> {self.bytes_out / 1e6:.1f} MB out in {self.seconds:.1f} s "
             f"({rate:.0f} MB/s)",
         ]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} zero-size tensor(s): " + ", ".join(self.skipped[:5]) +
+                         (" ..." if len(self.skipped) > 5 else ""))
         if self.embedded:
             lines.append("  embedded: " + ", ".join(self.embedded))
         return "\n".join(lines)
@@ -175,6 +179,10 @@ def convert(src: str | os.PathLike, out_gguf: str | os.PathLike, type: str = "f1
     if out_path.exists() and pathlib.Path(src).exists() and out_path.resolve() == pathlib.Path(src).resolve():
         raise InvalidArgumentError(f"{out_path}: the output would overwrite the input")
     infos = source.infos()
+    # zero-size tensors carry no weights and GGUF sizes are positive: the C
+    # readers skip them in safetensors/GGUF files, convert skips them here too
+    skipped = [i.name for i in infos if 0 in i.shape]
+    infos = [i for i in infos if 0 not in i.shape]
     config = load_config(source.folder)
     source_meta = source.metadata()
     if arch is None:
@@ -211,6 +219,8 @@ def convert(src: str | os.PathLike, out_gguf: str | os.PathLike, type: str = "f1
             writer.add_tensor_info(info.name, dtype, list(info.shape))
         stored_by_name = dict(zip((i.name for i in infos), stored))
         for info, tensor in source.iter_tensors():
+            if 0 in info.shape:
+                continue
             source.write_into(writer, info, tensor)
             types[stored_by_name[info.name]] += 1
             bytes_in += info.nbytes
@@ -231,4 +241,5 @@ def convert(src: str | os.PathLike, out_gguf: str | os.PathLike, type: str = "f1
         seconds=time.perf_counter() - start,
         types=dict(types),
         embedded=embedded,
+        skipped=skipped,
     )

@@ -177,16 +177,13 @@ def format_box(grid_box: Sequence[int]) -> str:
 
 def clean_answer(text: str) -> str:
     """BiRD's ``extract_information`` (regularization.py) applied to a raw
-    answer: cut at ``.<|im_end|>`` (keeping the dot), drop ``<|im_end|>\\n``,
-    keep the text between the first two newlines when there are two, drop
-    ``<|endoftext|>``, strip."""
-    if ".<|im_end|>" in text:
-        text = text[: text.index(".<|im_end|>")] + "."
-    text = text.replace("<|im_end|>\n", "")
-    match = re.search(r"\n(.*?)\n", text, re.DOTALL)
-    if match:
-        text = match.group(1)
-    return text.replace("<|endoftext|>", "").strip()
+    answer, as the eval module does it (``mg_eval_bird_clean``): cut at
+    ``.<|im_end|>`` (keeping the dot), drop ``<|im_end|>\n``, keep the text
+    between the first two newlines when there are two, drop ``<|endoftext|>``,
+    strip."""
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"answer must be a str, got {type(text).__name__}")
+    return _C.eval_bird_clean([text])[0]
 
 
 # --------------------------------------------------------------- checkpoints

@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(table.to_csv(float_format="%.6f"))
         return 0
     rows = [[""] + [str(c) for c in table.columns]]
-    for name, row in table.iterrows():
-        rows.append([str(name)] + [_format_value(v) for v in row.tolist()])
+    for name, row in zip(table.index, table.astype(object).itertuples(index=False)):  # keeps int columns int
+        rows.append([str(name)] + [_format_value(v) for v in row])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))

@@ -450,3 +450,15 @@ def test_real_qwen_vl_index_without_shards():
         assert "model.safetensors.index.json" in message and f"shard {first_shard} (holding " in message
         holder = message.split("(holding ")[1].split(",")[0]
         assert weight_map[holder] == first_shard
+
+
+def test_pickle_name_collisions_and_rank(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"a.b": torch.zeros(1), "a": {"b": torch.ones(1)}}, tmp_path / "d.pt")
+    with pytest.raises(FormatError, match=r"d\.pt: two tensors are named a\.b"):
+        read_pickle_checkpoint(tmp_path / "d.pt")
+    torch.save({"conv3d.weight": torch.zeros(2, 2, 2, 2, 2)}, tmp_path / "5d.pt")
+    assert inspect(tmp_path / "5d.pt").tensors[0].shape == (2, 2, 2, 2, 2)  # inspect lists it
+    with pytest.raises(UnsupportedError, match=r"5d\.pt: tensor conv3d\.weight: 5 dimensions \[2, 2, 2, 2, 2\]"):
+        convert(tmp_path / "5d.pt", tmp_path / "5d.gguf", progress=False)
+    assert not (tmp_path / "5d.gguf").exists() and not (tmp_path / "5d.gguf.partial").exists()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import _C
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, UnsupportedError
 from .sources import Source, TensorInfo, load_config, open_source
 
 TARGET_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
@@ -216,6 +216,9 @@ def convert(src: str | os.PathLike, out_gguf: str | os.PathLike, type: str = "f1
     try:
         _write_metadata(writer, metadata)
         for info, dtype in zip(infos, stored):
+            if len(info.shape) > 4:
+                raise UnsupportedError(f"{src}: tensor {info.name}: {len(info.shape)} dimensions {list(info.shape)} "
+                                       "(GGUF and medground hold at most 4)")
             writer.add_tensor_info(info.name, dtype, list(info.shape))
         stored_by_name = dict(zip((i.name for i in infos), stored))
         for info, tensor in source.iter_tensors():

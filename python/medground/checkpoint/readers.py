@@ -255,9 +255,14 @@ def flatten_state_dict(obj: Any, label: str) -> tuple[dict[str, Tensor], dict[st
     tensors: dict[str, Tensor] = {}
     extra: dict[str, Any] = {}
 
+    def add(name: str, tensor: Tensor) -> None:
+        if name in tensors:  # e.g. {"a.b": t, "a": {"b": u}}: both flatten to "a.b"
+            raise FormatError(f"{label}: two tensors are named {name} once nested keys are joined with '.'")
+        tensors[name] = tensor
+
     def visit(prefix: str, value: Any) -> None:
         if isinstance(value, Tensor):
-            tensors[prefix] = value
+            add(prefix, value)
         elif isinstance(value, np.ndarray):
             check_no_objects(value, label)
             dtype = NUMPY_TO_DTYPE.get(value.dtype.newbyteorder("=") if value.dtype.byteorder == ">" else value.dtype)
@@ -266,7 +271,7 @@ def flatten_state_dict(obj: Any, label: str) -> tuple[dict[str, Tensor], dict[st
             if value.dtype.byteorder == ">":
                 value = value.astype(value.dtype.newbyteorder("<"))
             value.setflags(write=False)
-            tensors[prefix] = Tensor(dtype, value)
+            add(prefix, Tensor(dtype, value))
         elif isinstance(value, dict):
             for key, item in value.items():
                 visit(f"{prefix}.{key}" if prefix else str(key), item)

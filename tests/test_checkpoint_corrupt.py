@@ -462,3 +462,16 @@ def test_pickle_name_collisions_and_rank(tmp_path):
     with pytest.raises(UnsupportedError, match=r"5d\.pt: tensor conv3d\.weight: 5 dimensions \[2, 2, 2, 2, 2\]"):
         convert(tmp_path / "5d.pt", tmp_path / "5d.gguf", progress=False)
     assert not (tmp_path / "5d.gguf").exists() and not (tmp_path / "5d.gguf.partial").exists()
+
+
+def test_big_endian_gguf_is_named(tmp_path):
+    import gguf
+
+    writer = gguf.GGUFWriter(tmp_path / "be.gguf", arch="x", endianess=gguf.GGUFEndian.BIG)
+    writer.add_tensor("t", np.arange(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    message = open_error(tmp_path / "be.gguf", UnsupportedError)
+    assert "a big-endian GGUF file" in message

@@ -341,6 +341,8 @@ mg_status mg_gguf_parse(const uint8_t *bytes, size_t size, const char *label, mg
     MG_TRY(mg_gguf_u32(&c, "magic", &magic));
     if (magic != MG_GGUF_MAGIC) return mg_error(MG_ERR_FORMAT, "%s: not a GGUF file (bad magic)", label);
     MG_TRY(mg_gguf_u32(&c, "version", &version));
+    if (version == 0x02000000u || version == 0x03000000u)
+        return mg_error(MG_ERR_UNSUPPORTED, "%s: a big-endian GGUF file; only little-endian GGUF is supported", label);
     if (version != 2 && version != 3)
         return mg_error(MG_ERR_UNSUPPORTED, "%s: GGUF version %u is not supported (2 and 3 are)", label, version);
     MG_TRY(mg_gguf_u64(&c, "tensor count", &n_tensors));

@@ -453,3 +453,38 @@ def test_parser_agrees_with_reference_on_random_answers():
         got_kinds = {k for k in ("unterminated", "malformed", "without any box", "outside", "swapped", "empty")
                      if any(k in p for p in got.problems)}
         assert got_kinds == kinds, text
+
+
+def test_real_vocabulary_end_to_end(tmp_path, picture):
+    """The whole path with Qwen's real vocabulary: a folder with qwen.tiktoken
+    beside the weights (medground's C tokenizer by default), the real special
+    ids (<img> 151857 ...), against the reference fed ids that tiktoken made
+    from the hand-written ChatML text, and its answer decoded by tiktoken."""
+    tiktoken = pytest.importorskip("tiktoken")
+    from tiktoken.load import load_tiktoken_bpe
+
+    from medground.models.bird import _TiktokenQwen
+
+    vocab_file = shared_path("tokenizers", "qwen.tiktoken")
+    cfg = ref.tiny_config(vocab_size=151936, image_start_id=151857)
+    cfg.update(hidden_size=128, num_hidden_layers=1, num_attention_heads=2, kv_channels=64, intermediate_size=256)
+    cfg["visual"].update(output_dim=128, layers=1)
+    state = ref.random_state_dict(cfg, seed=7)
+    folder = ref.save_checkpoint(tmp_path / "qwen", cfg, state)
+    (folder / "qwen.tiktoken").symlink_to(vocab_file)
+    enc = tiktoken.Encoding("qwen-e2e", pat_str=_TiktokenQwen.PATTERN, mergeable_ranks=load_tiktoken_bpe(str(vocab_file)),
+                            special_tokens={t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)})
+    query = "Where is <ref>the liver</ref>?"
+    text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nPicture 1: <img></img>\n"
+            f"{query}<|im_end|>\n<|im_start|>assistant\n")
+    ids = enc.encode(text, allowed_special="all")
+    at = ids.index(151858)
+    ids = ids[:at] + [151859] * 256 + ids[at:]
+
+    bird = BiRD(folder)
+    assert bird.build_prompt(query) == ids
+    model = ref.load_model(cfg, state)
+    stops = {151643, 151644, 151645}
+    want, _ = model.greedy(ids, ref_embeddings(model, picture), max_new_tokens=12, stop=stops)
+    body = want[:-1] if want[-1] in stops else want
+    assert bird.chat(picture, query, max_new_tokens=12) == enc.decode(body, errors="replace").strip()

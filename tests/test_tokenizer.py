@@ -944,3 +944,17 @@ def test_llama_folder_with_added_tokens_json(tmp_path, llama_path, medplib, llam
     qwen_folder.mkdir()
     (qwen_folder / "qwen.tiktoken").symlink_to(shared_path("tokenizers", "qwen.tiktoken"))
     assert Tokenizer.from_pretrained(qwen_folder).family == "qwen"
+
+
+def test_qwen_ascii_fast_path(qwen, qwen_ref):
+    """The hand-written ASCII shortcut for Qwen's pattern (bpe.c qwen_fast_piece) next to every ASCII
+    byte and a few non-ASCII letters/marks/numbers that can continue or break a run; per text and as one
+    long text (the piece cache on)."""
+    alphabet = [chr(c) for c in range(128)] + ["é", "ж", "肝", "\u00a0", "\u0301", "ǅ", "Ⅻ", "٣"]
+    rng = random.Random(77)
+    for size in (5, 40, 300):
+        texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, size))) for _ in range(4000)]
+        assert _first_mismatch(qwen.encode_batch(texts, allowed_special=None, normalize=False),
+                               qwen_ref.encode_ordinary_batch(texts, num_threads=1), texts) is None
+        joined = "".join(texts)
+        assert qwen.encode(joined, allowed_special=None, normalize=False) == qwen_ref.encode_ordinary(joined)

@@ -122,6 +122,7 @@ mg_status mg_bpe_compile_regex(mg_tokenizer *tok, const char *pattern) {
                         tok->name, (size_t)error_offset, (const char *)message);
     }
     tok->regex_jit = pcre2_jit_compile(tok->regex, PCRE2_JIT_COMPLETE) == 0;
+    tok->qwen_fast = strcmp(pattern, mg_qwen_pattern) == 0;
     return MG_OK;
 }
 
@@ -289,25 +290,31 @@ static mg_status bpe_piece(const mg_tokenizer *tok, const uint8_t *piece, size_t
  * pieces and their ids (exact bytes compared, so it cannot change results)
  * saves the vocabulary and merge-table probes, which miss the CPU caches on
  * a 151k-token vocabulary. Used for chunks of at least MG_PIECE_CACHE_MIN bytes. */
-#define PIECE_CACHE_SIZE 4096
+#define PIECE_CACHE_MAX 16384 /* entries; fewer for shorter chunks */
 #ifndef MG_PIECE_CACHE_MIN /* a fuzzing build may lower it to reach the cache */
 #define MG_PIECE_CACHE_MIN 4096
 #endif
-#define PIECE_MAX 16
-#define PIECE_IDS 4
+#define PIECE_MAX 24
+#define PIECE_IDS 6
 
-typedef struct piece_cache_entry {
+typedef struct piece_cache_entry { /* 64 bytes: one cache line */
     uint64_t hash; /* 0: empty */
     int32_t ids[PIECE_IDS];
     uint8_t length, n_ids;
     uint8_t bytes[PIECE_MAX];
+    uint8_t pad[6];
 } piece_cache_entry;
 
-static mg_status cached_piece(const mg_tokenizer *tok, piece_cache_entry *cache, const uint8_t *piece, size_t n,
+typedef struct piece_cache {
+    piece_cache_entry *entries;
+    uint64_t mask;
+} piece_cache;
+
+static mg_status cached_piece(const mg_tokenizer *tok, const piece_cache *cache, const uint8_t *piece, size_t n,
                               mg_tok_ids *out) {
-    if (!cache || n > PIECE_MAX || n < 2) return bpe_piece(tok, piece, n, out);
+    if (!cache->entries || n > PIECE_MAX || n < 2) return bpe_piece(tok, piece, n, out);
     uint64_t h = mg_tok_hash_bytes(piece, n) | 1; /* never 0 */
-    piece_cache_entry *e = &cache[(h >> 7) & (PIECE_CACHE_SIZE - 1)];
+    piece_cache_entry *e = &cache->entries[(h >> 7) & cache->mask];
     if (e->hash == h && e->length == n && memcmp(e->bytes, piece, n) == 0) {
         MG_TRY(mg_tok_ids_reserve(out, e->n_ids));
         memcpy(out->data + out->size, e->ids, e->n_ids * sizeof *e->ids);
@@ -327,6 +334,31 @@ static mg_status cached_piece(const mg_tokenizer *tok, piece_cache_entry *cache,
     return MG_OK;
 }
 
+static inline bool ascii_letter(uint8_t c) { return (uint8_t)((c | 0x20) - 'a') < 26; }
+
+/* Length of the piece Qwen's pattern matches at `pos` when it is one of the
+ * common ASCII shapes, else 0 (ask PCRE2). With only ASCII around:
+ *  - a letter: alternative 2 (`[^\r\n\p{L}\p{N}]?\p{L}+`) takes the run of
+ *    letters (alternative 1 needs a quote first);
+ *  - a digit: alternative 3 (`\p{N}`), one digit;
+ *  - any other ASCII byte but ' \r \n, then a letter: alternative 2 with
+ *    its optional prefix, e.g. " word", "(word", "\tword".
+ * A run that reaches a non-ASCII byte might continue with a non-ASCII
+ * letter: 0. Proven against tiktoken by the corpus, every-code-point and
+ * random-string tests in tests/test_tokenizer.py. */
+static size_t qwen_fast_piece(const uint8_t *t, size_t n, size_t pos) {
+    uint8_t c = t[pos];
+    size_t i = pos;
+    if ((uint8_t)(c - '0') < 10) return 1;
+    if (!ascii_letter(c)) {
+        if (c >= 0x80 || c == '\'' || c == '\r' || c == '\n' || pos + 1 >= n || !ascii_letter(t[pos + 1])) return 0;
+        i++;
+    }
+    while (i < n && ascii_letter(t[i])) i++;
+    if (i < n && t[i] >= 0x80) return 0;
+    return i - pos;
+}
+
 mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size_t n,
                               pcre2_match_data *match, mg_tok_ids *out) {
     if (!tok->regex) return bpe_piece(tok, text, n, out);
@@ -335,8 +367,23 @@ mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size
     mg_status status = MG_OK;
     size_t pos = 0;
     /* no cache is no error: just slower */
-    piece_cache_entry *cache = n >= MG_PIECE_CACHE_MIN ? calloc(PIECE_CACHE_SIZE, sizeof *cache) : NULL;
+    piece_cache cache = {NULL, 0};
+    if (n >= MG_PIECE_CACHE_MIN) {
+        uint64_t entries = 1024; /* about one entry per 64 bytes of text */
+        while (entries < PIECE_CACHE_MAX && entries * 64 < n) entries *= 2;
+        cache.entries = calloc(entries, sizeof *cache.entries);
+        cache.mask = entries - 1;
+    }
     while (pos < n) {
+        if (tok->qwen_fast) {
+            size_t length = qwen_fast_piece(text, n, pos);
+            if (length) {
+                status = cached_piece(tok, &cache, text + pos, length, out);
+                if (status != MG_OK) break;
+                pos += length;
+                continue;
+            }
+        }
         int rc = tok->regex_jit
                      ? pcre2_jit_match(tok->regex, text, n, pos, 0, match, context)
                      : pcre2_match(tok->regex, text, n, pos, PCRE2_NO_UTF_CHECK, match, context);
@@ -355,7 +402,7 @@ mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size
         if (rc == PCRE2_ERROR_NOMATCH) {
             /* tiktoken drops text no alternative matches; HF's Split
              * "Isolated" keeps it as a piece */
-            if (tok->keep_unmatched) status = cached_piece(tok, cache, text + pos, n - pos, out);
+            if (tok->keep_unmatched) status = cached_piece(tok, &cache, text + pos, n - pos, out);
             break;
         }
         if (rc < 0) {
@@ -374,16 +421,16 @@ mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size
             continue;
         }
         if (start > pos && tok->keep_unmatched) {
-            status = cached_piece(tok, cache, text + pos, start - pos, out);
+            status = cached_piece(tok, &cache, text + pos, start - pos, out);
             if (status != MG_OK) break;
         }
-        status = cached_piece(tok, cache, text + start, end - start, out);
+        status = cached_piece(tok, &cache, text + start, end - start, out);
         if (status != MG_OK) break;
         pos = end;
     }
     if (context) pcre2_match_context_free(context);
     if (stack) pcre2_jit_stack_free(stack);
-    free(cache);
+    free(cache.entries);
     return status;
 }
 

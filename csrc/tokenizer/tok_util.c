@@ -126,10 +126,8 @@ void mg_tok_strings_free(mg_tok_strings *s) {
 mg_status mg_tok_pairs_init(mg_tok_pairs *p, uint64_t expected) {
     uint64_t size = 16;
     while (size < expected * 2 + 16) size *= 2;
-    p->keys = calloc(size, sizeof *p->keys);
-    p->rank = malloc(size * sizeof *p->rank);
-    p->merged = malloc(size * sizeof *p->merged);
-    if (!p->keys || !p->rank || !p->merged) {
+    p->slots = calloc(size, sizeof *p->slots);
+    if (!p->slots) {
         mg_tok_pairs_free(p);
         return mg_error(MG_ERR_NO_MEMORY, "tokenizer: out of memory for %llu merges",
                         (unsigned long long)expected);
@@ -146,12 +144,10 @@ mg_status mg_tok_pairs_put(mg_tok_pairs *p, int32_t left, int32_t right, int32_t
         mg_tok_pairs bigger = {0};
         MG_TRY(mg_tok_pairs_init(&bigger, (p->mask + 1)));
         for (uint64_t i = 0; i <= p->mask; i++) {
-            if (!p->keys[i]) continue;
-            uint64_t j = mg_tok_hash_u64(p->keys[i]) & bigger.mask;
-            while (bigger.keys[j]) j = (j + 1) & bigger.mask;
-            bigger.keys[j] = p->keys[i];
-            bigger.rank[j] = p->rank[i];
-            bigger.merged[j] = p->merged[i];
+            if (!p->slots[i].key) continue;
+            uint64_t j = mg_tok_hash_u64(p->slots[i].key) & bigger.mask;
+            while (bigger.slots[j].key) j = (j + 1) & bigger.mask;
+            bigger.slots[j] = p->slots[i];
             bigger.count++;
         }
         mg_tok_pairs_free(p);
@@ -159,21 +155,17 @@ mg_status mg_tok_pairs_put(mg_tok_pairs *p, int32_t left, int32_t right, int32_t
     }
     uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
     uint64_t i = mg_tok_hash_u64(key) & p->mask;
-    while (p->keys[i]) {
-        if (p->keys[i] == key) return MG_OK; /* first (highest priority) wins */
+    while (p->slots[i].key) {
+        if (p->slots[i].key == key) return MG_OK; /* first (highest priority) wins */
         i = (i + 1) & p->mask;
     }
-    p->keys[i] = key;
-    p->rank[i] = rank;
-    p->merged[i] = merged;
+    p->slots[i] = (mg_tok_pair_slot){key, rank, merged};
     p->count++;
     return MG_OK;
 }
 
 void mg_tok_pairs_free(mg_tok_pairs *p) {
-    free(p->keys);
-    free(p->rank);
-    free(p->merged);
+    free(p->slots);
     memset(p, 0, sizeof *p);
 }
 

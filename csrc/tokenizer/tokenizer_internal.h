@@ -47,11 +47,16 @@ static inline const uint8_t *mg_tok_strings_get(const mg_tok_strings *s, int32_t
 }
 void mg_tok_strings_free(mg_tok_strings *s);
 
-/* Pair table (left id, right id) -> (merge priority, merged id). */
+/* Pair table (left id, right id) -> (merge priority, merged id); one
+ * 16-byte slot per probe (key and values together: one cache miss). */
+typedef struct mg_tok_pair_slot {
+    uint64_t key; /* (left << 32 | right) + 1; 0 = empty */
+    int32_t rank;
+    int32_t merged;
+} mg_tok_pair_slot;
+
 typedef struct mg_tok_pairs {
-    uint64_t *keys; /* (left << 32 | right) + 1; 0 = empty */
-    int32_t *rank;
-    int32_t *merged;
+    mg_tok_pair_slot *slots;
     uint64_t mask;
     uint64_t count;
 } mg_tok_pairs;
@@ -65,13 +70,13 @@ static inline bool mg_tok_pairs_get(const mg_tok_pairs *p, int32_t left, int32_t
     uint64_t key = (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
     uint64_t i = mg_tok_hash_u64(key) & p->mask;
     for (;;) {
-        uint64_t k = p->keys[i];
-        if (k == key) {
-            *rank = p->rank[i];
-            *merged = p->merged[i];
+        const mg_tok_pair_slot *slot = &p->slots[i];
+        if (slot->key == key) {
+            *rank = slot->rank;
+            *merged = slot->merged;
             return true;
         }
-        if (k == 0) return false;
+        if (slot->key == 0) return false;
         i = (i + 1) & p->mask;
     }
 }
@@ -164,6 +169,7 @@ struct mg_tokenizer {
     /* byte-level BPE (tiktoken, HF) */
     pcre2_code *regex;
     bool regex_jit;
+    bool qwen_fast;         /* the pattern is Qwen's: ASCII words skip PCRE2 */
     mg_tok_pairs pairs;     /* merge table */
     int32_t byte_to_id[256];
     bool whole_word_first;  /* tiktoken / HF ignore_merges: vocab lookup first */

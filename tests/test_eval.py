@@ -188,7 +188,7 @@ def test_roc_hand_and_script(tmp_path):
     # strict exact match: only "lung" == "lung." (final '.' dropped)
     assert t.loc["x", "exact_match"] == 1.0 and t.loc["ct", "exact_match"] == 0.0
     rng = random.Random(3)
-    words = "left right kidney kidneys liver lung upper lobe the of".split()
+    words = "left right kidney kidneys liver lung upper lobe the of Ödem ÖDEM Łódź ΑΒΓ αβγ ДА да".split()
     many = [{"id": i, "image": IMAGES[rng.choice(list(IMAGES))], "annotation": " ".join(rng.sample(words, 2)),
              "response": " ".join(rng.sample(words, rng.randint(0, 5))) + rng.choice(["", ".<|im_end|>", "\n"])}
             for i in range(500)]

@@ -63,6 +63,10 @@ static inline int mg_eval_is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* In-place Python str.lower() for ASCII, Latin-1, Latin Extended-A, Greek
+ * (except Sigma) and Cyrillic (the cases that keep the UTF-8 length). */
+void mg_eval_lower_inplace(char *s);
+
 /* Exact sum of doubles (Shewchuk / Python math.fsum). */
 double mg_eval_fsum(const double *values, int n);
 

@@ -355,10 +355,6 @@ mg_status mg_eval_vg(const char *const *annotations, const char *const *response
     return MG_OK;
 }
 
-static void mg_ascii_lower(char *s) {
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
-}
 
 /* Lower-case, collapse whitespace runs to one space, strip, drop one final '.'.
  * One allocation (the result is never longer than the input). */
@@ -400,8 +396,8 @@ mg_status mg_eval_roc(const char *const *annotations, const char *const *respons
             free(response);
             return mg_error(MG_ERR_NO_MEMORY, "roc: out of memory");
         }
-        mg_ascii_lower(response);
-        mg_ascii_lower(annotation);
+        mg_eval_lower_inplace(response); /* str.lower() */
+        mg_eval_lower_inplace(annotation);
         if (correct) {
             /* annotation.split(" "): empty tokens are substrings of anything */
             bool ok = true;

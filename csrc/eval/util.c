@@ -220,3 +220,44 @@ double mg_eval_fsum(const double *values, int n) {
     }
     return hi;
 }
+
+/* Python str.lower() for the alphabets where it keeps the UTF-8 length:
+ * ASCII, Latin-1, Latin Extended-A, Greek (not Sigma: Python picks the final
+ * form by context) and Cyrillic capitals. Other code points are unchanged. */
+static uint32_t mg_eval_lower_cp(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+    if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x17F) {
+        if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c % 2 == 1) ? c + 1 : c;
+        return (c % 2 == 0) ? c + 1 : c;
+    }
+    if (c == 0x178) return 0xFF;
+    if (c >= 0x391 && c <= 0x3AB && c != 0x3A2 && c != 0x3A3) return c + 32;
+    if (c >= 0x410 && c <= 0x42F) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    return c;
+}
+
+void mg_eval_lower_inplace(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        if (*p < 0x80) {
+            if (*p >= 'A' && *p <= 'Z') *p = (unsigned char)(*p + 32);
+            p++;
+            continue;
+        }
+        /* two-byte sequences only (every mapped capital is below U+0800 and
+         * its lower case has the same encoded length) */
+        if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) {
+            uint32_t c = ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+            uint32_t l = mg_eval_lower_cp(c);
+            if (l != c && l < 0x800 && l >= 0x80) {
+                p[0] = (unsigned char)(0xC0 | (l >> 6));
+                p[1] = (unsigned char)(0x80 | (l & 0x3F));
+            }
+            p += 2;
+            continue;
+        }
+        p++;
+    }
+}

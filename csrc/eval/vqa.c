@@ -129,11 +129,10 @@ static mg_status mg_vqa_normalize_once(const char *token, char **out) {
     return MG_OK;
 }
 
+/* str(x).lower() */
 static char *mg_ascii_lower_copy(const char *s) {
     char *c = mg_eval_strndup(s, strlen(s));
-    if (c)
-        for (char *p = c; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    if (c) mg_eval_lower_inplace(c);
     return c;
 }
 

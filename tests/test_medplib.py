@@ -402,3 +402,44 @@ def test_reference_crop_rows_by_hand():
     for h, (r0, r1) in {150: (21, 64), 40: (12, 52), 256: (0, 64)}.items():
         _, probs = _C.medplib_postprocess(rows, 256, h, 256, r1 - r0, 3, True, 0.1)
         assert np.allclose(probs[:, 0], sig((np.arange(r0, r1) - 40) / 10.0), atol=1e-6), h
+
+
+# ----------------------------------------------- the release's layout at full size (no data)
+def _flatten(prefix, value, out):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def test_full_size_release_layout_loads_strictly():
+    """MedPLIB-7b-2e's tensor names and shapes (architecture.md §2.8: LLaMA-7B with 2 experts in
+    all 32 layers, vocabulary 32267, CLIP ViT-L/14-336 with post_layernorm, SAM-Med2D ViT-B with
+    adapters) built on torch's meta device and loaded metadata-only by the C loader, strict: every
+    tensor is used, every shape and hyper-parameter is derived as for the real file."""
+    with torch.device("meta"):
+        full = ref.TinyMedPLIB(vocab_size=32267, hidden=4096, ffn=11008, layers=32, heads=32, clip_width=1024,
+                               clip_layers=24, clip_heads=16, clip_mlp=4096, sam_kwargs={})
+    tensors = full.state_dict_release()
+    specs = [(k, "f32", list(v.shape)) for k, v in tensors.items()]
+    assert len(specs) > 1000
+    shapes = dict((k, tuple(s)) for k, _, s in specs)
+    assert shapes["model.layers.31.mlp.deepspeed_moe.experts.deepspeed_experts.1.down_proj.weight"] == (4096, 11008)
+    assert shapes[ref.CLIP_PREFIX + "embeddings.position_embedding.weight"] == (577, 1024)
+    assert shapes["model.visual_model.image_encoder.blocks.5.attn.rel_pos_h"] == (31, 64)
+    config = full.config_json()
+    config["vision_config"] = {}  # CLIP-L's 16 heads follow from width / 64
+    info = _C.medplib_check_tensors(specs, _flatten("config", config, {}), strict=True)
+    assert info["clip_layers_run"] == 23 and info["image_tokens"] == 576 and info["clip_grid"] == 24
+    assert info["hidden_size"] == 4096 and info["n_layers"] == 32 and info["vocab_size"] == 32267
+    assert info["n_experts"] == 2 and info["seg_dim"] == 256 and info["sam_image_size"] == 256
+    from medground import errors
+
+    with pytest.raises(errors.FormatError, match="model.extra"):
+        _C.medplib_check_tensors(specs + [("model.extra", "f32", [3])], _flatten("config", config, {}), strict=True)
+    bad = [s if s[0] != "model.layers.7.mlp.deepspeed_moe.gate.wg.weight" else (s[0], "f32", [3, 4096])
+           for s in specs]
+    with pytest.raises(errors.ShapeError, match="layers.7.mlp.deepspeed_moe.gate.wg.weight"):
+        _C.medplib_check_tensors(bad, _flatten("config", config, {}), strict=True)

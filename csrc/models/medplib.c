@@ -215,8 +215,11 @@ static mg_status mg_medplib_load_all(mg_medplib *m, const mg_weights *w, const m
         if (info->seg_dim && info->seg_dim != si.prompt_dim)
             return mg_error(MG_ERR_SHAPE, "MedPLIB: text_hidden_fcs gives %d features but SAM's prompt width is %d", info->seg_dim,
                             si.prompt_dim);
-    } else if (!o->load_sam) {
-        /* Not loaded on purpose: do not flag its tensors as unused. */
+    }
+    if (!o->load_sam || m->sam) {
+        /* SAM-Med2D's loader checks its own tensors (missing / mis-shaped ones
+         * are errors) but does not record lookups; and when it is not loaded
+         * on purpose its tensors are not "unused" either. */
         int64_t n = mg_weights_count(w);
         for (int64_t i = 0; i < n; i++) {
             const char *name = mg_weights_name(w, i);

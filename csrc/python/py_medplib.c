@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MG_PY_MEDPLIB "medground.medplib"
 #define MG_PY_MEDPLIB_CACHE "medground.medplib_cache"
@@ -604,6 +605,139 @@ static PyObject *py_medplib_postprocess(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NN)", mask, probs);
 }
 
+/* ------------------------------------------------------ metadata-only load */
+
+/* {key: bool | int | float | str} into the table (other values are skipped). */
+static int mg_py_medplib_metadata(mg_weights *weights, PyObject *metadata) {
+    if (metadata == Py_None) return 0;
+    if (!PyDict_Check(metadata)) return mg_py_raise_int(mg_error(MG_ERR_INVALID_ARGUMENT, "metadata must be a dict"));
+    PyObject *key, *value;
+    Py_ssize_t position = 0;
+    while (PyDict_Next(metadata, &position, &key, &value)) {
+        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (!name) {
+            PyErr_Clear();
+            return mg_py_raise_int(mg_error(MG_ERR_INVALID_ARGUMENT, "metadata keys must be str"));
+        }
+        mg_status status = MG_OK;
+        if (PyBool_Check(value) || PyLong_Check(value)) {
+            long long v = PyLong_AsLongLong(value);
+            if (v == -1 && PyErr_Occurred()) return -1;
+            status = mg_weights_set_int(weights, name, v);
+        } else if (PyFloat_Check(value)) {
+            status = mg_weights_set_float(weights, name, PyFloat_AsDouble(value));
+        } else if (PyUnicode_Check(value)) {
+            const char *text = PyUnicode_AsUTF8(value);
+            if (!text) return -1;
+            status = mg_weights_set_string(weights, name, text);
+        }
+        if (status != MG_OK) return mg_py_raise_int(status);
+    }
+    return 0;
+}
+
+/* medplib_check_tensors(specs, metadata, strict=True, load_sam=True) -> info dict.
+ * A metadata-only load of a checkpoint of any size: specs are (name, dtype,
+ * shape); every tensor reads as zeros from one shared read-only anonymous
+ * mapping (nothing committed while the loader needs no conversion: use f32),
+ * and mg_medplib_load runs on that table. Raises what the loader raises. */
+static PyObject *py_medplib_check_tensors(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"specs", "metadata", "strict", "load_sam", NULL};
+    PyObject *specs, *metadata;
+    int strict = 1, load_sam = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pp", keywords, &specs, &metadata, &strict, &load_sam))
+        return NULL;
+    PyObject *sequence = PySequence_Fast(specs, "specs must be a sequence of (name, dtype, shape)");
+    if (!sequence) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    typedef struct { const char *name; mg_dtype dtype; int n_dims; int64_t shape[MG_MAX_DIMS]; } spec_t;
+    spec_t *parsed = calloc((size_t)(n > 0 ? n : 1), sizeof *parsed);
+    mg_weights *weights = NULL;
+    mg_status status = parsed ? mg_weights_create(&weights) : mg_error(MG_ERR_NO_MEMORY, "out of memory");
+    int failed = status != MG_OK ? mg_py_raise_int(status) : 0;
+    size_t largest = 64;
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(sequence, i), *shape_object;
+        const char *dtype_name;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "ssO", &parsed[i].name, &dtype_name, &shape_object)) {
+            PyErr_Clear();
+            failed = mg_py_raise_int(mg_error(MG_ERR_INVALID_ARGUMENT, "spec %zd: expected (name, dtype, shape)", (ssize_t)i));
+            break;
+        }
+        status = mg_dtype_from_name(dtype_name, &parsed[i].dtype);
+        if (status != MG_OK) {
+            failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+            break;
+        }
+        PyObject *shape = PySequence_Fast(shape_object, "shape must be a sequence");
+        if (!shape) {
+            failed = -1;
+            break;
+        }
+        parsed[i].n_dims = (int)PySequence_Fast_GET_SIZE(shape);
+        if (parsed[i].n_dims < 1 || parsed[i].n_dims > MG_MAX_DIMS) {
+            Py_DECREF(shape);
+            failed = mg_py_raise_int(mg_error(MG_ERR_SHAPE, "tensor %s: %d dims", parsed[i].name, parsed[i].n_dims));
+            break;
+        }
+        for (int d = 0; d < parsed[i].n_dims; d++) parsed[i].shape[d] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(shape, d));
+        Py_DECREF(shape);
+        if (PyErr_Occurred()) {
+            failed = -1;
+            break;
+        }
+        mg_tensor probe;
+        status = mg_tensor_init(&probe, NULL, parsed[i].dtype, parsed[i].n_dims, parsed[i].shape);
+        if (status != MG_OK) {
+            failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+            break;
+        }
+        if (mg_tensor_nbytes(&probe) > largest) largest = mg_tensor_nbytes(&probe);
+    }
+    void *zeros = MAP_FAILED;
+    if (!failed) {
+        zeros = mmap(NULL, largest, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (zeros == MAP_FAILED)
+            failed = mg_py_raise_int(mg_error(MG_ERR_NO_MEMORY, "medplib_check_tensors: cannot map %zu bytes", largest));
+    }
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        mg_tensor t;
+        status = mg_tensor_init(&t, zeros, parsed[i].dtype, parsed[i].n_dims, parsed[i].shape);
+        if (status == MG_OK) status = mg_weights_add(weights, parsed[i].name, &t, false);
+        if (status != MG_OK) failed = mg_py_raise_int(mg_error_prefix(status, "tensor %s", parsed[i].name));
+    }
+    if (!failed) failed = mg_py_medplib_metadata(weights, metadata);
+    PyObject *result = NULL;
+    if (!failed) {
+        mg_medplib_options options;
+        memset(&options, 0, sizeof options);
+        options.weights.strict = strict != 0;
+        options.load_sam = load_sam != 0;
+        mg_medplib *model = NULL;
+        mg_py_medplib holder;
+        memset(&holder, 0, sizeof holder);
+        Py_BEGIN_ALLOW_THREADS
+        status = mg_medplib_load(weights, &options, &model);
+        if (status == MG_OK) status = mg_medplib_get_info(model, &holder.info);
+        mg_medplib_free(model);
+        Py_END_ALLOW_THREADS
+        if (status != MG_OK) {
+            mg_py_raise(status);
+        } else {
+            PyObject *capsule = PyCapsule_New(&holder, MG_PY_MEDPLIB, NULL);
+            if (capsule) {
+                result = py_medplib_info(NULL, capsule);
+                Py_DECREF(capsule);
+            }
+        }
+    }
+    if (zeros != MAP_FAILED) munmap(zeros, largest);
+    mg_weights_destroy(weights);
+    free(parsed);
+    Py_DECREF(sequence);
+    return result;
+}
+
 /* ------------------------------------------------------------------- MoE */
 
 static mg_moe *mg_py_medplib_moe(PyObject *capsule, mg_py_medplib **m_out) {
@@ -753,6 +887,8 @@ static PyMethodDef mg_py_medplib_methods[] = {
      "medplib_decode_mask(model, sam_embedding, seg_prompt) -> (low_res [1, 4G, 4G], score)"},
     {"medplib_postprocess", py_medplib_postprocess, METH_VARARGS,
      "medplib_postprocess(low_res [h, w], sam_size, resized_h, resized_w, H, W, reference_crop, threshold) -> (mask, probs)"},
+    {"medplib_check_tensors", (PyCFunction)(void (*)(void))py_medplib_check_tensors, METH_VARARGS | METH_KEYWORDS,
+     "medplib_check_tensors(specs, metadata, strict=True, load_sam=True) -> info (metadata-only load)"},
     {"medplib_moe_load", py_medplib_moe_load, METH_O, "medplib_moe_load(model) -> (routed [L, E], dropped [L])"},
     {"medplib_moe_reset", py_medplib_moe_reset, METH_O, "medplib_moe_reset(model)"},
     {"medplib_moe_route", py_medplib_moe_route, METH_VARARGS, "medplib_moe_route(model, layer, x) -> (experts, probs)"},

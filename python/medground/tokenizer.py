@@ -88,8 +88,11 @@ class Tokenizer:
         p = pathlib.Path(os.fspath(path))
         if not p.exists():
             raise NotFoundError(f"{p}: no such file or folder")
-        if p.is_file() and p.read_bytes()[:4] == b"GGUF":
-            return cls._from_gguf(p, medplib)
+        if p.is_file():
+            with open(p, "rb") as f:  # a GGUF may be many GB: read the magic only
+                is_gguf = f.read(4) == b"GGUF"
+            if is_gguf:
+                return cls._from_gguf(p, medplib)
         folder = p if p.is_dir() else p.parent
         native = _C.Tokenizer(str(p), "auto")
         kind = native.kind

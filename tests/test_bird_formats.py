@@ -260,3 +260,19 @@ def test_pickle_with_code_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(CFG))
     with pytest.raises(medground.UnsafeError):
         open_model(tmp_path)
+
+
+def test_gptq_checkpoint_through_gguf(gptq, tmp_path):
+    """medground convert keeps the GPTQ integer tensors (and f16 scales) as they
+    are, so the GGUF loads to the same model as the safetensors folder."""
+    folder, deq, _ = gptq
+    out = tmp_path / "int4.gguf"
+    medground.convert(folder, out, type="f16", progress=False)
+    ids = prompt()
+    direct = open_model(folder, strict=True)
+    via = open_model(out, strict=True)
+    emb = _C.bird_encode_image(direct, pixels())
+    a = _C.bird_forward(direct, _C.bird_kv_cache_new(direct, 400), ids, emb, all_logits=True)[0]
+    b = _C.bird_forward(via, _C.bird_kv_cache_new(via, 400), ids, _C.bird_encode_image(via, pixels()),
+                        all_logits=True)[0]
+    assert rel_err(b, a) <= 1e-6  # the f16 file holds the same values; GPTQ tensors copied verbatim

@@ -273,3 +273,17 @@ def test_vqa_explicit_modality_field_wins():
     t = mg.evaluate(recs, task="vqa").table
     assert t.loc["CT", "closed_accuracy"] == 0.5 and t.loc["MR", "closed_accuracy"] == 1.0
     assert t.loc["average", "closed_accuracy"] == 0.75 and t.loc["all", "closed_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_float_prediction_needs_threshold(rng):
+    probs = rng.random((8, 8))
+    g = (rng.random((8, 8)) < 0.5).astype(np.uint8)
+    with pytest.raises(mg.InvalidArgumentError, match="threshold"):
+        M.mask_scores(probs, g)
+    # MedPLIB: sigmoid > 0.1 on probabilities
+    assert M.mask_scores(probs, g, 0.1)["dice"] == pytest.approx(_np_scores(probs > 0.1, g)[1], abs=1e-15)
+    recs = [{"id": 0, "image": "ct_1.png", "pred_mask": probs.tolist(), "gt_mask": g.tolist()}]
+    r = mg.evaluate(recs, task="seg", mask_threshold=0.1)
+    assert r.table.loc["ct", "dice"] == pytest.approx(_np_scores(probs > 0.1, g)[1], abs=1e-15)
+    with pytest.raises(mg.MedgroundError, match="threshold"):
+        mg.evaluate(recs, task="seg")

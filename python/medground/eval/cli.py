@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-meteor", action="store_true", help="captioning: skip METEOR")
     parser.add_argument("--no-spice", action="store_true", help="captioning: skip SPICE")
     parser.add_argument("--mask-root", default=None, help="seg: folder mask paths are relative to")
+    parser.add_argument("--mask-threshold", type=float, default=None,
+                        help="seg: foreground = prediction > T for float masks (MedPLIB: 0.1 on probabilities)")
 
 
 def _format_value(v) -> str:
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.predictions, task=args.task, modality_average=not args.no_modality_average,
                       on_error="report" if args.skip_bad_lines else "raise", clean_response=not args.no_clean,
                       meteor=not args.no_meteor, meteor_data=args.meteor_data,
-                      spice=False if args.no_spice else None, answer_type=args.answer_type, seg_root=args.mask_root)
+                      spice=False if args.no_spice else None, answer_type=args.answer_type, seg_root=args.mask_root,
+                      mask_threshold=args.mask_threshold)
     if args.json:
         print(result.to_json(indent=2))
         return 0

@@ -87,7 +87,7 @@ class EvalResult:
 def evaluate(records_or_path: Any, task: str = "vg", modality_average: bool = True, *,
              on_error: str = "raise", clean_response: bool = True, thresholds: Sequence[float] = (0.3, 0.5, 0.7),
              meteor: bool = True, meteor_data: str | None = None, spice: bool | None = None,
-             answer_type: str | None = None, seg_root: str | None = None,
+             answer_type: str | None = None, seg_root: str | None = None, mask_threshold: float | None = None,
              modalities: Sequence[str] | None = None, references: Any = None) -> EvalResult:
     """Scores prediction records (or a JSONL/JSON file) as the papers do.
 
@@ -99,6 +99,8 @@ def evaluate(records_or_path: Any, task: str = "vg", modality_average: bool = Tr
     on_error: "raise" (default) or "report" (bad lines/records become
     findings, the rest are scored).
     modalities: the modality rows averaged (default BiRD's 8 for vg/roc).
+    mask_threshold (seg): foreground = prediction > threshold for float
+    masks (MedPLIB: 0.1 on sigmoid probabilities); integer masks: nonzero.
     references: optional separate ground-truth records (path or dicts)
     joined to the predictions by id (id / question_id); unmatched ids are
     errors (or findings with on_error="report")."""
@@ -117,7 +119,7 @@ def evaluate(records_or_path: Any, task: str = "vg", modality_average: bool = Tr
     elif task == "vqa":
         rows, modules = _vqa(records, ctx, answer_type, modality_average)
     else:
-        rows, modules = _seg(records, ctx, seg_root, modality_average)
+        rows, modules = _seg(records, ctx, seg_root, modality_average, mask_threshold)
     return EvalResult(task, rows, AVERAGE_RULES[task] if modality_average else "none", findings, modules,
                       len(records), path)
 
@@ -424,7 +426,7 @@ def _load_mask(value: Any, root: str | None, where: str) -> np.ndarray:
     raise FormatError(f"{where}: mask must be a path, an RLE dict or a 2-D list, not {type(value).__name__}")
 
 
-def _seg(records, ctx, root, modality_average):
+def _seg(records, ctx, root, modality_average, threshold):
     if root is None and ctx.path:
         root = os.path.dirname(os.path.abspath(ctx.path))
     per, mods = [], []
@@ -435,7 +437,7 @@ def _seg(records, ctx, root, modality_average):
         try:
             if pn is None or gn is None:
                 raise FormatError(f"{where} (id {record_id(r)!r}): needs {PRED_MASK_FIELDS[0]} and {GT_MASK_FIELDS[0]}")
-            s = M.mask_scores(_load_mask(pv, root, where), _load_mask(gv, root, where))
+            s = M.mask_scores(_load_mask(pv, root, where), _load_mask(gv, root, where), threshold)
         except (FormatError, OSError, ValueError) as error:
             ctx.problem(r, "bad_mask", str(error), error if isinstance(error, FormatError) else
                         FormatError(f"{where}: {error}"))

@@ -84,14 +84,23 @@ def sentence_bleu(references: Sequence[str], hypothesis: str, weights=(0.25, 0.2
     return _C.eval_sentence_bleu(list(references), hypothesis, np.asarray(weights, dtype=np.float64))
 
 
-def mask_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
-    """Dice/IoU of two binary masks (nonzero = foreground); the prediction is
-    resized (nearest) to the reference size first. Empty vs empty: 1."""
+def mask_scores(pred: np.ndarray, gt: np.ndarray, threshold: float | None = None) -> dict:
+    """Dice/IoU of two masks; the prediction is resized (nearest) to the
+    reference size first. Empty vs empty: 1. Binary / integer masks:
+    nonzero = foreground. A float prediction (probabilities or logits) needs
+    threshold: foreground = pred > threshold (MedPLIB: sigmoid > 0.1, i.e.
+    0.1 on probabilities or log(1/9) on logits)."""
     pred = np.asarray(pred)
     gt = np.asarray(gt)
     if pred.ndim != 2 or gt.ndim != 2:
         from ..errors import ShapeError
         raise ShapeError(f"masks must be 2-D, got {pred.shape} and {gt.shape}")
+    if threshold is not None:
+        pred = pred > threshold
+    elif pred.dtype.kind == "f" and not np.isin(pred, (0.0, 1.0)).all():
+        from ..errors import InvalidArgumentError
+        raise InvalidArgumentError("prediction mask has non-binary float values: pass a threshold "
+                                   "(MedPLIB: 0.1 on sigmoid probabilities)")
     pred = (pred != 0).astype(np.uint8)
     gt = (gt != 0).astype(np.uint8)
     if pred.shape != gt.shape:

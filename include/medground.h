@@ -1291,6 +1291,21 @@ mg_status mg_bird_generate(mg_context *ctx, mg_bird *bird, mg_bird_session *sess
 mg_status mg_bird_image_rows(const mg_bird *bird, const int32_t *tokens, int n_tokens,
                              int32_t *rows, int max_rows, int *n_rows);
 
+/* The ids of Qwen-VL-Chat's ChatML context (qwen_generation_utils
+ * make_context): "<|im_start|>system\n{system}<|im_end|>", then per turn
+ * "\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n" followed,
+ * except for the last turn, by "{assistant}<|im_end|>". messages: user,
+ * assistant, ..., user (an odd count); system NULL means "You are a helpful
+ * assistant.". with_image: the first user turn opens with "Picture 1: <img>"
+ * + image_tokens x <imgpad> + "</img>\n" (the rows mg_bird_generate fills with
+ * image embeddings). Each text run is one plain-text mg_tokenizer_encode call
+ * (special strings stay text) split at <ref> </ref> <box> </box> <quad>
+ * </quad>, whose ids, like the others, follow Qwen's layout from the model's
+ * image_start_id. *ids is malloc'd (caller frees with free()). */
+mg_status mg_bird_build_prompt(const mg_bird *bird, const mg_tokenizer *tok, const char *system,
+                               const char *const *messages, int n_messages, bool with_image,
+                               int32_t **ids, size_t *n_ids);
+
 /* What was wrong with one box of a model answer (flags of mg_bird_box.issues). */
 enum {
     MG_BOX_MALFORMED = 1,    /* <box> body is not (x1,y1),(x2,y2): no box   */
@@ -1526,8 +1541,13 @@ typedef struct mg_medplib_info {
  * moe.min_capacity, moe.top_k_experts, lora_alpha/lora_r; CLIP heads from
  * vision_config.num_attention_heads, else width / 64); CLIP geometry from
  * the tensors. MoE when model.layers.0.mlp.deepspeed_moe.gate.wg.weight
- * exists, else dense LLaMA MLPs. options may be NULL (defaults, SAM loaded).
- * Borrows `weights`. Caller frees with mg_medplib_free. */
+ * exists, else dense LLaMA MLPs. Unmerged peft checkpoints (stage II-IV:
+ * names under "base_model.model.", <Linear>.base_layer.weight with
+ * .lora_A[.default].weight [r, in] / .lora_B[.default].weight [out, r], on
+ * any Linear) are merged at load, W0 + (alpha / r) · B · A in f32, with
+ * alpha / r = options->lora_scale or config.lora_alpha / config.lora_r
+ * (neither: MG_ERR_INVALID_ARGUMENT). options may be NULL (defaults, SAM
+ * loaded). Borrows `weights`. Caller frees with mg_medplib_free. */
 mg_status mg_medplib_load(const mg_weights *weights, const mg_medplib_options *options,
                           mg_medplib **out);
 void mg_medplib_free(mg_medplib *model);

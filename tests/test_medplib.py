@@ -443,3 +443,48 @@ def test_full_size_release_layout_loads_strictly():
            for s in specs]
     with pytest.raises(errors.ShapeError, match="layers.7.mlp.deepspeed_moe.gate.wg.weight"):
         _C.medplib_check_tensors(bad, _flatten("config", config, {}), strict=True)
+
+
+def test_unmerged_peft_stage_checkpoint(tiny, image_pair, tmp_path):
+    """A stage-IV-style checkpoint before merge_and_unload: peft names (base_model.model.*,
+    <Linear>.base_layer.weight + lora_A/lora_B) with LoRA on q_proj, v_proj and every expert's
+    gate/up/down, alpha / r from config.json; vs the reference with peft's merge applied."""
+    import copy
+    import json
+
+    from safetensors.torch import save_file
+
+    merged_model = copy.deepcopy(tiny)
+    params = dict(merged_model.lm.named_parameters())
+    r, alpha = 8, 16.0
+    gen = torch.Generator().manual_seed(31)
+    tensors = {}
+    for key, value in tiny.state_dict_release().items():
+        lora_target = any(part in key for part in ("self_attn.q_proj", "self_attn.v_proj", "deepspeed_experts"))
+        if key.startswith("model.layers.") and key.endswith(".weight") and lora_target:
+            base = key[: -len(".weight")]
+            a = torch.randn(r, value.shape[1], generator=gen) / value.shape[1] ** 0.5
+            b = torch.randn(value.shape[0], r, generator=gen) / r
+            tensors["base_model.model." + base + ".base_layer.weight"] = value
+            tensors["base_model.model." + base + ".lora_A.default.weight"] = a.contiguous()
+            tensors["base_model.model." + base + ".lora_B.default.weight"] = b.contiguous()
+            with torch.no_grad():
+                params[key].copy_(ref.lora_merge(value, a, b, alpha, r))
+        else:
+            tensors["base_model.model." + key if key.startswith("model.layers.") else key] = value
+    folder = tmp_path / "stage4"
+    folder.mkdir()
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = tiny.config_json() | {"lora_alpha": alpha, "lora_r": r}
+    (folder / "config.json").write_text(json.dumps(config))
+    m = _C.medplib_load(str(folder), load_sam=False, strict=True)
+    theirs_emb, _, ours_emb, _ = image_pair
+    ids = _prompt()
+    tokens, ref_logits, _ = merged_model.greedy(ids, image=theirs_emb, max_new_tokens=5, stop=())
+    with torch.no_grad():
+        unmerged = tiny.lm(inputs_embeds=tiny.embed(ids, theirs_emb, None)).logits[0, -1].numpy()
+    cache = _C.medplib_cache_new(m, 700)
+    logits, _ = _C.medplib_forward(m, cache, np.array(ids, np.int32), ours_emb)
+    assert rel_err(logits[0], ref_logits[0]) <= 1e-4
+    assert rel_err(logits[0], unmerged) > 1e-3  # the LoRA updates matter
+    assert _C.medplib_generate(m, np.array(ids, np.int32), ours_emb, max_new_tokens=5)[0] == tokens

@@ -30,6 +30,7 @@ struct mg_medplib {
     mg_tensor region_w, region_b;                 /* region_fea_adapter (optional)          */
     mg_tensor seg0_w, seg0_b, seg2_w, seg2_b;     /* text_hidden_fcs.0.{0,2} (optional)      */
     mg_medplib_info info;
+    mg_weights *overlay; /* merged LoRA / renamed peft tensors, else NULL */
     mg_owned owned;
 };
 
@@ -238,6 +239,134 @@ static mg_status mg_medplib_load_all(mg_medplib *m, const mg_weights *w, const m
     return MG_OK;
 }
 
+/* ------------------------------------------------------- unmerged LoRA */
+
+/* peft checkpoints (stage II-IV before merge_and_unload): names may carry
+ * "base_model.model.", a LoRA'd Linear keeps W0 as <base>.base_layer.weight
+ * (or <base>.weight) beside <base>.lora_A[.default].weight [r, in] and
+ * <base>.lora_B[.default].weight [out, r]. The overlay table holds every
+ * other tensor as a borrowed view under its plain name and each LoRA'd
+ * weight merged, W0 + scale · B · A in f32 (peft's merge). */
+static bool mg_medplib_needs_overlay(const mg_weights *w) {
+    int64_t n = mg_weights_count(w);
+    for (int64_t i = 0; i < n; i++) {
+        const char *name = mg_weights_name(w, i);
+        if (!strncmp(name, "base_model.model.", 17) || strstr(name, ".lora_A.") || strstr(name, ".base_layer."))
+            return true;
+    }
+    return false;
+}
+
+/* name without "base_model.model." and with ".base_layer" dropped, into buf. */
+static mg_status mg_medplib_plain_name(const char *name, char *buf, size_t size) {
+    if (!strncmp(name, "base_model.model.", 17)) name += 17;
+    const char *cut = strstr(name, ".base_layer.");
+    if (!cut) return mg_name(buf, size, "%s", name);
+    return mg_name(buf, size, "%.*s%s", (int)(cut - name), name, cut + 11);
+}
+
+/* The LoRA tensor of kind "lora_A"/"lora_B" for the Linear whose plain base
+ * name is `base` (with or without ".default", with or without the peft
+ * prefix). */
+static bool mg_medplib_find_lora(const mg_weights *w, const char *base, const char *kind, mg_tensor *out, char *name,
+                                 size_t size) {
+    static const char *const prefixes[] = {"", "base_model.model."};
+    static const char *const tails[] = {".weight", ".default.weight"};
+    for (int p = 0; p < 2; p++)
+        for (int t = 0; t < 2; t++)
+            if (mg_name(name, size, "%s%s.%s%s", prefixes[p], base, kind, tails[t]) == MG_OK &&
+                mg_weights_get(w, name, out) == MG_OK)
+                return true;
+    return false;
+}
+
+static mg_status mg_medplib_copy_metadata(const mg_weights *from, mg_weights *to) {
+    int64_t n = mg_weights_meta_count(from);
+    for (int64_t i = 0; i < n; i++) {
+        const char *key = mg_weights_meta_key(from, i);
+        mg_value_type type;
+        if (!key || mg_weights_meta_type(from, key, &type, NULL) != MG_OK) continue;
+        int64_t iv;
+        double fv;
+        const char *sv;
+        size_t length;
+        if (type == MG_VALUE_STRING && mg_weights_get_string_bytes(from, key, &sv, &length) == MG_OK)
+            MG_TRY(mg_weights_set_string_bytes(to, key, sv, length));
+        else if ((type == MG_VALUE_F32 || type == MG_VALUE_F64) && mg_weights_get_float(from, key, &fv) == MG_OK)
+            MG_TRY(mg_weights_set_float(to, key, fv));
+        else if (type != MG_VALUE_ARRAY && type != MG_VALUE_STRING && mg_weights_get_int(from, key, &iv) == MG_OK)
+            MG_TRY(mg_weights_set_int(to, key, iv));
+    }
+    return MG_OK;
+}
+
+static mg_status mg_medplib_build_overlay(mg_medplib *m, const mg_weights *w, float scale, mg_weights **out) {
+    MG_TRY(mg_weights_create(out));
+    mg_weights *ov = *out;
+    MG_TRY(mg_medplib_copy_metadata(w, ov));
+    int64_t n = mg_weights_count(w);
+    char plain[MG_NAME_MAX], a_name[MG_NAME_MAX], b_name[MG_NAME_MAX], base[MG_NAME_MAX];
+    for (int64_t i = 0; i < n; i++) {
+        const char *name = mg_weights_name(w, i);
+        if (strstr(name, ".lora_A.") || strstr(name, ".lora_B.")) continue; /* merged below */
+        MG_TRY(mg_medplib_plain_name(name, plain, sizeof plain));
+        mg_tensor t;
+        MG_TRY(mg_weights_get(w, name, &t));
+        size_t len = strlen(plain);
+        mg_tensor a, b;
+        bool lora = false;
+        if (len > 7 && !strcmp(plain + len - 7, ".weight")) {
+            MG_TRY(mg_name(base, sizeof base, "%.*s", (int)(len - 7), plain));
+            bool has_a = mg_medplib_find_lora(w, base, "lora_A", &a, a_name, sizeof a_name);
+            bool has_b = mg_medplib_find_lora(w, base, "lora_B", &b, b_name, sizeof b_name);
+            if (has_a != has_b)
+                return mg_error(MG_ERR_NOT_FOUND, "LoRA: %s has %s but no %s", base, has_a ? a_name : b_name,
+                                has_a ? "lora_B" : "lora_A");
+            lora = has_a;
+        }
+        if (!lora) {
+            mg_status status = mg_weights_add(ov, plain, &t, false);
+            if (status != MG_OK) return mg_error_prefix(status, "LoRA overlay: tensor %s (from %s)", plain, name);
+            continue;
+        }
+        if (!(scale > 0))
+            return mg_error(MG_ERR_INVALID_ARGUMENT,
+                            "LoRA: %s is unmerged (lora_A/lora_B) but lora_scale (alpha / r) is %g: set config lora_alpha and lora_r, or the lora_scale option",
+                            base, (double)scale);
+        if (t.n_dims != 2 || a.n_dims != 2 || b.n_dims != 2 || a.shape[1] != t.shape[1] || b.shape[0] != t.shape[0] ||
+            b.shape[1] != a.shape[0])
+            return mg_error(MG_ERR_SHAPE, "LoRA: %s: W0 [out, in], lora_A [r, in], lora_B [out, r] do not fit", base);
+        int64_t O = t.shape[0], I = t.shape[1], R = a.shape[0];
+        mg_tensor w0, af, bf, merged;
+        int64_t ws[2] = {O, I}, as[2] = {R, I}, bs[2] = {O, R};
+        MG_TRY(mg_owned_tensor(&m->owned, &merged, MG_F32, 2, ws));
+        MG_TRY(mg_tensor_alloc(&w0, MG_F32, 2, ws));
+        mg_status status = mg_tensor_convert(&t, &w0);
+        if (status == MG_OK) status = mg_tensor_alloc(&af, MG_F32, 2, as);
+        if (status == MG_OK) {
+            status = mg_tensor_convert(&a, &af);
+            if (status == MG_OK) status = mg_tensor_alloc(&bf, MG_F32, 2, bs);
+            if (status == MG_OK) {
+                status = mg_tensor_convert(&b, &bf);
+                const float *pw = w0.data, *pa = af.data, *pb = bf.data;
+                float *pm = merged.data;
+                for (int64_t o = 0; status == MG_OK && o < O; o++)
+                    for (int64_t k = 0; k < I; k++) {
+                        double acc = 0;
+                        for (int64_t r = 0; r < R; r++) acc += (double)pb[o * R + r] * (double)pa[r * I + k];
+                        pm[o * I + k] = (float)((double)pw[o * I + k] + (double)scale * acc);
+                    }
+                mg_tensor_free_data(&bf);
+            }
+            mg_tensor_free_data(&af);
+        }
+        mg_tensor_free_data(&w0);
+        if (status == MG_OK) status = mg_weights_add(ov, plain, &merged, false);
+        if (status != MG_OK) return mg_error_prefix(status, "LoRA overlay: tensor %s", plain);
+    }
+    return MG_OK;
+}
+
 mg_status mg_medplib_load(const mg_weights *weights, const mg_medplib_options *options, mg_medplib **out) {
     if (!out) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_medplib_load: out is NULL");
     *out = NULL;
@@ -248,9 +377,17 @@ mg_status mg_medplib_load(const mg_weights *weights, const mg_medplib_options *o
     const mg_medplib_options *o = options ? options : &defaults;
     mg_medplib *m = calloc(1, sizeof *m);
     if (!m) return mg_error(MG_ERR_NO_MEMORY, "medplib: out of memory");
+    mg_status status = MG_OK;
+    const mg_weights *table = weights;
+    if (mg_medplib_needs_overlay(weights)) {
+        double alpha = mg_meta_or(weights, "config.lora_alpha", 0), r = mg_meta_or(weights, "config.lora_r", 0);
+        float scale = o->lora_scale > 0 ? o->lora_scale : (r > 0 ? (float)(alpha / r) : 0.0f);
+        status = mg_medplib_build_overlay(m, weights, scale, &m->overlay);
+        table = m->overlay;
+    }
     mg_model_track_begin();
-    mg_status status = mg_medplib_load_all(m, weights, o);
-    mg_status unused = mg_model_track_end(weights, status == MG_OK && o->weights.strict);
+    if (status == MG_OK) status = mg_medplib_load_all(m, table, o);
+    mg_status unused = mg_model_track_end(table, status == MG_OK && o->weights.strict);
     if (status == MG_OK) status = unused;
     if (status != MG_OK) {
         mg_medplib_free(m);
@@ -266,6 +403,7 @@ void mg_medplib_free(mg_medplib *m) {
     mg_decoder_free(m->decoder);
     mg_moe_free(m->moe);
     mg_sam_destroy(m->sam);
+    mg_weights_destroy(m->overlay);
     mg_owned_free(&m->owned);
     free(m);
 }

@@ -287,7 +287,8 @@ def _captioning(task, records, ctx, clean, use_meteor, meteor_data, use_spice, m
         preds = M.bird_clean(preds)
     hyp_tok = M.ptb_tokenize(preds)
     ref_tok = M.ptb_tokenize(refs)
-    order = _modality_order(mods, None)
+    present = set(mods)
+    order = _modality_order(mods, [m for m in BIRD_MODALITIES if m in present])  # BiRD's order first
     modules = {"tokenizer": "PTB (CoreNLP 3.4.1 rules, C port)",
                "response_cleaning": "BiRD regularization" if clean else "none"}
     scorer = None

@@ -115,6 +115,11 @@ def _corpus() -> tuple[list[str], list[list[str]]]:
             hyp = " ".join(w[:k] + w[k + 1:] if rng.random() < 0.5 else w[:k] + [rng.choice(WORDS)] + w[k:])
         hyps.append(hyp)
         refs.append([ref])
+    # empty predictions and ones PTB empties (only punctuation)
+    for hyp, ref in (("", "the liver is enlarged"), ("...", "a small nodule"), ("(!) --", "no acute findings"),
+                     ("liver", "")):
+        hyps.append(hyp)
+        refs.append([ref])
     return hyps, refs
 
 

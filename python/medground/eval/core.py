@@ -256,6 +256,7 @@ def _grounding(task, records, ctx, clean, thresholds, modality_average, modaliti
             row["mean_iou"] = float(out["best_iou_sum"][sel].sum()) / n_boxes if n_boxes else 0.0
             row["no_box_in_answer"] = int((out["n_pred"][sel] == 0).sum()) if len(kept) else 0
             row["fallback_boxes"] = int(out["used_fallback"][sel].sum()) if len(kept) else 0
+            row["unparsable_pred_boxes"] = int(out["n_pred_invalid"][sel].sum()) if len(kept) else 0
             row["skipped_no_gt_box"] = int(((mods_arr == m) if m != "all" else np.ones(len(kept), bool))
                                            [n_gt == 0].sum()) if len(kept) else 0
             rows[m] = row

@@ -1301,7 +1301,8 @@ mg_status mg_bird_image_rows(const mg_bird *bird, const int32_t *tokens, int n_t
  * image embeddings). Each text run is one plain-text mg_tokenizer_encode call
  * (special strings stay text) split at <ref> </ref> <box> </box> <quad>
  * </quad>, whose ids, like the others, follow Qwen's layout from the model's
- * image_start_id. *ids is malloc'd (caller frees with free()). */
+ * image_start_id. Text is encoded as given: NFC-normalise it first when
+ * mg_tokenizer_wants_nfc (Qwen does). *ids is malloc'd (caller frees with free()). */
 mg_status mg_bird_build_prompt(const mg_bird *bird, const mg_tokenizer *tok, const char *system,
                                const char *const *messages, int n_messages, bool with_image,
                                int32_t **ids, size_t *n_ids);
@@ -1447,25 +1448,19 @@ typedef struct mg_moe_config {
     int top_k;             /* must be 1                                      */
     float capacity_factor; /* eval_capacity_factor; <= 0: unlimited          */
     int min_capacity;
-    /* alpha / r for experts stored as base + LoRA (stage checkpoints):
-     * W = W0 + lora_scale · B · A, merged at load. 0 = none expected. */
-    float lora_scale;
     mg_model_weights_options weights;
 } mg_moe_config;
 
 typedef struct mg_moe mg_moe;
 
 /* Experts <prefix>N.mlp.deepspeed_moe.experts.deepspeed_experts.E.{gate,up,
- * down}_proj.weight (or .base_layer.weight + .lora_A[.default].weight [r, in]
- * + .lora_B[.default].weight [out, r]) and router <prefix>N.mlp.
- * deepspeed_moe.gate.wg.weight [n_experts, hidden]; prefix "model.layers.".
- * Borrows `weights`. Caller frees with mg_moe_free. */
+ * down}_proj.weight (merged; mg_medplib_load merges unmerged LoRA first) and
+ * router <prefix>N.mlp.deepspeed_moe.gate.wg.weight [n_experts, hidden];
+ * prefix "model.layers.". Borrows `weights`. Caller frees with mg_moe_free. */
 mg_status mg_moe_load(const mg_weights *weights, const char *prefix, const mg_moe_config *config,
                       mg_moe **out);
 void mg_moe_free(mg_moe *moe);
 const mg_moe_config *mg_moe_get_config(const mg_moe *moe);
-/* True when some expert was merged from LoRA tensors at load. */
-bool mg_moe_has_lora(const mg_moe *moe);
 /* The FFN hook (mg_decoder_ffn_fn; user_data = the mg_moe): out[T, hidden]
  * = MoE(x[T, hidden]); records routing and load counts. */
 mg_status mg_moe_ffn(void *moe, mg_context *ctx, int layer, const mg_tensor *x, mg_tensor *out);

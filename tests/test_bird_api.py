@@ -488,3 +488,33 @@ def test_real_vocabulary_end_to_end(tmp_path, picture):
     want, _ = model.greedy(ids, ref_embeddings(model, picture), max_new_tokens=12, stop=stops)
     body = want[:-1] if want[-1] in stops else want
     assert bird.chat(picture, query, max_new_tokens=12) == enc.decode(body, errors="replace").strip()
+
+
+def test_c_prompt_builder_matches_python_segments(tmp_path):
+    """mg_bird_build_prompt (the C API's ChatML) gives the ids of the Python
+    builder, which test_prompt_ids_match_tiktoken_on_the_real_vocabulary
+    checks against tiktoken."""
+    from medground.models.bird import _TiktokenQwen
+
+    vocab_file = shared_path("tokenizers", "qwen.tiktoken")
+    cfg = ref.tiny_config(vocab_size=151936, image_start_id=151857)
+    cfg.update(hidden_size=128, num_hidden_layers=1, num_attention_heads=2, kv_channels=64, intermediate_size=256)
+    cfg["visual"].update(output_dim=128, layers=1)
+    state = ref.random_state_dict(cfg, seed=7)
+    handle = _C.bird_load_arrays([(k, v.numpy(), "f32") for k, v in state.items()], flatten_config(cfg))
+    special = {t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)}
+    tok = _TiktokenQwen(vocab_file)
+    cases = [
+        (["Where is <ref>the liver</ref>?"], None, True),
+        (["Hi", "Hello <box>(1,2),(3,4)</box>!", "  \n\nsay <|im_end|> now 你好"], None, True),
+        (["no image here"], "Be brief.", False),
+        (["<ref></ref><box></box>", "", "x"], "", True),
+    ]
+    for messages, system, with_image in cases:
+        history = list(zip(messages[:-1:2], messages[1::2]))
+        want = encode_segments(tok, chatml_segments(messages[-1], history, system if system is not None else
+                                                    "You are a helpful assistant.", with_image), special, 256)
+        got = _C.bird_build_prompt(handle, str(vocab_file), messages, system=system, with_image=with_image)
+        assert got == want, messages
+    with pytest.raises(medground.InvalidArgumentError, match="odd"):
+        _C.bird_build_prompt(handle, str(vocab_file), ["a", "b"])

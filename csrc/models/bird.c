@@ -490,3 +490,134 @@ mg_status mg_bird_parse_boxes(const char *text, size_t n_bytes, double width, do
     *n_boxes = o.count;
     return MG_OK;
 }
+
+/* ---------------------------------------------------------------- prompts */
+
+typedef struct mg_ids {
+    int32_t *data;
+    size_t n, cap;
+} mg_ids;
+
+static mg_status mg_ids_push(mg_ids *ids, const int32_t *values, size_t n) {
+    if (ids->n + n > ids->cap) {
+        size_t cap = ids->cap ? ids->cap : 256;
+        while (cap < ids->n + n) cap *= 2;
+        int32_t *grown = realloc(ids->data, cap * sizeof *grown);
+        if (!grown) return mg_error(MG_ERR_NO_MEMORY, "bird prompt: out of memory");
+        ids->data = grown;
+        ids->cap = cap;
+    }
+    memcpy(ids->data + ids->n, values, n * sizeof *values);
+    ids->n += n;
+    return MG_OK;
+}
+
+static mg_status mg_ids_special(mg_ids *ids, int32_t id) { return mg_ids_push(ids, &id, 1); }
+
+/* One tokenizer call over text[0, n) as plain text (special strings stay text). */
+static mg_status mg_ids_text(mg_ids *ids, const mg_tokenizer *tok, const char *text, size_t n) {
+    if (n == 0) return MG_OK;
+    mg_encode_options plain;
+    memset(&plain, 0, sizeof plain);
+    plain.special = MG_SPECIAL_NONE;
+    int32_t *out = NULL;
+    size_t n_out = 0;
+    MG_TRY(mg_tokenizer_encode(tok, text, n, &plain, &out, &n_out));
+    mg_status status = mg_ids_push(ids, out, n_out);
+    free(out);
+    return status;
+}
+
+/* Content as Qwen encodes it (allowed_special = the image/box tags): text
+ * runs between <ref> </ref> <box> </box> <quad> </quad>, each its own call. */
+static mg_status mg_ids_content(mg_ids *ids, const mg_tokenizer *tok, int32_t base, const char *prefix,
+                                const char *text) {
+    static const char *const tags[6] = {"<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>"};
+    size_t n_prefix = prefix ? strlen(prefix) : 0, n_text = strlen(text);
+    char *joined = malloc(n_prefix + n_text + 1);
+    if (!joined) return mg_error(MG_ERR_NO_MEMORY, "bird prompt: out of memory");
+    if (n_prefix) memcpy(joined, prefix, n_prefix);
+    memcpy(joined + n_prefix, text, n_text + 1);
+    size_t n = n_prefix + n_text, run = 0;
+    mg_status status = MG_OK;
+    for (size_t i = 0; i < n && status == MG_OK;) {
+        int found = -1;
+        for (int t = 0; t < 6 && found < 0; t++)
+            if (joined[i] == '<' && strncmp(joined + i, tags[t], strlen(tags[t])) == 0) found = t;
+        if (found < 0) {
+            i++;
+            continue;
+        }
+        status = mg_ids_text(ids, tok, joined + run, i - run);
+        if (status == MG_OK) status = mg_ids_special(ids, base + 208 + found);
+        i += strlen(tags[found]);
+        run = i;
+    }
+    if (status == MG_OK) status = mg_ids_text(ids, tok, joined + run, n - run);
+    free(joined);
+    return status;
+}
+
+mg_status mg_bird_build_prompt(const mg_bird *bird, const mg_tokenizer *tok, const char *system,
+                               const char *const *messages, int n_messages, bool with_image, int32_t **ids,
+                               size_t *n_ids) {
+    if (!bird || !tok || !messages || !ids || !n_ids)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_build_prompt: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    if (n_messages < 1 || n_messages % 2 == 0)
+        return mg_error(MG_ERR_INVALID_ARGUMENT,
+                        "mg_bird_build_prompt: %d messages; expected user, assistant, ..., user (an odd count)",
+                        n_messages);
+    for (int i = 0; i < n_messages; i++)
+        if (!messages[i]) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_bird_build_prompt: message %d is NULL", i);
+    /* Qwen's specials: <|endoftext|> = <img> - 214, then <|im_start|>, <|im_end|>;
+     * <ref> = base + 208 ... <imgpad> = base + 216. */
+    int32_t base = bird->image_start_id - 214;
+    if (base < 0) return mg_error(MG_ERR_FORMAT, "bird prompt: image_start_id %d leaves no room for Qwen's specials",
+                                  (int)bird->image_start_id);
+    int32_t im_start = base + 1, im_end = base + 2;
+    mg_ids out = {NULL, 0, 0};
+    mg_status status = mg_ids_special(&out, im_start);
+#define MG_TEXT(s) \
+    if (status == MG_OK) status = mg_ids_text(&out, tok, s, strlen(s))
+#define MG_SPECIAL(id) \
+    if (status == MG_OK) status = mg_ids_special(&out, id)
+    MG_TEXT("system");
+    MG_TEXT("\n");
+    MG_TEXT(system ? system : "You are a helpful assistant.");
+    MG_SPECIAL(im_end);
+    for (int i = 0; i < n_messages && status == MG_OK; i += 2) {
+        MG_TEXT("\n");
+        MG_SPECIAL(im_start);
+        MG_TEXT("user");
+        MG_TEXT("\n");
+        if (with_image && i == 0) {
+            MG_TEXT("Picture 1: ");
+            MG_SPECIAL(bird->image_start_id);
+            for (int64_t r = 0; r < mg_bird_image_tokens(bird); r++) MG_SPECIAL(base + 216);
+            MG_SPECIAL(bird->image_start_id + 1);
+            if (status == MG_OK) status = mg_ids_content(&out, tok, base, "\n", messages[i]);
+        } else if (status == MG_OK) {
+            status = mg_ids_content(&out, tok, base, NULL, messages[i]);
+        }
+        MG_SPECIAL(im_end);
+        MG_TEXT("\n");
+        MG_SPECIAL(im_start);
+        MG_TEXT("assistant");
+        MG_TEXT("\n");
+        if (i + 1 < n_messages) {
+            if (status == MG_OK) status = mg_ids_content(&out, tok, base, NULL, messages[i + 1]);
+            MG_SPECIAL(im_end);
+        }
+    }
+#undef MG_TEXT
+#undef MG_SPECIAL
+    if (status != MG_OK) {
+        free(out.data);
+        return status;
+    }
+    *ids = out.data;
+    *n_ids = out.n;
+    return MG_OK;
+}

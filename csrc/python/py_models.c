@@ -710,6 +710,54 @@ static PyObject *py_bird_parse_boxes(PyObject *self, PyObject *args, PyObject *k
     return list;
 }
 
+/* bird_build_prompt(model, tokenizer_path, messages, system=None, with_image=True)
+ * -> list of ids (mg_bird_build_prompt with a Qwen tokenizer loaded from
+ * tokenizer_path, e.g. qwen.tiktoken). */
+static PyObject *py_bird_build_prompt(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"model", "tokenizer_path", "messages", "system", "with_image", NULL};
+    PyObject *capsule, *path_object, *messages_object;
+    const char *system = NULL;
+    int with_image = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&O|zp", keywords, &capsule, PyUnicode_FSConverter, &path_object,
+                                     &messages_object, &system, &with_image))
+        return NULL;
+    mg_py_bird *m = mg_py_bird_get(capsule);
+    PyObject *sequence = m ? PySequence_Fast(messages_object, "messages must be a sequence of str") : NULL;
+    if (!sequence) {
+        Py_DECREF(path_object);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    const char **messages = calloc((size_t)(n > 0 ? n : 1), sizeof *messages);
+    int failed = messages ? 0 : (PyErr_NoMemory(), -1);
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(sequence, i);
+        messages[i] = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+        if (!messages[i]) {
+            PyErr_Clear();
+            failed = mg_py_raise_int(mg_error(MG_ERR_INVALID_ARGUMENT, "message %zd is not a str", (ssize_t)i));
+        }
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (!failed) {
+        mg_tokenizer *tok = NULL;
+        mg_status status = mg_tokenizer_load_qwen(PyBytes_AS_STRING(path_object), &tok);
+        if (status == MG_OK)
+            status = mg_bird_build_prompt(m->bird, tok, system, messages, (int)n, with_image != 0, &ids, &n_ids);
+        mg_tokenizer_destroy(tok);
+        if (status != MG_OK) failed = mg_py_raise_int(status);
+    }
+    free(messages);
+    Py_DECREF(sequence);
+    Py_DECREF(path_object);
+    if (failed) return NULL;
+    PyObject *list = PyList_New((Py_ssize_t)n_ids);
+    for (size_t i = 0; list && i < n_ids; i++) PyList_SET_ITEM(list, (Py_ssize_t)i, PyLong_FromLong(ids[i]));
+    free(ids);
+    return list;
+}
+
 static PyMethodDef mg_py_bird_methods[] = {
     {"bird_load", (PyCFunction)(void (*)(void))py_bird_load, METH_VARARGS | METH_KEYWORDS,
      "bird_load(path, dtype=None, strict=False) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."},
@@ -720,6 +768,9 @@ static PyMethodDef mg_py_bird_methods[] = {
      "bird_check_tensors(specs, metadata, strict=True) -> None. Metadata-only load of (name, dtype, shape) specs "
      "(zero-backed, nothing committed); raises what mg_bird_load raises."},
     {"bird_info", py_bird_info, METH_O, "bird_info(model) -> dict of hyper-parameters."},
+    {"bird_build_prompt", (PyCFunction)(void (*)(void))py_bird_build_prompt, METH_VARARGS | METH_KEYWORDS,
+     "bird_build_prompt(model, tokenizer_path, messages, system=None, with_image=True) -> ChatML ids "
+     "(mg_bird_build_prompt; messages: user, assistant, ..., user)."},
     {"bird_parse_boxes", (PyCFunction)(void (*)(void))py_bird_parse_boxes, METH_VARARGS | METH_KEYWORDS,
      "bird_parse_boxes(text: bytes, width=0, height=0, grid=1000) -> [(valid, issues, pixels, grid_box, "
      "label_start, label_length, span_start, span_length)] (byte offsets)."},

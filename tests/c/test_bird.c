@@ -334,8 +334,51 @@ static void test_parse_boxes(void) {
     for (size_t k = 0; k <= strlen(text); k++) CHECK_OK(mg_bird_parse_boxes(text, k, 10, 10, 1000, boxes, 8, &n));
 }
 
+/* A byte-level tiktoken vocabulary: rank b = the single byte b. */
+static mg_tokenizer *byte_tokenizer(void) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *ranks = malloc(256 * 16), *p = ranks;
+    for (int b = 0; b < 256; b++)
+        p += sprintf(p, "%c%c== %d\n", b64[b >> 2], b64[(b & 3) << 4], b);
+    mg_tokenizer *tok = NULL;
+    CHECK_OK(mg_tokenizer_load_tiktoken_memory(ranks, (size_t)(p - ranks), NULL, "bytes", &tok));
+    free(ranks);
+    return tok;
+}
+
+static void test_build_prompt(void) {
+    mg_weights *w = tiny_model(NULL);
+    mg_bird *bird = NULL;
+    CHECK_OK(mg_bird_load(w, NULL, &bird));
+    mg_tokenizer *tok = byte_tokenizer();
+    if (!bird || !tok) return;
+    const char *messages[3] = {"Where is <ref>it</ref>?", "<box>(1,2),(3,4)</box>", "ok"};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(mg_bird_build_prompt(bird, tok, NULL, messages, 3, true, &ids, &n));
+    /* specials: base = 290 - 214 = 76; <|im_start|> 77, <|im_end|> 78, <ref> 284, <box> 286, <imgpad> 292 */
+    int pads = 0, refs = 0, boxes = 0, starts = 0;
+    for (size_t i = 0; i < n; i++) {
+        pads += ids[i] == IMGPAD;
+        refs += ids[i] == 284;
+        boxes += ids[i] == 286;
+        starts += ids[i] == 77;
+    }
+    CHECK(ids[0] == 77 && pads == NQ && refs == 1 && boxes == 1);
+    CHECK(n > 10 && memcmp(ids + n - 10, (int32_t[]){'a', 's', 's', 'i', 's', 't', 'a', 'n', 't', '\n'}, 40) == 0);
+    free(ids);
+    CHECK_STATUS(mg_bird_build_prompt(bird, tok, NULL, messages, 2, true, &ids, &n), MG_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE("odd");
+    mg_tokenizer_destroy(tok);
+    mg_bird_free(bird);
+    mg_weights_destroy(w);
+    free_blocks();
+    (void)starts;
+}
+
 int main(void) {
     test_parse_boxes();
+    test_build_prompt();
     test_model();
     test_bad_checkpoints();
     test_gptq();

@@ -177,8 +177,6 @@ static mg_status mg_medplib_load_all(mg_medplib *m, const mg_weights *w, const m
         mc.capacity_factor = o->capacity_factor != 0 ? o->capacity_factor
                                                      : (float)mg_meta_or(w, "config.moe.eval_capacity_factor", 2.0);
         mc.min_capacity = (int)mg_meta_or(w, "config.moe.min_capacity", 0);
-        double alpha = mg_meta_or(w, "config.lora_alpha", 0), r = mg_meta_or(w, "config.lora_r", 0);
-        mc.lora_scale = o->lora_scale > 0 ? o->lora_scale : (r > 0 ? (float)(alpha / r) : 0.0f);
         mc.weights = o->weights;
         MG_TRY(mg_moe_load(w, "model.layers.", &mc, &m->moe));
         mg_decoder_set_ffn_hook(m->decoder, mg_moe_ffn, m->moe);

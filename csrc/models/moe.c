@@ -15,11 +15,9 @@
  * dropped. When an expert overflows, DeepSpeed keeps a random subset (random
  * token selection); this code keeps the earliest tokens (deterministic).
  * cf <= 0 disables the limit.
- * Experts come merged (the release: `<prefix>N.mlp.deepspeed_moe.experts.
- * deepspeed_experts.E.{gate,up,down}_proj.weight`) or, for stage checkpoints,
- * as a base weight plus LoRA (`.lora_A[.default].weight` [r, in],
- * `.lora_B[.default].weight` [out, r]) merged here at load:
- * W + (alpha / r) · B · A. */
+ * Experts are merged FFNs (the release: `<prefix>N.mlp.deepspeed_moe.experts.
+ * deepspeed_experts.E.{gate,up,down}_proj.weight`); unmerged LoRA stage
+ * checkpoints are merged into such a table by mg_medplib_load first. */
 #include "models.h"
 
 #include <math.h>
@@ -44,70 +42,21 @@ struct mg_moe {
     float *last_prob;
     int *last_count;      /* [n_layers] tokens of the last call           */
     int last_cap;
-    bool lora_used;
     mg_owned owned;
     mg_arena scratch;
 };
 
 /* ---------------------------------------------------------------- loading */
 
-static mg_status mg_moe_find(const mg_weights *weights, const char *base, const char *const *suffixes, int n,
-                             char *name, size_t size) {
-    for (int i = 0; i < n; i++) {
-        MG_TRY(mg_name(name, size, "%s%s", base, suffixes[i]));
-        if (mg_weights_has(weights, name)) return MG_OK;
-    }
-    return MG_ERR_NOT_FOUND;
-}
-
-/* One expert projection `base` ([out, in]): merged, or base + LoRA. */
+/* One expert projection `base` ([out, in]). */
 static mg_status mg_moe_load_matrix(mg_moe *moe, const mg_weights *weights, const char *base, int64_t out_f,
                                     int64_t in_f, mg_tensor *out) {
-    static const char *const weight_names[] = {".weight", ".base_layer.weight"};
-    static const char *const a_names[] = {".lora_A.weight", ".lora_A.default.weight"};
-    static const char *const b_names[] = {".lora_B.weight", ".lora_B.default.weight"};
-    char w_name[MG_NAME_MAX], a_name[MG_NAME_MAX], b_name[MG_NAME_MAX];
-    if (mg_moe_find(weights, base, weight_names, 2, w_name, sizeof w_name) != MG_OK)
-        return mg_error(MG_ERR_NOT_FOUND, "checkpoint has no tensor %s.weight (MoE expert)", base);
-    bool has_a = mg_moe_find(weights, base, a_names, 2, a_name, sizeof a_name) == MG_OK;
-    bool has_b = mg_moe_find(weights, base, b_names, 2, b_name, sizeof b_name) == MG_OK;
+    char name[MG_NAME_MAX];
     int64_t shape[2] = {out_f, in_f};
-    if (!has_a && !has_b) {
-        mg_tensor stored;
-        MG_TRY(mg_model_get(weights, w_name, 2, shape, &stored));
-        return mg_model_matrix(&moe->owned, w_name, &stored, &moe->config.weights, out);
-    }
-    if (has_a != has_b)
-        return mg_error(MG_ERR_NOT_FOUND, "MoE expert %s: LoRA %s without its %s", base, has_a ? a_name : b_name,
-                        has_a ? "lora_B" : "lora_A");
-    if (!(moe->config.lora_scale > 0))
-        return mg_error(MG_ERR_INVALID_ARGUMENT,
-                        "MoE expert %s has unmerged LoRA tensors but lora_scale (alpha / r) is %g: set it (config.lora_alpha / config.lora_r)",
-                        base, (double)moe->config.lora_scale);
-    mg_tensor a, b, merged;
-    mg_tensor stored_a;
-    MG_TRY(mg_weights_get(weights, a_name, &stored_a));
-    int64_t r = stored_a.n_dims == 2 ? stored_a.shape[0] : 0;
-    if (r <= 0) return mg_error(MG_ERR_SHAPE, "tensor %s: LoRA A must be 2-D [r, %lld]", a_name, (long long)in_f);
-    int64_t a_shape[2] = {r, in_f}, b_shape[2] = {out_f, r};
-    MG_TRY(mg_model_get_f32(weights, &moe->owned, w_name, 2, shape, &merged));
-    MG_TRY(mg_model_get_f32(weights, &moe->owned, a_name, 2, a_shape, &a));
-    MG_TRY(mg_model_get_f32(weights, &moe->owned, b_name, 2, b_shape, &b));
-    /* The f32 view may borrow the file's memory: always write into our own. */
-    mg_tensor w;
-    MG_TRY(mg_owned_tensor(&moe->owned, &w, MG_F32, 2, shape));
-    const float *wa = a.data, *wb = b.data, *w0 = merged.data;
-    float *wd = w.data;
-    double scale = moe->config.lora_scale;
-    for (int64_t o = 0; o < out_f; o++) {
-        for (int64_t i = 0; i < in_f; i++) {
-            double acc = 0;
-            for (int64_t k = 0; k < r; k++) acc += (double)wb[o * r + k] * (double)wa[k * in_f + i];
-            wd[o * in_f + i] = (float)((double)w0[o * in_f + i] + scale * acc);
-        }
-    }
-    moe->lora_used = true;
-    return mg_model_matrix(&moe->owned, w_name, &w, &moe->config.weights, out);
+    mg_tensor stored;
+    MG_TRY(mg_name(name, sizeof name, "%s.weight", base));
+    MG_TRY(mg_model_get(weights, name, 2, shape, &stored));
+    return mg_model_matrix(&moe->owned, name, &stored, &moe->config.weights, out);
 }
 
 static mg_status mg_moe_load_all(mg_moe *moe, const mg_weights *weights, const char *prefix) {
@@ -181,7 +130,6 @@ void mg_moe_free(mg_moe *moe) {
 }
 
 const mg_moe_config *mg_moe_get_config(const mg_moe *moe) { return &moe->config; }
-bool mg_moe_has_lora(const mg_moe *moe) { return moe->lora_used; }
 
 /* ---------------------------------------------------------------- forward */
 

@@ -184,6 +184,15 @@ def test_missing_seg_gives_empty_mask_with_flag(model, tiny, image):
     assert not mask.found and mask.array.shape == (120, 200) and mask.array.sum() == 0 and mask.score == 0.0
     fallback = model.segment(image, "liver", max_new_tokens=3, fallback=True)
     assert not fallback.found and fallback.probs is not None
+    # the reference's fallback: the second-to-last hidden state of prompt + answer (the last
+    # generated token has none)
+    seq = model.prompt_ids("Please segment the liver in this image.") + tokens[:-1]
+    with torch.no_grad():
+        hidden = tiny.lm.model(inputs_embeds=tiny.embed(seq, emb, None)).last_hidden_state[0, -2]
+    sam_pixels, g = preprocess_sam(image)
+    low_res, _ = tiny.decode_mask(torch.from_numpy(sam_pixels), tiny.seg_prompt(hidden))
+    probs = torch.sigmoid(ref.postprocess_correct(low_res, (g.resized_height, g.resized_width), (120, 200)))
+    assert np.abs(fallback.probs - probs.numpy()).max() <= 1e-4
 
 
 # ------------------------------------------------------------------------ bad input
@@ -210,6 +219,9 @@ def test_bad_regions(model, image):
         model.refer(image, tiny)
     with pytest.raises(errors.InvalidArgumentError, match="refer"):
         model.chat(image, "What is in <region></region>?")
+    with pytest.raises(errors.InvalidArgumentError, match="task"):
+        model.refer(image, (10, 10, 50, 50), task="ground")
+    assert isinstance(model.refer(image, (10, 10, 50, 50), task="caption", max_new_tokens=2), str)
 
 
 def test_corrupt_and_mismatched_checkpoints(tiny, tokenizer, tmp_path):
@@ -266,6 +278,7 @@ def test_gguf_from_medground_convert(tiny, tokenizer, image, tmp_path):
     out = tmp_path / "medplib.gguf"
     medground.convert(folder, str(out), type="f32", progress=False)
     m = MedPLIB(str(out))
+    assert isinstance(medground.load(folder), MedPLIB)  # family detection + tokenizer.model beside it
     assert m.info["n_experts"] == 2 and m.info["clip_layers_run"] == 2 and len(m.tokenizer) == 32267
     emb, _ = _ref_image(tiny, image)
     tokens, _, _ = tiny.greedy(m.prompt_ids("What modality is this?"), image=emb, max_new_tokens=4)

@@ -58,6 +58,7 @@ SYSTEM_PROMPTS = {
 TEMPLATES = {
     "segment": "Please segment the {phrase} in this image.",
     "refer": "What is shown in <region></region>?",
+    "caption": "Please describe <region></region> in detail.",
 }
 
 
@@ -256,14 +257,16 @@ class MedPLIB:
             raise InvalidArgumentError("chat(): the question has <region>; use refer(image, region, question)")
         return self._generate(self.encode_image(image), self.prompt_ids(text), None, max_new_tokens, stream)[0]
 
-    def refer(self, image: Any, region: Any, question: Optional[str] = None, *, max_new_tokens: int = 512,
-              stream: Optional[Callable[[str], Any]] = None) -> str:
-        """Region VQA: ``question`` (default :data:`TEMPLATES` ["refer"]) about ``region``
-        (a :class:`Region`, a box, or a mask). The question must hold one
-        ``<region></region>`` (appended when missing)."""
+    def refer(self, image: Any, region: Any, question: Optional[str] = None, *, task: str = "refer",
+              max_new_tokens: int = 512, stream: Optional[Callable[[str], Any]] = None) -> str:
+        """Region VQA: ``question`` (default :data:`TEMPLATES` [task], task "refer" or
+        "caption") about ``region`` (a :class:`Region`, a box, or a mask). The question must
+        hold one ``<region></region>`` (appended when missing)."""
         if not self.info["has_region_adapter"]:
             raise NotFoundError("this checkpoint has no region_fea_adapter: region prompts are unavailable")
-        question = TEMPLATES["refer"] if question is None else question
+        if task not in ("refer", "caption"):
+            raise InvalidArgumentError(f"task={task!r}: expected 'refer' or 'caption'")
+        question = TEMPLATES[task] if question is None else question
         if "<region></region>" not in question:
             question = question.rstrip() + " <region></region>"
         if question.count("<region></region>") != 1:

@@ -1,5 +1,10 @@
 /* A fixed pool of pthreads running one parallel loop at a time. Tasks are
- * handed out with an atomic counter so uneven tasks balance themselves. */
+ * handed out with an atomic counter so uneven tasks balance themselves.
+ *
+ * Several threads may share one pool (Python releases the GIL around C work
+ * on a shared context): their loops take turns through run_lock. A loop
+ * started from inside a task of the same pool runs inline on the calling
+ * thread instead of waiting for itself. */
 #include "core.h"
 
 #include <pthread.h>
@@ -11,6 +16,7 @@ struct mg_threadpool {
     int n_threads; /* including the caller */
     pthread_t *workers;
     pthread_mutex_t lock;
+    pthread_mutex_t run_lock; /* one mg_threadpool_run at a time */
     pthread_cond_t work_ready;
     pthread_cond_t work_done;
     uint64_t generation; /* bumped for each mg_threadpool_run */
@@ -22,6 +28,9 @@ struct mg_threadpool {
     int64_t n_tasks;
     atomic_llong next_task;
 };
+
+/* The pool whose tasks this thread is running, if any. */
+static _Thread_local const mg_threadpool *mg_current_pool;
 
 int mg_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -45,6 +54,7 @@ static void *mg_worker_main(void *raw) {
     mg_worker_arg arg = *(mg_worker_arg *)raw;
     free(raw);
     mg_threadpool *pool = arg.pool;
+    mg_current_pool = pool;
     uint64_t seen = 0;
     pthread_mutex_lock(&pool->lock);
     for (;;) {
@@ -69,6 +79,7 @@ mg_status mg_threadpool_create(int n_threads, mg_threadpool **out) {
     if (!pool) return mg_error(MG_ERR_NO_MEMORY, "thread pool: out of memory");
     pool->n_threads = n_threads;
     pthread_mutex_init(&pool->lock, NULL);
+    pthread_mutex_init(&pool->run_lock, NULL);
     pthread_cond_init(&pool->work_ready, NULL);
     pthread_cond_init(&pool->work_done, NULL);
     pool->workers = calloc((size_t)n_threads, sizeof(pthread_t));
@@ -104,6 +115,7 @@ void mg_threadpool_destroy(mg_threadpool *pool) {
     pthread_mutex_unlock(&pool->lock);
     for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->workers[i], NULL);
     pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->run_lock);
     pthread_cond_destroy(&pool->work_ready);
     pthread_cond_destroy(&pool->work_done);
     free(pool->workers);
@@ -114,10 +126,11 @@ int mg_threadpool_size(const mg_threadpool *pool) { return pool ? pool->n_thread
 
 void mg_threadpool_run(mg_threadpool *pool, int64_t n_tasks, mg_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
-    if (!pool || pool->n_threads == 1 || n_tasks == 1) {
+    if (!pool || pool->n_threads == 1 || n_tasks == 1 || mg_current_pool == pool) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
+    pthread_mutex_lock(&pool->run_lock);
     pthread_mutex_lock(&pool->lock);
     pool->fn = fn;
     pool->ctx = ctx;
@@ -128,9 +141,13 @@ void mg_threadpool_run(mg_threadpool *pool, int64_t n_tasks, mg_task_fn fn, void
     pthread_cond_broadcast(&pool->work_ready);
     pthread_mutex_unlock(&pool->lock);
 
+    const mg_threadpool *outer = mg_current_pool;
+    mg_current_pool = pool;
     mg_threadpool_drain(pool, 0);
+    mg_current_pool = outer;
 
     pthread_mutex_lock(&pool->lock);
     while (pool->active_workers > 0) pthread_cond_wait(&pool->work_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
+    pthread_mutex_unlock(&pool->run_lock);
 }

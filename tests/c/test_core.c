@@ -3,6 +3,8 @@
 
 #include "mg_test.h"
 
+#include <pthread.h>
+
 static void test_tensor_views(void) {
     float data[24];
     for (int i = 0; i < 24; i++) data[i] = (float)i;
@@ -64,6 +66,61 @@ static void test_threadpool(void) {
     mg_threadpool_destroy(pool);
 }
 
+/* Two callers sharing one pool (as Python threads share the default
+ * context), each checking its own loop's result, and a loop started from
+ * inside a task (runs inline rather than deadlocking). */
+typedef struct {
+    mg_threadpool *pool;
+    atomic_long sum;
+    int bad_rounds;
+} mg_caller;
+
+static void caller_task(void *raw, int64_t task, int thread_index) {
+    mg_caller *c = raw;
+    atomic_fetch_add(&c->sum, (long)task + 1);
+}
+
+static void *caller_main(void *raw) {
+    mg_caller *c = raw;
+    for (int round = 0; round < 300; round++) {
+        atomic_store(&c->sum, 0);
+        mg_threadpool_run(c->pool, 257, caller_task, c);
+        if (atomic_load(&c->sum) != 257L * 258 / 2) c->bad_rounds++;
+    }
+    return NULL;
+}
+
+static mg_threadpool *nested_pool;
+static atomic_long nested_sum;
+
+static void nested_inner(void *raw, int64_t task, int thread_index) { atomic_fetch_add(&nested_sum, 1); }
+
+static void nested_outer(void *raw, int64_t task, int thread_index) {
+    mg_threadpool_run(nested_pool, 10, nested_inner, NULL);
+}
+
+static void test_threadpool_shared(void) {
+    mg_threadpool *pool;
+    CHECK_OK(mg_threadpool_create(2, &pool));
+    mg_caller callers[3];
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) {
+        callers[i].pool = pool;
+        atomic_store(&callers[i].sum, 0);
+        callers[i].bad_rounds = 0;
+        CHECK(pthread_create(&threads[i], NULL, caller_main, &callers[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(callers[i].bad_rounds == 0);
+    }
+    nested_pool = pool;
+    atomic_store(&nested_sum, 0);
+    mg_threadpool_run(pool, 8, nested_outer, NULL);
+    CHECK(atomic_load(&nested_sum) == 80);
+    mg_threadpool_destroy(pool);
+}
+
 static void test_weights(void) {
     mg_weights *w;
     CHECK_OK(mg_weights_create(&w));
@@ -97,6 +154,7 @@ int main(void) {
     test_tensor_views();
     test_arena();
     test_threadpool();
+    test_threadpool_shared();
     test_weights();
     return mg_test_finish("test_core");
 }

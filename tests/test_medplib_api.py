@@ -153,6 +153,15 @@ def test_segment_matches_reference(seg_setup, image, reference_crop):
     expected = (probs > 0.1).astype(np.uint8)
     mask = model.segment(image, "liver", max_new_tokens=4, reference_crop=reference_crop)
     assert mask.found and "<SEG>" in mask.text
+    from medground.data import rle_decode
+
+    record = json.loads(json.dumps(mask.to_dict()))
+    assert np.array_equal(rle_decode(record["pred_mask"]), mask.array) and record["found"] is True
+    import medground
+
+    record.update(id="ct_00--x", image="ct_00--x.png", gt_mask=expected.tolist())
+    scores = medground.evaluate([record], task="seg").to_dict()
+    assert scores["n_records"] == 1 and scores["rows"]["all"]["dice"] >= 0.999  # what predict + evaluate see
     assert mask.array.shape == (120, 200) and mask.array.dtype == np.uint8
     assert dice(mask.array, expected) >= 0.999
     assert abs(mask.score - iou) <= 1e-4 * max(1.0, abs(iou))

@@ -82,6 +82,16 @@ class Mask:
     text: str
     probs: Optional[np.ndarray] = None
 
+    def to_dict(self) -> dict:
+        """JSON-able: the mask as a COCO RLE under ``pred_mask`` (what medground.evaluate's
+        seg task reads), plus score, found and the answer text."""
+        from ..data import rle_encode
+
+        rle = rle_encode(np.ascontiguousarray(self.array))
+        if isinstance(rle["counts"], bytes):  # the COCO JSON form is a str
+            rle["counts"] = rle["counts"].decode("ascii")
+        return {"pred_mask": rle, "score": self.score, "found": self.found, "text": self.text}
+
 
 @dataclasses.dataclass
 class _Image:

@@ -19,8 +19,11 @@ References (none written here):
   - Reproduced from the doc (architecture.md §2.10) and 4.31's code, with hand-written golden
     cases: the whitespace rule above (test_medplib_golden_4_31) and 4.31's decode joining
     (PreTrainedTokenizer._decode joins sub-texts with " "; LlamaTokenizer.convert_tokens_to_string
-    writes " " + previous text + control token) — 5.x decodes differently, so decode is checked
-    only against the hand-derived strings.
+    writes " " + previous text + control token) — 5.x decodes differently.
+  - And checked against the real transformers 4.31.0 (installed in a separate venv, not in .venv):
+    tests/golden/tokenizer_transformers_4_31.json holds its ids/decodes for 101 texts (written by
+    TF431_SCRIPT below); with MEDGROUND_TF431_PYTHON set, test_medplib_vs_transformers_4_31_live runs
+    it over the whole sprinkled corpus (all 567 documents identical: ids, decode, skip-special decode).
 * tokenizer.json: PyPI ``tokenizers`` loading the same file, built at test time (a ByteLevel
   BPE trained on part of the corpus, and Qwen's ranks converted to HF merges with
   Split+ByteLevel+NFC as Qwen2 files are laid out).
@@ -958,3 +961,76 @@ def test_qwen_ascii_fast_path(qwen, qwen_ref):
                                qwen_ref.encode_ordinary_batch(texts, num_threads=1), texts) is None
         joined = "".join(texts)
         assert qwen.encode(joined, allowed_special=None, normalize=False) == qwen_ref.encode_ordinary(joined)
+
+
+# ------------------------------------------------ real transformers 4.31
+
+# Runs under a Python with transformers==4.31.0 (MedPLIB's pin) + sentencepiece:
+#   python -c "$TF431_SCRIPT" <llama tokenizer.model> <texts.json> <out.json>
+# It builds the slow LlamaTokenizer as MedPLIB does (from_pretrained of a folder holding tokenizer.model and
+# LLaVA/Vicuna's tokenizer_config.json, use_fast=False -> legacy=True, then add_tokens of the 267 tokens) and
+# writes ids of tokenizer(text), decode and decode(skip_special_tokens=True).
+# tests/golden/tokenizer_transformers_4_31.json was written by it (transformers 4.31.0, sentencepiece 0.2.x).
+TF431_SCRIPT = r'''
+import json, os, sys, tempfile
+import transformers
+assert transformers.__version__ == "4.31.0", transformers.__version__
+model, texts_path, out_path = sys.argv[1:4]
+folder = tempfile.mkdtemp()
+os.symlink(os.path.abspath(model), os.path.join(folder, "tokenizer.model"))
+added = lambda c: {"__type": "AddedToken", "content": c, "lstrip": False, "normalized": True, "rstrip": False,
+                   "single_word": False}
+json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": added("<s>"), "eos_token": added("</s>"),
+           "unk_token": added("<unk>"), "clean_up_tokenization_spaces": False, "model_max_length": 2048,
+           "pad_token": None, "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer"},
+          open(os.path.join(folder, "tokenizer_config.json"), "w"))
+tok = transformers.AutoTokenizer.from_pretrained(folder, use_fast=False, padding_side="right", model_max_length=2048)
+tok.pad_token = tok.unk_token
+names = (["<SEG>", "<ref>", "</ref>", "<region>", "</region>", "<sr>", "</sr>", "<mask>", "</mask>"]
+         + [f"<gen_{i}>" for i in range(1, 257)] + ["<im_start>", "<im_end>"])
+assert tok.add_tokens(names) == 267 and len(tok) == 32267
+out = []
+for text in json.load(open(texts_path)):
+    ids = tok(text).input_ids
+    out.append({"text": text, "ids": ids, "decode": tok.decode(ids),
+                "decode_skip": tok.decode(ids, skip_special_tokens=True)})
+json.dump(out, open(out_path, "w"), ensure_ascii=False)
+'''
+
+
+def _check_4_31_rows(medplib, rows):
+    for row in rows:
+        assert medplib.encode(row["text"]) == row["ids"], row["text"]
+        assert medplib.decode(row["ids"]) == row["decode"], row["text"]
+        assert medplib.decode(row["ids"], skip_special_tokens=True) == row["decode_skip"], row["text"]
+
+
+def test_medplib_vs_transformers_4_31_golden(medplib):
+    """ids, decode and decode(skip_special_tokens=True) saved from the real transformers 4.31.0 slow
+    tokenizer (see TF431_SCRIPT): the medical phrases, the whitespace/decoding edge cases of §2.10 and 60
+    fragments of the sprinkled corpus."""
+    golden = json.loads((pathlib.Path(__file__).parent / "golden" / "tokenizer_transformers_4_31.json")
+                        .read_text(encoding="utf-8"))
+    assert "4.31.0" in golden["generator"] and len(golden["cases"]) >= 90
+    _check_4_31_rows(medplib, golden["cases"])
+
+
+def test_medplib_vs_transformers_4_31_live(tmp_path, llama_path, medplib, corpus):
+    """The whole sprinkled corpus through a real transformers 4.31.0 (set MEDGROUND_TF431_PYTHON to a
+    Python that has it, e.g. a venv with transformers==4.31.0 tokenizers==0.13.3 sentencepiece numpy<2)."""
+    import os
+    import subprocess
+
+    python = os.environ.get("MEDGROUND_TF431_PYTHON")
+    if not python:
+        pytest.skip("MEDGROUND_TF431_PYTHON (a Python with transformers==4.31.0) is not set")
+    docs = _sprinkle(corpus, MEDPLIB_ADDED[:12] + ["<gen_256>", "<im_start>", "<im_end>", "<s>", "</s>", "<unk>"],
+                     seed=9)
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(docs + MEDICAL, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.json"
+    subprocess.run([python, "-c", TF431_SCRIPT, str(llama_path), str(texts), str(out)], check=True,
+                   capture_output=True, timeout=600)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert len(rows) == len(docs) + len(MEDICAL)
+    _check_4_31_rows(medplib, rows)

@@ -6,6 +6,9 @@ References (none written here):
   (tokenization_qwen.py wraps it); its ``tokenize`` NFC-normalises first, which our default
   ``normalize=True`` reproduces. The ``<img>path</img>`` rule is re-implemented below from
   architecture.md §1.7.3 on top of tiktoken's output.
+  Also Qwen-VL's own tokenization_qwen.py (run in a separate venv, see QWEN_SCRIPT): saved output in
+  tests/golden/tokenizer_qwen_vl.json (97 texts incl. <img> rule, ChatML and the inputs it rejects), and an
+  opt-in live run over the whole sprinkled corpus — identical ids, decode and skip-special decode.
 * LLaMA: PyPI ``sentencepiece`` on ../shared/data/tokenizers/llama.tokenizer.model.
 * MedPLIB added tokens: MedPLIB pins transformers 4.31; the installed transformers is 5.x.
   - What 5.x checks: 5.x's slow ``SentencePieceBackend`` (legacy=True) keeps 4.31's split/strip
@@ -1034,3 +1037,90 @@ def test_medplib_vs_transformers_4_31_live(tmp_path, llama_path, medplib, corpus
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert len(rows) == len(docs) + len(MEDICAL)
     _check_4_31_rows(medplib, rows)
+
+
+# ------------------------------------------------ real Qwen-VL tokenization_qwen.py
+
+# Runs Qwen-VL's own tokenizer (tokenization_qwen.py of the Qwen-VL-Chat model repo; a copy is in GitHub
+# x1ngzai/Qwen-VL-Chat-Int4) under a Python with transformers 4.31 + tiktoken (+ pillow, matplotlib, which
+# it imports; the trailing visualiser that needs torch is not executed):
+#   python -c "$QWEN_SCRIPT" <tokenization_qwen.py> <qwen.tiktoken> <texts.json> <out.json>
+# Per text: ids of tokenizer(text) (NFC, all specials, the <img> rule), decode and skip-special decode, or
+# the error it raised. tests/golden/tokenizer_qwen_vl.json was written by it.
+QWEN_SCRIPT = r'''
+import json, sys, types
+source_path, vocab, texts_path, out_path = sys.argv[1:5]
+source = open(source_path).read()
+source = source[:source.index("\nimport colorsys")]
+module = types.ModuleType("tokenization_qwen")
+exec(compile(source, "tokenization_qwen.py", "exec"), module.__dict__)
+tok = module.QWenTokenizer(vocab)
+assert len(tok) == 151860
+out = []
+for text in json.load(open(texts_path)):
+    row = {"text": text}
+    try:
+        row["ids"] = tok(text).input_ids
+        row["decode"] = tok.decode(row["ids"])
+        row["decode_skip"] = tok.decode(row["ids"], skip_special_tokens=True)
+    except Exception as error:
+        row["error"] = type(error).__name__ + ": " + str(error)
+    out.append(row)
+json.dump(out, open(out_path, "w"), ensure_ascii=False)
+'''
+
+
+def _check_qwen_rows(qwen, rows):
+    for row in rows:
+        text = row["text"]
+        if "ids" not in row:  # Qwen raised while encoding: we refuse too, with a typed error
+            with pytest.raises(errors.InvalidArgumentError):
+                qwen.encode(text)
+            continue
+        assert qwen.encode(text) == row["ids"], text
+        if "decode" in row:
+            assert qwen.decode(row["ids"]) == row["decode"], text
+            assert qwen.decode(row["ids"], skip_special_tokens=True) == row["decode_skip"], text
+        else:
+            # Qwen's _decode fails on a path of exactly 256 bytes (no <imgpad> to find): we decode it
+            assert "is not in list" in row["error"] and qwen.decode(row["ids"]) == unicodedata.normalize("NFC", text)
+
+
+def _qwen_script_texts(corpus):
+    tags = [t for t in QWEN_SPECIALS if t not in ("<img>", "</img>")]
+    edge = ["Picture 1:<img>/data/ct/amos_0001.png</img>\nWhere is the liver?",
+            "<img>a</img><img>图像/肝脏 😀.png</img> two images <ref>x</ref><box>(1,2),(3,4)</box>",
+            "<img></img>", "no image </img> stray close", "<img>" + "p" * 255 + "</img>",
+            "<img>" + "p" * 256 + "</img>", "<img>" + "p" * 257 + "</img>", "<img>/no/close.png", "e\u0301 café",
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nPicture 1:<img>x.png</img>"
+            "\n<ref>the liver</ref><|im_end|>\n<|im_start|>assistant\n", "<img>e\u0301</img>", "", "<|endoftext|>",
+            "<|extra_204|><|extra_0|>", "<img><ref>x</ref></img>"]
+    return MEDICAL + edge, _sprinkle(corpus, tags, seed=7)
+
+
+def test_qwen_vs_tokenization_qwen_golden(qwen):
+    """Saved output of Qwen-VL's own tokenizer (QWEN_SCRIPT): medical phrases, <img>/<ref>/<box>/ChatML
+    edge cases (including the ones it rejects) and 60 fragments of the sprinkled corpus."""
+    golden = json.loads((pathlib.Path(__file__).parent / "golden" / "tokenizer_qwen_vl.json").read_text(encoding="utf-8"))
+    assert len(golden["cases"]) >= 90 and sum("error" in r for r in golden["cases"]) >= 3
+    _check_qwen_rows(qwen, golden["cases"])
+
+
+def test_qwen_vs_tokenization_qwen_live(tmp_path, qwen_path, qwen, corpus):
+    """The whole sprinkled corpus through Qwen-VL's tokenization_qwen.py: set MEDGROUND_TF431_PYTHON and
+    MEDGROUND_QWEN_TOKENIZATION_PY (the file's path)."""
+    import os
+    import subprocess
+
+    python, source = os.environ.get("MEDGROUND_TF431_PYTHON"), os.environ.get("MEDGROUND_QWEN_TOKENIZATION_PY")
+    if not python or not source:
+        pytest.skip("MEDGROUND_TF431_PYTHON / MEDGROUND_QWEN_TOKENIZATION_PY are not set")
+    edge, docs = _qwen_script_texts(corpus)
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(edge + docs, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.json"
+    subprocess.run([python, "-c", QWEN_SCRIPT, source, str(qwen_path), str(texts), str(out)], check=True,
+                   capture_output=True, timeout=600)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert len(rows) == len(edge) + len(docs)
+    _check_qwen_rows(qwen, rows)

@@ -292,7 +292,7 @@ static mg_status bpe_piece(const mg_tokenizer *tok, const uint8_t *piece, size_t
  * a 151k-token vocabulary. Used for chunks of at least MG_PIECE_CACHE_MIN bytes. */
 #define PIECE_CACHE_MAX 16384 /* entries; fewer for shorter chunks */
 #ifndef MG_PIECE_CACHE_MIN /* a fuzzing build may lower it to reach the cache */
-#define MG_PIECE_CACHE_MIN 4096
+#define MG_PIECE_CACHE_MIN 512
 #endif
 #define PIECE_MAX 24
 #define PIECE_IDS 6
@@ -369,7 +369,7 @@ mg_status mg_bpe_encode_chunk(const mg_tokenizer *tok, const uint8_t *text, size
     /* no cache is no error: just slower */
     piece_cache cache = {NULL, 0};
     if (n >= MG_PIECE_CACHE_MIN) {
-        uint64_t entries = 1024; /* about one entry per 64 bytes of text */
+        uint64_t entries = 256; /* about one entry per 64 bytes of text */
         while (entries < PIECE_CACHE_MAX && entries * 64 < n) entries *= 2;
         cache.entries = calloc(entries, sizeof *cache.entries);
         cache.mask = entries - 1;

@@ -803,6 +803,11 @@ mg_status mg_eval_roc(const char *const *annotations, const char *const *respons
  * -preserveLines -lowerCase) behaviour for caption text, then its
  * punctuation-token removal; tokens joined by single spaces. */
 mg_status mg_eval_ptb_tokenize(const char *text, char **out);
+/* The captions of one pycocoevalcap tokenize() call: the jar reads them
+ * joined by '\n', so a caption's trailing contexts (e.g. a sentence-final
+ * "w." before "The") see the start of the next one; out[i] for texts[i]
+ * (each freed with mg_eval_free; all NULL on error). */
+mg_status mg_eval_ptb_tokenize_lines(const char *const *texts, int64_t n, char **out);
 
 /* Corpus and per-image BLEU-1..4 (closest ref length, pycocoevalcap's
  * epsilons), ROUGE-L (beta 1.2) and CIDEr-D (sigma 6, IDF over these

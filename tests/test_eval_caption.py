@@ -72,6 +72,82 @@ WORDS = ("the a an of in on with and left right lower upper lobe lung liver kidn
          "U.S. e.g. i.e. dr. well-defined t2-weighted 1,000 50% & / : ; ! ? -- ... \" ' isn't won't").split(" ")
 
 
+# Lines written to probe the PTBLexer rules (quotes, brackets, clitics, URLs,
+# e-mails, SGML, smileys, fractions, phone numbers, symbols, file names...).
+PTB_RULE_CASES = [
+    'The CT scan (axial view) shows a 3.5 cm mass [arrow] in the left lobe.',
+    "Don't worry, it's fine; can't say. He won't go. I'm here. You're, we've, they'll, she'd",
+    'U.S. e.g. i.e. Dr. Smith, Mr. Jones etc. al. vs. Fig. 2 figs. No. 5',
+    'well-defined T2-weighted x-ray X-Ray 1,000 50% $5 #3 & a/b 3/4 1/2-inch 12/25/2010 a*b ** "quoted" \'single\'',
+    'grey colour haemorrhage oedema centre fibre tumours tumour behaviour favourite colours anaemia leukaemia oestrogen',
+    'Wait... what?! Yes!! No?? --- - -- a--b a-b c++ <tag> {brace} x=y a+b @user me@x.com http://x.com www.google.com',
+    "patient's doctors' o'clock isn't 'tis 'til cannot gonna gotta wanna lemme gimme",
+    '3.5cm 10mm 2x2 1st 2nd 3rd 4th. 5.0. end.',
+    'multiple spaces   here\ttab',
+    'café naïve — – “fancy” ‘q’ … été',
+    'A.B.C. a.b. A. B. N.Y. U.K. I. am',
+    'ca. fig. figs. prop. nos. art. bldg. pp. op. approx. cf. est. ext. sq. ft. no. ph. tel. vol. p. pg. jan. mon. inc. co. jr. ave. st. gen. rev. mt. corp. dept. univ. calif. mass. wash.',
+    'A.B x U.S end U.S.',
+    'a -5 b 2-3 cm 3.5-cm 1,000-mile 555-123-4567 (555) 123-4567 2 1/2 inch ½ ¼',
+    'AT&T a_b __init__ @@ ## #hash ***  *a* ..... ...... . . . .. a..b',
+    "'90s '90 rock'n'roll y'all O'Brien d'Artagnan l'amour rock 'n' roll",
+    'word., word.; word.: hello.,',
+    '“Hi,” she said. ‘Yes’ «oui» „low‟ ‚x‛',
+    '3x 10x12 3x3x3 1.5x 0.5mm² 37°C 5×5 ±2 µm ≥3 →',
+    'e.g., i.e., etc., Dr. al., U.S.,',
+    "he's HE'S SHE'LL don't DON'T Don't can't CAN'T isn't aren't wouldn't ain't y'know",
+    'www.example.org/path http://ex.com/a?b=c, test@mail.com foo.com',
+    '&amp; &lt; &gt; &quot; &apos; &mdash;',
+    'x.y.z a.b.c.d 1.2.3 v1.2',
+    'a/b/c a/b/c/d and/or 3/4/5 12/25 1/2/2010 m/s km/h',
+    'soft\xadhyphen',
+    'fig.2 fig. 2 no.5 No. 5 ca. 5 pp. 3 art. 3 op. 3 prop. 3 figs. 2 nos. 2 Mr. Smith Mass. 3 vol. 2 no. x Fig. A',
+    "A.B, x a.b. U.S., 'tis 'twas 'Tis gonna Gonna gonnax cannotx wanna",
+    '“” ‘’ \'\'\' "" `` ``x x\'\' \' x \'sa \'s',
+    "end's",
+    'x++ c++ C++ ab++ a+ g++ c# C# f#',
+    '@user1 @ user #tag1 #1 # tag a@b @@x ##x #a-b @a.b @a_b',
+    'pre-op non-small post-contrast',
+    'a@b, x@y.z q@w.com. a@b.c.',
+    "specify ``(',', ':')`` to",
+    "(':') x",
+    "':' y",
+    "a ':' b",
+    'x w.',
+    'a Dr.',
+    'a vs.',
+    'a U.S.',
+    'a etc.',
+    'a w. b',
+    'a w.)',
+    'a w.,',
+    'a Jan.',
+    'a cf.',
+    ':) x :( x :D x :P :-) ;) =( x=(1) :o) :Dx',
+    'last w.',
+    'a La. x',
+    'a Pa. x',
+    'a Del. x',
+    'a Tex. x',
+    'a Ct. x',
+    'a CT. x',
+    'the CT.',
+    '3.x 3.X 10.x 3.5.x 3.y 3.xy 3.x1 a.3 v.2 1.a 2.b 2.0b 1.2a x3.y',
+    '<a@b.com> <a@b> <ab> a <b@c.d>, <x.y@z.com>.',
+    '▁ ─ █ ✅ ❌ ❤️ ★ ☆ ♥ ⬆ ⭐ ⌘ ⎯',
+    '[pytorch.org] [www.x.com] (www.x.com) [a.com/x]',
+    'a <b@c.com> d',
+    '1.txt x',
+    'a1.txt x',
+    '400px.png x',
+    'logo_400px.png x',
+    '"1.txt", x',
+    '0.11.x.',
+    '0.12.x, x',
+    'v2.txt',
+]
+
+
 # Abbreviation handling (the jar's lists are case-sensitive for some):
 # sentence-final and mid-sentence, lower and capitalised.
 ABBREVIATIONS = ("ct CT mr MRI pt dr Dr vol fig Fig figs no No ca approx inc mg ml cm mm hr min sec yr mo dept co "
@@ -89,7 +165,7 @@ def _abbreviation_sentences() -> list[str]:
 
 def _corpus() -> tuple[list[str], list[list[str]]]:
     rng = random.Random(2024)
-    real = REAL + _abbreviation_sentences() + _stdlib_sentences()
+    real = REAL + PTB_RULE_CASES + _abbreviation_sentences() + _stdlib_sentences()
     hyps, refs = [], []
     for i in range(1200):  # generated pairs: edits of a reference, unrelated text, identical text
         ref = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 18)))
@@ -144,11 +220,18 @@ def jar_tokenized(corpus):
     return tok[:len(hyps)], [[next(it) for _ in rs] for rs in refs]
 
 
+def _ours_tokenized(hyps, refs):
+    """Our tokenizer on the same single call the jar fixture makes."""
+    texts = hyps + [r for rs in refs for r in rs]
+    tok = M.ptb_tokenize(texts)
+    it = iter(tok[len(hyps):])
+    return tok[:len(hyps)], [[next(it) for _ in rs] for rs in refs]
+
+
 @needs_java
 def test_ptb_tokenizer_matches_corenlp_jar(corpus, jar_tokenized):
     hyps, refs = corpus
-    ours_h = M.ptb_tokenize(hyps)
-    ours_r = [M.ptb_tokenize(rs) for rs in refs]
+    ours_h, ours_r = _ours_tokenized(hyps, refs)
     jar_h, jar_r = jar_tokenized
     bad = [(hyps[i], jar_h[i], ours_h[i]) for i in range(len(hyps)) if jar_h[i] != ours_h[i]]
     bad += [(refs[i], jar_r[i], ours_r[i]) for i in range(len(refs)) if jar_r[i] != ours_r[i]]
@@ -200,13 +283,27 @@ def test_full_pipeline_matches_pycocoevalcap(corpus, jar_tokenized):
     hyps, refs = corpus
     jar_h, jar_r = jar_tokenized
     ref_corpus, _ = _pycoco_scores(jar_h, jar_r)
-    ours, _ = M.caption_scores(M.ptb_tokenize(hyps), [M.ptb_tokenize(rs) for rs in refs])
+    ours_h, ours_r = _ours_tokenized(hyps, refs)
+    ours, _ = M.caption_scores(ours_h, ours_r)
     np.testing.assert_allclose(list(ours.values()), ref_corpus, rtol=0, atol=1e-9)
     # per modality-sized subsets too (IDF depends on the subset)
     for lo, hi in ((0, 7), (100, 400), (1200, len(hyps))):
         ref_sub, _ = _pycoco_scores(jar_h[lo:hi], jar_r[lo:hi])
-        ours_sub, _ = M.caption_scores(M.ptb_tokenize(hyps[lo:hi]), [M.ptb_tokenize(rs) for rs in refs[lo:hi]])
+        ours_sub, _ = M.caption_scores(ours_h[lo:hi], ours_r[lo:hi])
         np.testing.assert_allclose(list(ours_sub.values()), ref_sub, rtol=0, atol=1e-9)
+
+
+@needs_java
+def test_ptb_context_crosses_captions_as_in_the_jar():
+    """pycocoevalcap feeds one call's captions to the jar joined by '\n':
+    a sentence-final "w." before a capitalised "The" loses its period, and
+    "figs." keeps it before a number, even across captions."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    lines = ["on w.", "The x", "on w.", "the x", "on figs.", "2 x", "on figs.", "x", "last w."]
+    jar = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(lines)})
+    ours = M.ptb_tokenize(lines)
+    assert ours == [jar[i][0] for i in range(len(lines))]
+    assert ours[:4] == ["on w", "the x", "on w.", "the x"] and ours[4] == "on figs." and ours[6] == "on figs"
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def test_vqa_period_cap():
 def _vqa_corpus(n=1500, seed=7):
     rng = random.Random(seed)
     words = ("yes no the a liver kidney left right lesion mass 3.5 cm 2 two none CT MRI x-ray x ray , . ? ! ( ) "
-             "- / ; dont isnt oclock enlarged is are of in 1,000 10 ten an Ödem NIÑO Ωμέγα ДА Ђак Łódź").split(" ")
+             "- / ; dont isnt oclock enlarged is are of in 1,000 10 ten an Ödem NIÑO Ωμέγα ДА Ђак Łódź left\u00a0lobe 3\u2009cm").split(" ")
     pairs = []
     for _ in range(n):
         gt = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))

@@ -52,9 +52,12 @@ typedef struct mg_ivec {
 mg_status mg_ivec_push(mg_ivec *v, int32_t x);
 void mg_ivec_free(mg_ivec *v);
 
-/* Splits s on runs of ASCII whitespace (Python str.split() for ASCII text)
- * and interns every token; ids are appended to out. */
+/* Splits s on runs of whitespace as Python str.split() does (ASCII and the
+ * Unicode spaces, e.g. the U+00A0 inside PTB tokens like "2\u00a01/2") and
+ * interns every token; ids are appended to out. */
 mg_status mg_eval_split_intern(mg_intern *t, const char *s, mg_ivec *out);
+/* Byte length of the str.split() whitespace character at p, 0 if none. */
+size_t mg_eval_py_space_len(const unsigned char *p);
 /* Splits on the single character ' ' (Python str.split(" ")): empty tokens
  * are kept, so "" gives one empty token. */
 mg_status mg_eval_split_space_intern(mg_intern *t, const char *s, mg_ivec *out);

@@ -39,7 +39,8 @@ static bool ptb_is_letter(cp_t c) {
     if (c >= 0x400 && c <= 0x52F) return !(c >= 0x482 && c <= 0x489);
     if (c >= 0x531 && c <= 0x587) return !(c >= 0x55A && c <= 0x560);
     if (c >= 0x5D0 && c <= 0x5F2) return true;          /* Hebrew letters */
-    if (c >= 0x620 && c <= 0x64A) return true;          /* Arabic letters */
+    if ((c >= 0x620 && c <= 0x65E) || c == 0x670 || (c >= 0x671 && c <= 0x6D3) || (c >= 0x6FA && c <= 0x6FF))
+        return true;                                     /* Arabic letters and marks */
     if (c >= 0x900 && c <= 0xDFF) return true;          /* Indic (approx.) */
     if (c >= 0xE01 && c <= 0xE30) return true;          /* Thai */
     if (c >= 0x1E00 && c <= 0x1FFF) return true;        /* Latin/Greek extended */
@@ -79,7 +80,7 @@ static bool ptb_is_misc_symbol(cp_t c) {
     return (c >= 0xA6 && c <= 0xA9) || c == 0xAC || c == 0xAE || c == 0xAF || (c >= 0xB0 && c <= 0xBA) || c == 0xD7 ||
            c == 0xF7 || c == 0x387 || (c >= 0x2020 && c <= 0x2023) || (c >= 0x2032 && c <= 0x2038) || c == 0x2044 ||
            (c >= 0x207A && c <= 0x207F) || (c >= 0x208A && c <= 0x208E) || (c >= 0x2100 && c <= 0x214F) ||
-           (c >= 0x2190 && c <= 0x23FF) || (c >= 0x2600 && c <= 0x26FF) || c == 0x3012 || c == 0x30FB ||
+           (c >= 0x2190 && c <= 0x2BFF) || c == 0x3012 || c == 0x30FB ||
            (c >= 0xFF01 && c <= 0xFF0F) || (c >= 0xFF1A && c <= 0xFF20) || (c >= 0xFF3B && c <= 0xFF40) ||
            (c >= 0xFF5B && c <= 0xFF65);
 }
@@ -101,11 +102,20 @@ static cp_t ptb_lower(cp_t c) {
 /* ---- the text being scanned ------------------------------------------- */
 
 typedef struct ptb_text {
-    const cp_t *c; /* code points, followed by a virtual '\n' and 0 */
+    const cp_t *c; /* the caption's code points */
     size_t n;
+    /* What the jar sees after the caption: "\n" + the start of the next
+     * caption of the same tokenize call (trailing contexts look into it;
+     * tokens never cross it), or nothing (end of input) for the last one. */
+    const cp_t *tail;
+    size_t tail_n;
 } ptb_text;
 
-static cp_t at(const ptb_text *t, size_t i) { return i < t->n ? t->c[i] : (i == t->n ? '\n' : 0); }
+static cp_t at(const ptb_text *t, size_t i) {
+    if (i < t->n) return t->c[i];
+    i -= t->n;
+    return i < t->tail_n ? t->tail[i] : 0;
+}
 
 /* Caseless match of an ASCII literal at i; returns its length or 0. */
 static size_t lit(const ptb_text *t, size_t i, const char *s) {
@@ -521,6 +531,31 @@ static size_t m_thing(const ptb_text *t, size_t i) {
     return k - i;
 }
 
+/* FILENAME = ({LETTER}|{DIGIT})+([.]({LETTER}|{DIGIT})+)*([.]{FILENAME_EXT}) */
+static const char *const FILENAME_EXT[] = {
+    "3gp", "avi", "bat", "bmp", "bz2", "c", "class", "com", "cpp", "css", "csv", "dat", "db", "doc", "docx", "dot",
+    "dtd", "exe", "gif", "gz", "h", "htm", "html", "ico", "iso", "jar", "java", "jpeg", "jpg", "js", "mkv", "mov",
+    "mp3", "mp4", "mpeg", "mpg", "o", "ogg", "pdf", "php", "pl", "png", "ppt", "pptx", "ps", "py", "rar", "rtf",
+    "sql", "tar", "tex", "tgz", "tif", "tiff", "ttf", "txt", "wav", "wmv", "xls", "xlsx", "xml", "zip"};
+
+static size_t m_filename(const ptb_text *t, size_t i) {
+    size_t k = i + run(t, i, ptb_is_letter_or_digit);
+    if (k == i) return 0;
+    size_t best = 0;
+    while (at(t, k) == '.') {
+        size_t seg = run(t, k + 1, ptb_is_letter_or_digit);
+        if (!seg) break;
+        /* caseless: the last segment must be one of the extensions */
+        for (size_t e = 0; e < sizeof FILENAME_EXT / sizeof *FILENAME_EXT; e++)
+            if (strlen(FILENAME_EXT[e]) == seg && lit(t, k + 1, FILENAME_EXT[e])) {
+                best = k + 1 + seg - i;
+                break;
+            }
+        k += 1 + seg;
+    }
+    return best;
+}
+
 /* THINGA = [A-Z]+(([+&]|&amp;)[A-Z]+)+ */
 static bool ptb_is_upper(cp_t c) { return c >= 'A' && c <= 'Z'; }
 static size_t m_thinga(const ptb_text *t, size_t i) {
@@ -560,7 +595,7 @@ static size_t m_phone(const ptb_text *t, size_t i) {
 }
 
 /* FULLURL = https?:\/\/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-] */
-static bool url_char(cp_t c) { return c && !ptb_is_spacenl(c) && !strchr("\"<>|()", (int)(c < 0x80 ? c : 1)); }
+static bool url_char(cp_t c) { return c && !ptb_is_spacenl(c) && !strchr("\"<>|(){}", (int)(c < 0x80 ? c : 1)); }
 static bool url_end_char(cp_t c) { return url_char(c) && !(c < 0x80 && strchr(".!?(){},-", (int)c)); }
 static size_t m_fullurl(const ptb_text *t, size_t i) {
     size_t p = lit(t, i, "https://");
@@ -574,7 +609,7 @@ static size_t m_fullurl(const ptb_text *t, size_t i) {
 /* LIKELYURL, simplified: www.(x.)+[a-z]{2,4} or (x.)+(com|net|org|edu),
  * optionally followed by /path. */
 static bool likely_char(cp_t c) {
-    return c && !ptb_is_spacenl(c) && !(c < 0x80 && strchr("\"`'<>|.!?(){},-_$", (int)c));
+    return c && !ptb_is_spacenl(c) && !(c < 0x80 && strchr("\"`'<>|.!?(){}[],-_$@", (int)c));
 }
 static bool www_char(cp_t c) { return c && !ptb_is_spacenl(c) && !(c < 0x80 && strchr("\"<>|.!?(){},", (int)c)); }
 static size_t m_likelyurl(const ptb_text *t, size_t i) {
@@ -618,7 +653,19 @@ static size_t m_likelyurl(const ptb_text *t, size_t i) {
 /* EMAIL = [a-zA-Z0-9][^ \t\n\f\r\"<>|()\u00A0]*@([^ \t\n\f\r\"<>|().\u00A0]+\.)+[a-zA-Z]{2,4} */
 static bool email_char(cp_t c) { return c && !ptb_is_spacenl(c) && !(c < 0x80 && strchr("\"<>|()", (int)c)); }
 static bool email_domain_char(cp_t c) { return email_char(c) && c != '.'; }
+static size_t m_email_core(const ptb_text *t, size_t i);
+
+/* EMAIL = (&lt;|<)?{core}(&gt;|>)? */
 static size_t m_email(const ptb_text *t, size_t i) {
+    size_t open = at(t, i) == '<' ? 1 : lit(t, i, "&lt;") ? 4 : 0;
+    size_t core = m_email_core(t, i + open);
+    if (!core) return 0;
+    size_t k = i + open + core;
+    size_t close = at(t, k) == '>' ? 1 : lit(t, k, "&gt;") ? 4 : 0;
+    return open + core + close;
+}
+
+static size_t m_email_core(const ptb_text *t, size_t i) {
     if (!ptb_is_ascii_alnum(at(t, i))) return 0;
     size_t n = run(t, i, email_char);
     size_t best = 0;
@@ -684,6 +731,7 @@ typedef enum {
     OUT_FRAC2,
     OUT_CURRENCY,
     OUT_AMP,        /* &amp; -> & */
+    OUT_EMAIL,      /* &lt; &gt; around an address -> < > */
     OUT_NONE        /* skipped (spaces, untokenizable) */
 } ptb_out;
 
@@ -718,7 +766,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     if (ptb_is_ascii_letter(c)) {
         size_t n = run(t, i, ptb_is_ascii_letter);
         cp_t next = at(t, i + n);
-        if ((next == ' ' || next == '\n') && !((n == 5 || n == 6) && (lit(t, i, "cannot") || lit(t, i, "gonna") ||
+        if ((next == ' ' || next == '\n' || next == 0) && !((n == 5 || n == 6) && (lit(t, i, "cannot") || lit(t, i, "gonna") ||
                                                               lit(t, i, "gotta") || lit(t, i, "wanna") ||
                                                               lit(t, i, "lemme") || lit(t, i, "gimme")))) {
             b.total = b.token = n;
@@ -754,6 +802,12 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     /* SPMDASH */
     if (c == 0x96 || c == 0x97 || c == 0x2013 || c == 0x2014 || c == 0x2015) consider(&b, 1, 1, OUT_FIXED, "--");
     if (c == '&') {
+        /* SPPUNC = &(HT|TL|UR|LR|QC|QL|QR|odq|cdq|#[0-9]+); kept as written */
+        if (at(t, i + 1) == '#' && (m = run(t, i + 2, ptb_is_digit)) && at(t, i + 2 + m) == ';')
+            consider(&b, m + 3, m + 3, OUT_TEXT, NULL);
+        static const char *const sppunc[] = {"&ht;", "&tl;", "&ur;", "&lr;", "&qc;", "&ql;", "&qr;", "&odq;", "&cdq;"};
+        for (int k = 0; k < 9; k++)
+            if ((m = lit(t, i, sppunc[k]))) consider(&b, m, m, OUT_TEXT, NULL);
         if ((m = lit(t, i, "&mdash;")) || (m = lit(t, i, "&ndash;")) || (m = lit(t, i, "&md;"))) consider(&b, m, m, OUT_FIXED, "--");
         /* SPAMP and the entities the jar maps */
         if ((m = lit(t, i, "&amp;"))) consider(&b, m, m, OUT_FIXED, "&");
@@ -782,12 +836,19 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         if ((m = m_fullurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
         if (span_dot && (m = m_likelyurl(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
     }
-    if (span_at && (m = m_email(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    if (span_at && (m = m_email(t, i))) consider(&b, m, m, OUT_EMAIL, NULL);
     /* REDAUX/[^A-Za-z], SREDAUX */
     if ((m = m_redaux(t, i)) && at(t, i + m) && !ptb_is_ascii_letter(at(t, i + m))) consider(&b, m + 1, m, OUT_QUOTE_RIGHT, NULL);
     if ((m = m_sredaux(t, i))) consider(&b, m, m, OUT_QUOTE_RIGHT, NULL);
     if (digit && (m = m_date(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
-    if ((m = m_number(t, i))) consider(&b, m, m, OUT_TEXT, NULL);
+    if ((m = m_number(t, i))) {
+        consider(&b, m, m, OUT_TEXT, NULL);
+        /* version numbers "3.x", "0.12.x" (the jar splits "4.x)" and "3.xy") */
+        cp_t after = at(t, i + m + 2);
+        if (digit && at(t, i + m) == '.' && ptb_lower(at(t, i + m + 1)) == 'x' && after && !ptb_is_letter_or_digit(after) &&
+            after != ')')
+            consider(&b, m + 3, m + 2, OUT_TEXT, NULL);
+    }
     /* SUBSUPNUM */
     {
         size_t k = i;
@@ -819,6 +880,28 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
     if (c == 0xA2 || c == 0xA3 || c == 0xA4 || c == 0xA5 || c == 0x80 || c == 0x20A0 || c == 0x20AC || c == 0x60B ||
         c == 0xE3F || c == 0x20A4 || c == 0xFFE0 || c == 0xFFE1 || c == 0xFFE5 || c == 0xFFE6)
         consider(&b, 1, 1, OUT_CURRENCY, NULL);
+    /* {ACRONYM}/({SPACENL}+)(About|According|...|You){SPACE}: before one of
+     * these capitalised words a single letter's period is a sentence end,
+     * split off ("w." -> "w" "."); for longer acronyms ("U.S.") and the
+     * ABBREV1 words only a '.' token is added, which is removed later. */
+    if (letters == 1 && at(t, i + 1) == '.' && ptb_is_spacenl(at(t, i + 2))) {
+        size_t k = i + 2;
+        while (ptb_is_spacenl(at(t, k))) k++;
+        static const char *const words[] = {
+            "about", "according", "additionally", "after", "an", "a", "as", "at", "but", "earlier", "he", "her", "here",
+            "however", "if", "in", "it", "last", "many", "more", "mr.", "ms.", "now", "once", "one", "other", "our",
+            "she", "since", "so", "some", "such", "that", "the", "then", "there", "these", "they", "this", "we", "when",
+            "while", "what", "yet", "you"};
+        cp_t first = at(t, k);
+        if (first >= 'A' && first <= 'Z')
+            for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
+                size_t wn = lit(t, k, words[w]);
+                if (wn && ptb_is_spacenl(at(t, k + wn))) {
+                    consider(&b, k + wn + 1 - i, 1, OUT_TEXT, NULL);
+                    break;
+                }
+            }
+    }
     /* ABBREV1 (a following sentence end only adds a '.' token, removed later) */
     if (letters && at(t, i + letters) == '.') {
         int kinds = ptb_abbrev_kinds(t, i, letters);
@@ -834,7 +917,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         /* ABBREV3/{SPACE}?{DIGIT} */
         if (kinds & 4) {
             size_t k = i + m;
-            if (ptb_is_space(at(t, k)) && ptb_is_digit(at(t, k + 1))) consider(&b, m + 2, m, OUT_TEXT, NULL);
+            if (ptb_is_spacenl(at(t, k)) && ptb_is_digit(at(t, k + 1))) consider(&b, m + 2, m, OUT_TEXT, NULL);
             else if (ptb_is_digit(at(t, k))) consider(&b, m + 1, m, OUT_TEXT, NULL);
         }
         /* ABBREV2 = {ABBREV4}\. with ABBREV4 = [A-Za-z]|{ABTITLE}|vs|...|{ACRO}|{ABCOMP2} */
@@ -892,7 +975,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
         while (at(t, i + n) == '?' || at(t, i + n) == '!') n++;
         consider(&b, n, n, OUT_TEXT, NULL);
     }
-    if (c == '.' || c == 0xA1 || c == 0xBF || c == 0x37E || c == 0x589 || c == 0x61F || c == 0x6D4 || (c >= 0x700 && c <= 0x702) ||
+    if (c == '.' || c == 0x3002 || c == 0xA1 || c == 0xBF || c == 0x37E || c == 0x589 || c == 0x61F || c == 0x6D4 || (c >= 0x700 && c <= 0x702) ||
         c == 0x7FA || c == '=' || c == '/')
         consider(&b, 1, 1, OUT_TEXT, NULL);
     /* HTHING\./{INSENTP}, HTHING, THING\./{INSENTP}, THING, THINGA\./.., THINGA */
@@ -903,6 +986,8 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
             consider(&b, lens[k] + 2, lens[k] + 1, k == 2 ? OUT_AMP : OUT_TEXT, NULL);
         consider(&b, lens[k], lens[k], k == 2 ? OUT_AMP : OUT_TEXT, NULL);
     }
+    /* FILENAME/{SPACENL} (the jar splits "1.txt\"") */
+    if (span_dot && (m = m_filename(t, i)) && ptb_is_spacenl(at(t, i + m))) consider(&b, m + 1, m, OUT_TEXT, NULL);
     /* '/[A-Za-z][^ \t\n\r\u00A0] */
     if (c == '\'' && ptb_is_ascii_letter(at(t, i + 1))) {
         cp_t n2 = at(t, i + 2);
@@ -993,6 +1078,13 @@ static void emit(const ptb_text *t, size_t i, const ptb_match *m, mg_strbuf *out
             else put_cp(tok, ptb_lower(t->c[i + k]), st);
         }
         break;
+    case OUT_EMAIL:
+        for (size_t k = 0; k < m->token; k++) {
+            if (t->c[i + k] == '&' && lit(t, i + k, "&lt;")) put_cp(tok, '<', st), k += 3;
+            else if (t->c[i + k] == '&' && lit(t, i + k, "&gt;")) put_cp(tok, '>', st), k += 3;
+            else put_cp(tok, ptb_lower(t->c[i + k]), st);
+        }
+        break;
     case OUT_AMP:
         for (size_t k = 0; k < m->token; k++) {
             put_cp(tok, ptb_lower(t->c[i + k]), st);
@@ -1053,13 +1145,8 @@ static mg_status ptb_decode(const char *s, cp_t **out, size_t *n) {
     return MG_OK;
 }
 
-mg_status mg_eval_ptb_tokenize(const char *text, char **out) {
-    if (!text || !out) return mg_error(MG_ERR_INVALID_ARGUMENT, "ptb_tokenize: NULL argument");
-    *out = NULL;
-    cp_t *c = NULL;
-    size_t n = 0;
-    MG_TRY(ptb_decode(text, &c, &n));
-    ptb_text t = {c, n};
+static mg_status ptb_tokenize_one(const cp_t *c, size_t n, const cp_t *tail, size_t tail_n, char **out) {
+    ptb_text t = {c, n, tail, tail_n};
     mg_strbuf result = {0}, tok = {0};
     mg_status st = MG_OK;
     for (size_t i = 0; i < n && !st;) {
@@ -1069,7 +1156,6 @@ mg_status mg_eval_ptb_tokenize(const char *text, char **out) {
         emit(&t, i, &m, &result, &tok, &st);
         i += m.token;
     }
-    free(c);
     mg_strbuf_free(&tok);
     if (st) {
         mg_strbuf_free(&result);
@@ -1077,4 +1163,56 @@ mg_status mg_eval_ptb_tokenize(const char *text, char **out) {
     }
     *out = mg_strbuf_take(&result);
     return MG_OK;
+}
+
+mg_status mg_eval_ptb_tokenize(const char *text, char **out) {
+    if (!text || !out) return mg_error(MG_ERR_INVALID_ARGUMENT, "ptb_tokenize: NULL argument");
+    *out = NULL;
+    cp_t *c = NULL;
+    size_t n = 0;
+    MG_TRY(ptb_decode(text, &c, &n));
+    mg_status st = ptb_tokenize_one(c, n, NULL, 0, out);
+    free(c);
+    return st;
+}
+
+/* Context the jar sees after a caption: '\n' + the next caption's first
+ * code points (the longest trailing context, the sentence-end word list,
+ * needs well under 64). */
+#define PTB_TAIL 64
+
+mg_status mg_eval_ptb_tokenize_lines(const char *const *texts, int64_t n, char **out) {
+    if (n < 0 || (n > 0 && (!texts || !out))) return mg_error(MG_ERR_INVALID_ARGUMENT, "ptb_tokenize_lines: NULL argument");
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        if (!texts[i]) return mg_error(MG_ERR_INVALID_ARGUMENT, "ptb_tokenize_lines: caption %lld is NULL", (long long)i);
+    }
+    mg_status st = MG_OK;
+    cp_t *cur = NULL, *next = NULL;
+    size_t cur_n = 0, next_n = 0;
+    cp_t tail[PTB_TAIL + 1];
+    if (n > 0) st = ptb_decode(texts[0], &cur, &cur_n);
+    for (int64_t i = 0; i < n && !st; i++) {
+        size_t tail_n = 0;
+        if (i + 1 < n) {
+            if ((st = ptb_decode(texts[i + 1], &next, &next_n))) break;
+            tail[tail_n++] = '\n';
+            for (size_t k = 0; k < next_n && tail_n < PTB_TAIL; k++) tail[tail_n++] = next[k];
+            /* a short next caption is followed by the newline before the one after it */
+            if (next_n < PTB_TAIL - 1 && i + 2 < n) tail[tail_n++] = '\n';
+        }
+        st = ptb_tokenize_one(cur, cur_n, tail, tail_n, &out[i]);
+        if (st) st = mg_error_prefix(st, "caption %lld", (long long)i);
+        free(cur);
+        cur = next, cur_n = next_n;
+        next = NULL, next_n = 0;
+    }
+    free(cur);
+    free(next);
+    if (st)
+        for (int64_t i = 0; i < n; i++) {
+            free(out[i]);
+            out[i] = NULL;
+        }
+    return st;
 }

@@ -148,13 +148,28 @@ void mg_ivec_free(mg_ivec *v) {
     memset(v, 0, sizeof *v);
 }
 
+/* Length of the Python str.split() whitespace character at p (0 if none):
+ * ASCII \t\n\v\f\r, space, \x1c-\x1f, and U+0085, U+00A0, U+1680,
+ * U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 in UTF-8. */
+size_t mg_eval_py_space_len(const unsigned char *p) {
+    if (mg_eval_is_space(p[0]) || (p[0] >= 0x1c && p[0] <= 0x1f)) return 1;
+    if (p[0] == 0xC2 && (p[1] == 0x85 || p[1] == 0xA0)) return 2;
+    if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 3;
+    if (p[0] == 0xE2 && p[1] == 0x80 && ((p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF))
+        return 3;
+    if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F) return 3;
+    if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 3;
+    return 0;
+}
+
 mg_status mg_eval_split_intern(mg_intern *t, const char *s, mg_ivec *out) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        while (*p && mg_eval_is_space(*p)) p++;
+        size_t w;
+        while (*p && (w = mg_eval_py_space_len(p))) p += w;
         if (!*p) break;
         const unsigned char *start = p;
-        while (*p && !mg_eval_is_space(*p)) p++;
+        while (*p && !mg_eval_py_space_len(p)) p++;
         int32_t id;
         MG_TRY(mg_intern_add(t, (const char *)start, (size_t)(p - start), &id));
         MG_TRY(mg_ivec_push(out, id));

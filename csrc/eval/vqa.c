@@ -91,10 +91,11 @@ static mg_status mg_vqa_normalize_once(const char *token, char **out) {
     mg_status st = MG_OK;
     bool first = true;
     for (char *p = work; *p && !st;) {
-        while (*p && mg_eval_is_space((unsigned char)*p)) p++;
+        size_t space;
+        while (*p && (space = mg_eval_py_space_len((const unsigned char *)p))) p += space; /* str.split() */
         if (!*p) break;
         char *start = p;
-        while (*p && !mg_eval_is_space((unsigned char)*p)) {
+        while (*p && !mg_eval_py_space_len((const unsigned char *)p)) {
             if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
             p++;
         }

@@ -140,7 +140,38 @@ static PyObject *py_map_text(PyObject *object, py_text_fn fn, const char *what) 
 }
 
 static PyObject *py_bird_clean(PyObject *self, PyObject *arg) { return py_map_text(arg, mg_eval_bird_clean, "responses"); }
-static PyObject *py_ptb_tokenize(PyObject *self, PyObject *arg) { return py_map_text(arg, mg_eval_ptb_tokenize, "texts"); }
+/* ptb_tokenize(texts): one pycocoevalcap tokenize call (captions joined by
+ * '\n' as the jar reads them, so trailing contexts see the next caption). */
+static PyObject *py_ptb_tokenize(PyObject *self, PyObject *arg) {
+    py_strings in;
+    if (py_strings_get(arg, "texts", &in) < 0) return NULL;
+    char **results = PyMem_Calloc((size_t)in.n + 1, sizeof *results);
+    if (!results) {
+        py_strings_free(&in);
+        return PyErr_NoMemory();
+    }
+    mg_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = mg_eval_ptb_tokenize_lines(in.items, in.n, results);
+    Py_END_ALLOW_THREADS
+    PyObject *list = NULL;
+    if (st) {
+        mg_py_raise(st);
+    } else if ((list = PyList_New(in.n))) {
+        for (Py_ssize_t i = 0; i < in.n; i++) {
+            PyObject *s = PyUnicode_DecodeUTF8(results[i], (Py_ssize_t)strlen(results[i]), "replace");
+            if (!s) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, s);
+        }
+    }
+    for (Py_ssize_t i = 0; i < in.n; i++) mg_eval_free(results[i]);
+    PyMem_Free(results);
+    py_strings_free(&in);
+    return list;
+}
 static PyObject *py_vqa_normalize(PyObject *self, PyObject *arg) { return py_map_text(arg, mg_eval_vqa_normalize, "texts"); }
 
 /* extract_boxes(text, bare_fallback) -> (float64 [n, 4], n_invalid, used_fallback) */

@@ -71,6 +71,16 @@ static void test_ptb(void) {
     CHECK_OK(mg_eval_ptb_tokenize("\xff\xfe bad utf-8 \xe2\x80", &out)); /* invalid bytes: deleted */
     CHECK(out && strcmp(out, "bad utf-8") == 0);
     mg_eval_free(out);
+    /* one tokenize call: "w." before a capitalised "The" on the next line
+     * is a sentence end (the jar splits the period), before "the" it is not */
+    const char *lines[] = {"on w.", "The x", "on w.", "the x"};
+    char *outs[4];
+    CHECK_OK(mg_eval_ptb_tokenize_lines(lines, 4, outs));
+    CHECK(strcmp(outs[0], "on w") == 0 && strcmp(outs[1], "the x") == 0 && strcmp(outs[2], "on w.") == 0);
+    for (int i = 0; i < 4; i++) mg_eval_free(outs[i]);
+    const char *with_null[] = {"a", NULL};
+    CHECK_STATUS(mg_eval_ptb_tokenize_lines(with_null, 2, outs), MG_ERR_INVALID_ARGUMENT);
+    CHECK_OK(mg_eval_ptb_tokenize_lines(NULL, 0, NULL));
 }
 
 static void test_caption(void) {

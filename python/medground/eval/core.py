@@ -286,28 +286,36 @@ def _captioning(task, records, ctx, clean, use_meteor, meteor_data, use_spice, m
         raise FormatError(f"{ctx.path or 'records'}: no scorable records")
     if clean:
         preds = M.bird_clean(preds)
-    hyp_tok = M.ptb_tokenize(preds)
-    ref_tok = M.ptb_tokenize(refs)
     present = set(mods)
     order = _modality_order(mods, [m for m in BIRD_MODALITIES if m in present])  # BiRD's order first
+    mods_arr = np.asarray(mods, dtype=object)
+    groups = {m: np.nonzero(mods_arr == m)[0] for m in order}
+    groups["all"] = np.arange(len(kept))
+
+    def tokenized(idx):
+        # one PTBTokenizer call per COCOEvalCap run (per modality, as BiRD),
+        # references and results separately: the jar reads each call's
+        # captions joined by newlines, so a caption's end sees the next one
+        return M.ptb_tokenize([preds[i] for i in idx]), M.ptb_tokenize([refs[i] for i in idx])
+
+    tokens = {m: tokenized(idx) for m, idx in groups.items()}
     modules = {"tokenizer": "PTB (CoreNLP 3.4.1 rules, C port)",
                "response_cleaning": "BiRD regularization" if clean else "none"}
     scorer = None
     if use_meteor:
         try:
-            scorer = M.meteor_scorer(hyp_tok + ref_tok, meteor_data)
+            scorer = M.meteor_scorer(tokens["all"][0] + tokens["all"][1], meteor_data)
             modules["METEOR"] = scorer.modules
         except (FileNotFoundError, OSError) as error:
             modules["METEOR"] = f"unavailable: {error}"
     if use_spice:
         ok, status = M.spice_status()
         modules["SPICE"] = status
-    mods_arr = np.asarray(mods, dtype=object)
     rows: dict[str, dict[str, float]] = {}
     for m in order + ["all"]:
-        idx = np.arange(len(kept)) if m == "all" else np.nonzero(mods_arr == m)[0]
-        h = [hyp_tok[i] for i in idx]
-        r = [[ref_tok[i]] for i in idx]
+        idx = groups[m]
+        h = tokens[m][0]
+        r = [[x] for x in tokens[m][1]]
         corpus, _ = M.caption_scores(h, r)
         row: dict[str, float] = {"records": int(len(idx)), **corpus}
         if scorer is not None:

@@ -29,7 +29,9 @@ def bird_clean(responses: Sequence[str]) -> list[str]:
 
 def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     """pycocoevalcap's PTBTokenizer (CoreNLP 3.4.1 rules, lower-cased,
-    punctuation tokens removed), C port."""
+    punctuation tokens removed), C port. texts is one tokenize() call: the
+    jar reads its captions joined by newlines, so the end of a caption sees
+    the start of the next (tokenize per COCOEvalCap run to match it)."""
     return _C.eval_ptb_tokenize(list(texts))
 
 

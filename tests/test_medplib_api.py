@@ -176,8 +176,11 @@ def test_segment_matches_reference(seg_setup, image, reference_crop):
 
 def test_reference_crop_differs_on_non_square_images(seg_setup, image):
     _, model, _, _ = seg_setup
-    a = model.segment(image, "liver", max_new_tokens=2)
-    b = model.segment(image, "liver", max_new_tokens=2, reference_crop=True)
+    state = model.encode_image(image)  # encoded once, SAM embedding kept after the first call
+    a = model.segment(state, "liver", max_new_tokens=2)
+    assert state.sam is not None
+    b = model.segment(state, "liver", max_new_tokens=2, reference_crop=True)
+    assert np.array_equal(model.segment(image, "liver", max_new_tokens=2).probs, a.probs)
     # 120x200 -> 154x256 in SAM's input: the reference crops rows [19, 64) of the 64x64
     # map (pad 64 - 154 = -90, top -45 -> 19) and stretches them; the correct crop takes the
     # centered 154 rows of the 256-px upsampling.

@@ -99,6 +99,7 @@ class _Image:
     clip_features: np.ndarray
     geometry: Any
     source: Any
+    sam: Optional[tuple] = None  # (SAM-Med2D embedding, its geometry), computed once
 
 
 def _as_region(region: Any) -> Region:
@@ -175,7 +176,9 @@ class MedPLIB:
 
     # ------------------------------------------------------------------- image
     def encode_image(self, image: Any) -> _Image:
-        """CLIP-336 preprocessing (resize-longest, center pad (122, 116, 104)) and encoding."""
+        """CLIP-336 preprocessing (resize-longest, center pad (122, 116, 104)) and encoding.
+        The result can be passed as ``image`` to chat / refer / segment to reuse the work
+        (segment also keeps the SAM-Med2D embedding there)."""
         from ..image import preprocess_clip336
 
         if isinstance(image, _Image):
@@ -332,8 +335,10 @@ class MedPLIB:
                           threshold: float) -> Mask:
         from ..image import preprocess_sam
 
-        sam_pixels, sam_geometry = preprocess_sam(state.source, self.info["sam_image_size"])
-        embedding = _C.medplib_sam_encode(self._handle, sam_pixels)
+        if state.sam is None:
+            sam_pixels, sam_geometry = preprocess_sam(state.source, self.info["sam_image_size"])
+            state.sam = (_C.medplib_sam_encode(self._handle, sam_pixels), sam_geometry)
+        embedding, sam_geometry = state.sam
         prompt = _C.medplib_seg_prompt(self._handle, np.ascontiguousarray(seg, np.float32))
         low_res, score = _C.medplib_decode_mask(self._handle, embedding, prompt)
         H, W = sam_geometry.original_height, sam_geometry.original_width

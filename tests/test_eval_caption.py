@@ -359,3 +359,31 @@ def test_caption_hand_cases():
     assert s["Bleu_1"] == pytest.approx(np.exp(-1), abs=1e-9)
     # ROUGE-L: P = 1, R = 1/2 -> (1 + 1.44) * 0.5 / (0.5 + 1.44) = 0.628866
     assert s["ROUGE_L"] == pytest.approx(2.44 * 0.5 / 1.94, abs=1e-12)
+
+
+def test_meteor_published_anchors_and_modules():
+    # Published Meteor 1.5 values for the NLTK guide/action example: the COCO
+    # jar with its paraphrase table gives 0.44736091739438233
+    # (huggingface/evaluate#115, voidful/TFkit#7); Meteor 1.5 built from source
+    # with exact+stem+synonym only gives 0.4122414329113501 (metrics.md §9).
+    hyp = "It is a guide to action which ensures that the military always obeys the commands of the party"
+    ref = "It is a guide to action that ensures that the military will forever heed Party commands"
+    full = M.meteor_scorer([hyp, ref])
+    assert full.modules == "exact stem synonym paraphrase"
+    assert full.score([hyp], [[ref]])[0] == 0.44736091739438233
+    no_para = M.meteor_scorer([hyp, ref], paraphrase=False)
+    assert no_para.modules == "exact stem synonym"
+    assert no_para.score([hyp], [[ref]])[0] == 0.4122414329113501
+
+
+def test_meteor_data_folder_and_missing_data(tmp_path):
+    from conftest import shared_path
+    hyp, ref = ["the kidneys are enlarged"], [["the kidney is big"]]
+    folder = shared_path("meteor")  # Meteor's own english.* tables (same bytes as inside the jar)
+    a = M.meteor_scores(hyp, ref, meteor_data=str(folder))
+    b = M.meteor_scores(hyp, ref)
+    assert a[0] == b[0] and a[2] == b[2]
+    import medground as mg
+    recs = [{"id": 0, "image": "ct_1.png", "annotation": "a b c", "response": "a b"}]
+    r = mg.evaluate(recs, task="mia", meteor_data=str(tmp_path))  # an empty folder: no tables
+    assert r.modules["METEOR"].startswith("unavailable") and "METEOR" not in r.rows["ct"]

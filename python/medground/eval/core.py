@@ -16,7 +16,7 @@ from ..errors import FormatError, InvalidArgumentError
 from . import metrics as M
 from .records import (ANSWER_TYPE_FIELDS, BIRD_MODALITIES, GT_MASK_FIELDS, IMAGE_FIELDS, PRED_MASK_FIELDS,
                       PREDICTION_FIELDS, REFERENCE_FIELDS, Finding, Record, get_field, load_records,
-                      modality_of, record_id, record_modality, require_text)
+                      record_id, record_modality, require_text)
 
 TASKS = ("vg", "roc", "caption", "mia", "vqa", "seg")
 CLOSED_TYPES = ("yes/no", "closed", "yes_no", "yesno")

@@ -58,8 +58,7 @@ def _stdlib_sentences(n: int = 400) -> list[str]:
             if not doc:
                 continue
             for sentence in re.split(r"(?<=[.!?])\s+", doc.replace("\n", " ")):
-                # known difference, not ported: the jar splits "\\w." at a line end into "\\ w ."
-                if 3 <= len(sentence.split()) <= 40 and sentence not in out and "\\" not in sentence:
+                if 3 <= len(sentence.split()) <= 40 and sentence not in out:
                     out.append(sentence)
     return out[:n]
 

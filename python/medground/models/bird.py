@@ -673,9 +673,16 @@ class BiRD:
 
     # -- tasks
     def ground(self, image: ImageLike, phrase: str, template: Optional[str] = None,
-               max_new_tokens: int = 80, **options) -> list[Box]:
-        """Boxes (original-image pixels) for ``phrase``. Problems with the
-        answer's boxes are in ``self.last_problems``."""
+               max_new_tokens: int = 80, progress: bool = True, **options) -> "Boxes":
+        """Boxes (original-image pixels) for ``phrase``, as a :class:`~medground.results.Boxes`
+        list that draws itself over the image in notebooks. Problems with the
+        answer's boxes are in ``self.last_problems``. A list of images (and one
+        phrase, or one phrase per image) gives a list of answers, with a progress bar."""
+        from ..results import Boxes, is_batch, run_batch
+
+        if is_batch(image):
+            return run_batch(self.ground, image, phrase, "ground", progress, template=template,
+                             max_new_tokens=max_new_tokens, **options)
         if not isinstance(phrase, str) or not phrase.strip():
             raise InvalidArgumentError("phrase must be a non-empty string")
         query = (template or self.templates["ground"]).format(phrase=phrase)
@@ -683,12 +690,19 @@ class BiRD:
         width, height = self._image_size
         parsed = parse_boxes(answer, width, height)
         self.last_problems = parsed.problems
-        return [b if b.label is not None else dataclasses.replace(b, label=phrase) for b in parsed.boxes]
+        return Boxes([b if b.label is not None else dataclasses.replace(b, label=phrase) for b in parsed.boxes],
+                     image=image)
 
     def refer(self, image: ImageLike, box: Sequence[float], template: Optional[str] = None,
-              task: str = "refer", max_new_tokens: int = 80, **options) -> str:
+              task: str = "refer", max_new_tokens: int = 80, progress: bool = True, **options) -> str:
         """What is in ``box`` (x1, y1, x2, y2 in original-image pixels):
-        task 'refer' (ROC: a class name) or 'caption' (RC: a description)."""
+        task 'refer' (ROC: a class name) or 'caption' (RC: a description).
+        A list of images with a list of boxes (one per image) gives a list of answers."""
+        from ..results import is_batch, run_batch
+
+        if is_batch(image):
+            return run_batch(self.refer, image, box, "refer", progress, per_image_arguments=True,
+                             template=template, task=task, max_new_tokens=max_new_tokens, **options)
         if task not in ("refer", "caption"):
             raise InvalidArgumentError(f"task {task!r}: expected 'refer' or 'caption'")
         self.encode_image(image)
@@ -698,9 +712,16 @@ class BiRD:
         return self.ask(image, query, max_new_tokens=max_new_tokens, **options).strip()
 
     def chat(self, image: Optional[ImageLike], text: str, history: Optional[Sequence[tuple[str, str]]] = None,
-             max_new_tokens: int = 100, **options) -> str:
+             max_new_tokens: int = 100, progress: bool = True, **options) -> str:
         """Free-form answer (MIA). ``history``: earlier (query, answer) turns of
-        this conversation about the same image; their KV cache is reused."""
+        this conversation about the same image; their KV cache is reused.
+        A list of images (one question, or one per image) gives a list of answers."""
+        from ..results import is_batch, run_batch
+
+        if is_batch(image):
+            if history:
+                raise InvalidArgumentError("chat() over a list of images takes no history")
+            return run_batch(self.chat, image, text, "chat", progress, max_new_tokens=max_new_tokens, **options)
         if not isinstance(text, str):
             raise InvalidArgumentError("text must be a str")
         turns = [(str(q), str(a)) for q, a in (history or [])]

@@ -81,6 +81,25 @@ class Mask:
     found: bool
     text: str
     probs: Optional[np.ndarray] = None
+    image: Any = dataclasses.field(default=None, repr=False, compare=False)  # what it was segmented from
+
+    def overlay(self):
+        """An :class:`~medground.data.Overlay` of the image with the mask tinted."""
+        from ..results import mask_overlay
+
+        if self.image is None:
+            raise InvalidArgumentError("this mask carries no image to draw on")
+        return mask_overlay(self.array, self.image)
+
+    def to_png(self, path=None) -> bytes:
+        return self.overlay().to_png(path)
+
+    def _repr_png_(self) -> Optional[bytes]:
+        return None if self.image is None else self.to_png()
+
+    def show(self) -> None:
+        """Opens the drawing with PIL's viewer (outside notebooks)."""
+        self.overlay().image.show()
 
     def to_dict(self) -> dict:
         """JSON-able: the mask as a COCO RLE under ``pred_mask`` (what medground.evaluate's
@@ -264,8 +283,13 @@ class MedPLIB:
         return text, new, seg, seg_index
 
     def chat(self, image: Any, text: str, *, max_new_tokens: int = 512,
-             stream: Optional[Callable[[str], Any]] = None) -> str:
-        """VQA: the answer to ``text`` about ``image`` (path, array, PIL image)."""
+             stream: Optional[Callable[[str], Any]] = None, progress: bool = True) -> str:
+        """VQA: the answer to ``text`` about ``image`` (path, array, PIL image).
+        A list of images (one question, or one per image) gives a list of answers."""
+        from ..results import is_batch, run_batch
+
+        if is_batch(image):
+            return run_batch(self.chat, image, text, "chat", progress, max_new_tokens=max_new_tokens)
         if "<region>" in text:
             raise InvalidArgumentError("chat(): the question has <region>; use refer(image, region, question)")
         return self._generate(self.encode_image(image), self.prompt_ids(text), None, max_new_tokens, stream)[0]
@@ -292,12 +316,21 @@ class MedPLIB:
         return self._generate(state, ids, row[None], max_new_tokens, stream)[0]
 
     def segment(self, image: Any, phrase: str, *, template: Optional[str] = None, max_new_tokens: int = 512,
-                reference_crop: bool = False, threshold: float = 0.1, fallback: bool = False) -> Mask:
-        """Pixel grounding: Mask(array HxW uint8, score, found, text) for ``phrase``.
+                reference_crop: bool = False, threshold: float = 0.1, fallback: bool = False,
+                progress: bool = True) -> Mask:
+        """Pixel grounding: Mask(array HxW uint8, score, found, text) for ``phrase``; it
+        draws itself over the image in notebooks. A list of images (one phrase, or one
+        per image) gives a list of masks, with a progress bar.
 
         ``phrase`` is wrapped in ``template`` (default :data:`TEMPLATES` ["segment"]); a
         whole question (several words ending in '.', '?' or '!', e.g. a MeCoVQA-G record's)
         is used as it is unless a template is given."""
+        from ..results import is_batch, run_batch
+
+        if is_batch(image):
+            return run_batch(self.segment, image, phrase, "segment", progress, template=template,
+                             max_new_tokens=max_new_tokens, reference_crop=reference_crop,
+                             threshold=threshold, fallback=fallback)
         if self.info["sam_image_size"] == 0:
             raise NotFoundError("no SAM-Med2D model was loaded (load_sam=False or no model.visual_model.*)")
         if self.info["seg_dim"] == 0:
@@ -312,7 +345,7 @@ class MedPLIB:
         geometry = state.geometry
         H, W = geometry.original_height, geometry.original_width
         if seg is None and not fallback:
-            return Mask(np.zeros((H, W), np.uint8), 0.0, False, text)
+            return Mask(np.zeros((H, W), np.uint8), 0.0, False, text, image=state.source)
         if seg is None:
             # MedPLIB: no <SEG> -> the second-to-last hidden position of prompt + answer.
             seg = self._hidden_at(state, ids, new, -2)
@@ -344,7 +377,7 @@ class MedPLIB:
         H, W = sam_geometry.original_height, sam_geometry.original_width
         mask, probs = _C.medplib_postprocess(low_res[0], self.info["sam_image_size"], sam_geometry.resized_height,
                                              sam_geometry.resized_width, H, W, bool(reference_crop), float(threshold))
-        return Mask(mask, float(score), found, text, probs)
+        return Mask(mask, float(score), found, text, probs, image=state.source)
 
     # -------------------------------------------------------------------- MoE
     def expert_load(self) -> np.ndarray:

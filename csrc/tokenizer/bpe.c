@@ -516,6 +516,16 @@ mg_status mg_tokenizer_load_tiktoken_memory(const char *data, size_t n_bytes, co
     int64_t line_number = 0;
     uint8_t decoded[1024];
     int64_t max_rank = -1;
+    /* ranks must be 0..N-1 for N tokens, so none can reach the number of
+     * lines: a huge rank on a short file is refused before it sizes any
+     * allocation (a 20-byte file once made this loader touch 2.4 GB) */
+    size_t max_lines = 0;
+    for (const uint8_t *q = p; q < end;) {
+        const uint8_t *nl = memchr(q, '\n', (size_t)(end - q));
+        max_lines++;
+        if (!nl) break;
+        q = nl + 1;
+    }
     while (p < end && status == MG_OK) {
         line_number++;
         const uint8_t *line_end = memchr(p, '\n', (size_t)(end - p));
@@ -552,9 +562,16 @@ mg_status mg_tokenizer_load_tiktoken_memory(const char *data, size_t n_bytes, co
             rank = rank * 10 + (*r - '0');
         }
         if (status != MG_OK) break;
+        if ((size_t)rank >= max_lines) {
+            status = mg_error(MG_ERR_FORMAT, "%s: line %lld: rank %lld is impossible in a file of %zu lines "
+                              "(ranks are 0..N-1 for N tokens)", label, (long long)line_number, (long long)rank,
+                              max_lines);
+            break;
+        }
         if ((size_t)rank >= capacity) {
             size_t new_capacity = capacity ? capacity : 1024;
             while (new_capacity <= (size_t)rank) new_capacity *= 2;
+            if (new_capacity > max_lines) new_capacity = max_lines;
             rank_line *bigger = realloc(by_rank, new_capacity * sizeof *bigger);
             if (!bigger) {
                 status = mg_error(MG_ERR_NO_MEMORY, "%s: out of memory", label);

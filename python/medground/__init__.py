@@ -24,7 +24,7 @@ from .errors import (
 )
 from .checkpoint import convert, inspect
 from .api import detect_family, load
-from . import image
+from . import image, results, testing
 from .predict import predict
 from .models.sam_med2d import SamMed2D
 from .models.bird import BiRD, Box

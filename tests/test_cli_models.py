@@ -91,8 +91,18 @@ def test_errors_are_one_line_with_exit_codes(files):
     assert done.returncode == 3 and "Traceback" in done.stderr  # --debug shows it
 
 
+def test_bench_reports_every_weight_type():
+    done = cli("bench", "--repeats", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result["gemv"]) == {"f32", "bf16", "q8_0", "q4_0"} and set(result["gemm"]) == {"f32", "bf16"}
+    assert result["read_bandwidth_gb_s"] > 0 and all(r["gb_s"] > 0 for r in result["gemv"].values())
+    done = cli("bench", "--repeats", "0")
+    assert done.returncode == 3 and "--repeats 0" in done.stderr
+
+
 @pytest.mark.parametrize("command", ["ground", "refer", "segment", "chat", "demo", "evaluate", "predict",
-                                     "convert", "inspect", "data"])
+                                     "convert", "inspect", "data", "bench"])
 def test_every_command_has_help(command):
     done = cli(command, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refer": ("medground.commands.refer", "what is in a box of an image (BiRD; --caption for a sentence)"),
     "segment": ("medground.commands.segment", "a mask for a phrase (MedPLIB) or a box/points (SAM-Med2D)"),
     "chat": ("medground.commands.chat", "a free-form answer about an image"),
+    "bench": ("medground.commands.bench", "this machine's bandwidth and compute, and medground's kernels against them"),
 }
 
 EXIT_OK = 0

@@ -48,3 +48,10 @@ def test_every_public_python_name_has_a_docstring():
     undocumented = [f"{module}.{name}" for module, name, obj in _python_generator().public_items()
                     if callable(obj) and not (obj.__doc__ or "").strip()]
     assert not undocumented, f"public names without a docstring: {undocumented}"
+
+
+def test_type_stub_of_the_extension_is_current():
+    from medground import gen_stub
+
+    assert gen_stub.STUB.read_text(encoding="utf-8") == gen_stub.generate(), \
+        "python/medground/_C.pyi is stale: run PYTHONPATH=python .venv/bin/python -m medground.gen_stub"

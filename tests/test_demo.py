@@ -111,3 +111,29 @@ def test_cli_help_and_unknown_command():
     completed = subprocess.run([sys.executable, "-m", "medground", "demo", "--help"], env=ENV,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and "--model" in completed.stdout
+
+
+def test_demo_with_models(tmp_path):
+    """MODEL= runs the model over the same records: BiRD grounds and refers, SAM-Med2D segments."""
+    _needs_mricron()
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "tests"))
+    from reference import sam_med2d as sam_ref
+    from test_sam_med2d import SMALL
+
+    from medground import testing
+
+    bird = testing.tiny_bird_checkpoint(tmp_path / "bird")
+    sam = tmp_path / "sam-med2d_b.pth"
+    torch.save({"model": sam_ref.build_sam_med2d(**SMALL, seed=0).state_dict()}, sam)
+    for model, tasks in ((bird, {"vg", "roc"}), (sam, {"seg"})):
+        out = tmp_path / f"demo-{model.name}"
+        done = subprocess.run([sys.executable, "-m", "medground", "demo", "--out", str(out), "--model", str(model),
+                               "--slices", "80", "--regions", "2"],
+                              env=ENV, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        written = {p.stem.split("-", 1)[1] for p in out.glob("predictions-*.jsonl")}
+        assert written == tasks
+        for task in tasks:
+            rows = [json.loads(l) for l in (out / f"predictions-{task}.jsonl").read_text().splitlines()]
+            assert rows and f"{task}: {len(rows)} predictions" in done.stdout

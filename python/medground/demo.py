@@ -129,26 +129,64 @@ def baseline_response(annotation: str, rng: random.Random, shift: float = 0.3) -
     return _BOX.sub(move, annotation)
 
 
-def _vg_predictions(records: list[dict[str, Any]], model: Any, root: pathlib.Path,
-                    seed: int) -> list[dict[str, Any]]:
+def _grid_to_pixels(box: tuple, width: int, height: int) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [x1 / 1000 * width, y1 / 1000 * height, x2 / 1000 * width, y2 / 1000 * height]
+
+
+def _pixels_to_grid_text(boxes: Any, width: int, height: int) -> str:
+    return "".join("<box>({},{}),({},{})</box>".format(
+        int(round(b.x1 / width * 1000)), int(round(b.y1 / height * 1000)),
+        int(round(b.x2 / width * 1000)), int(round(b.y2 / height * 1000))) for b in boxes)
+
+
+def predictions_for(records: list[dict[str, Any]], model: Any, root: pathlib.Path,
+                    seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Prediction records per task, in the format medground.evaluate reads.
+
+    Without a model: VG only, from the synthetic baseline. With one: VG
+    (``ground``) and ROC (``refer``) for BiRD-like models; SEG (``segment``
+    with the phrase for MedPLIB, the reference box as the prompt for
+    SAM-Med2D)."""
     rng = random.Random(seed)
-    out = []
+    out: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        if record.get("task") != "VG":
-            continue
-        question, answer = record["conversations"][0]
-        if model is not None:
-            phrase = re.search(r"<ref>(.*?)</ref>", answer).group(1)
-            boxes = model.ground(str(root / record["image"]), phrase)
-            width, height = record["width"], record["height"]
-            response = f"<ref>{phrase}</ref>" + "".join(
-                "<box>({},{}),({},{})</box>".format(
-                    int(round(b.x1 / width * 1000)), int(round(b.y1 / height * 1000)),
-                    int(round(b.x2 / width * 1000)), int(round(b.y2 / height * 1000))) for b in boxes)
-        else:
-            response = baseline_response(answer, rng)
-        out.append({"id": record["id"], "image": record["image"], "question": question,
-                    "annotation": answer, "response": response})
+        task, image = record.get("task"), str(root / record["image"])
+        width, height = record["width"], record["height"]
+        if task in ("VG", "ROC"):
+            question, answer = record["conversations"][0]
+        if task == "VG" and (model is None or hasattr(model, "ground")):
+            if model is None:
+                response = baseline_response(answer, rng)
+            else:
+                phrase = re.search(r"<ref>(.*?)</ref>", answer).group(1)
+                response = f"<ref>{phrase}</ref>" + _pixels_to_grid_text(model.ground(image, phrase), width, height)
+            out.setdefault("vg", []).append({"id": record["id"], "image": record["image"], "question": question,
+                                             "annotation": answer, "response": response})
+        elif task == "ROC" and model is not None and hasattr(model, "ground") and hasattr(model, "refer"):
+            box = tuple(int(v) for v in _BOX.search(question).groups())
+            response = model.refer(image, _grid_to_pixels(box, width, height))
+            out.setdefault("roc", []).append({"id": record["id"], "image": record["image"], "question": question,
+                                              "annotation": answer, "response": response})
+        elif task == "SEG" and model is not None:
+            human, gpt = record["conversations"][0]["value"], record["conversations"][1]["value"]
+            gt_mask = str(root / re.search(r"<mask>(.*?)</mask>", gpt).group(1))
+            if hasattr(model, "segment"):
+                pred_mask = model.segment(image, human.replace("<image>\n", "")).to_dict()["pred_mask"]
+            elif hasattr(model, "set_image"):
+                from .data import load_mask, mask_to_boxes, rle_encode
+                from .image import load
+
+                x1, y1, x2, y2 = mask_to_boxes(load_mask(gt_mask))[0]  # inclusive pixel box -> edges
+                model.set_image(load(image))
+                masks, _, _ = model.predict(box=[x1, y1, x2 + 1, y2 + 1])
+                pred_mask = rle_encode(np.ascontiguousarray(masks[0]))
+                if isinstance(pred_mask["counts"], bytes):
+                    pred_mask["counts"] = pred_mask["counts"].decode("ascii")
+            else:
+                continue
+            out.setdefault("seg", []).append({"id": record["id"], "image": record["image"],
+                                              "pred_mask": pred_mask, "gt_mask": gt_mask})
     return out
 
 
@@ -216,38 +254,37 @@ def run(args: argparse.Namespace) -> int:
             overlay.to_png(target)
             print(f"    {target}")
 
-    _step(5, "evaluating a BiRD-format prediction file (visual grounding, Recall@0.5 per modality)")
+    _step(5, "predictions evaluated as the papers do (per modality)")
     model = None
     if args.model:
-        from . import load  # the model surface; present when the model issues have landed
+        from . import load
 
         model = load(args.model)
-        print(f"    model: {args.model}")
+        print(f"    model: {args.model} ({type(model).__name__}): "
+              + {"BiRD": "grounding (VG) and referring classification (ROC)",
+                 "MedPLIB": "pixel grounding (SEG)",
+                 "SamMed2D": "masks from the reference boxes (SEG)"}.get(type(model).__name__, ""))
     else:
         print("    no --model / MODEL=: predictions are a synthetic baseline (reference boxes "
               "shifted by 15-30% of their size), to show the evaluator")
-    predictions = []
+    by_task: dict[str, list[dict[str, Any]]] = {}
     for root, records in all_records:
-        predictions.extend(_vg_predictions(records, model, root, args.seed))
-    prediction_path = out / "predictions-vg.jsonl"
-    with open(prediction_path, "w", encoding="utf-8") as handle:
-        for record in predictions:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"    {len(predictions)} predictions: {prediction_path}")
-    try:
-        from . import evaluate
-    except ImportError:
-        evaluate = None
-    if evaluate is None:
-        print("    medground.evaluate is not available in this build")
-    else:
-        result = evaluate(str(prediction_path), task="vg")
-        table = getattr(result, "table", result)
+        for task, rows in predictions_for(records, model, root, args.seed).items():
+            by_task.setdefault(task, []).extend(rows)
+    from . import evaluate
+
+    for task, rows in by_task.items():
+        prediction_path = out / f"predictions-{task}.jsonl"
+        with open(prediction_path, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        print(f"    {task}: {len(rows)} predictions: {prediction_path}")
+        result = evaluate(str(prediction_path), task=task)
+        table = result.table
         text = table.to_string() if hasattr(table, "to_string") else str(table)
         print("    " + text.replace("\n", "\n    "))
-        rule = getattr(result, "average_rule", "")
-        if rule:
-            print(f"    average row: {rule}")
+        if getattr(result, "average_rule", ""):
+            print(f"    average row: {result.average_rule}")
     print(f"\ndone: everything is under {out}")
     return 1 if failed else 0
 

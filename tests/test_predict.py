@@ -92,6 +92,24 @@ def test_local_workers_match_single(setup, single):
     assert _read(out) == single
 
 
+def test_local_worker_killed_mid_run(setup, single):
+    """A local worker process that dies loses only its in-flight chunk, which is re-run."""
+    records = json.loads("[" + ",".join(setup["records"].read_text().split("\n")[:-1]) + "]")
+    Image.open(setup["images"] / "ct_03.png").save(setup["images"] / "die_03.png")
+    dying = dict(records[3], id="die_03")
+    dying["conversations"] = [[records[3]["conversations"][0][0].replace("ct_03", "die_03"),
+                               records[3]["conversations"][0][1]]]
+    marker = setup["root"] / "died-local.txt"
+    factory = functools.partial(predict_helpers.die_once_factory, str(setup["gguf"]), str(marker))
+    out = setup["root"] / "local-killed.jsonl"
+    medground.predict(records + [dying], factory, "vg", out, image_root=str(setup["images"]), workers=2,
+                      threads_per_worker=1, chunk_size=2, progress=False, **GENERATION)
+    assert marker.exists(), "the worker that should have died did not"
+    got = _read(out)
+    assert {k: v for k, v in got.items() if k != "die_03"} == single
+    assert got["die_03"]["response"] == single["ct_03"]["response"]
+
+
 def test_resume_adds_only_the_missing(setup, single):
     out = setup["root"] / "resume.jsonl"
     kept = list(single.values())[:4]

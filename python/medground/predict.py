@@ -306,7 +306,7 @@ def predict(
         if dask is not None:
             _run_dask(dask, model, threads_per_worker, task, chunks, generation, retries, emit)
         elif workers > 1:
-            _run_local(workers, model, threads_per_worker, task, chunks, generation, emit)
+            _run_local(workers, model, threads_per_worker, task, chunks, generation, emit, retries)
         else:
             for chunk in chunks:
                 for result in _run_chunk(model, threads_per_worker, task, chunk, generation):
@@ -318,18 +318,38 @@ def predict(
 
 
 def _run_local(workers: int, model: Any, threads: int | None, task: str, chunks: list[list[Job]],
-               generation: dict, emit: Callable[[dict], None]) -> None:
+               generation: dict, emit: Callable[[dict], None], retries: int = 3) -> None:
+    """Chunks over a pool of spawned processes. A process that dies (killed,
+    out of memory) breaks the pool: its unfinished chunks are re-run in a new
+    pool, up to ``retries`` times, so only in-flight records are redone."""
     import concurrent.futures
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .errors import InternalError
 
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # no forked BLAS/thread-pool state
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_run_chunk, model, threads, task, chunk, generation) for chunk in chunks]
-        for future in concurrent.futures.as_completed(futures):
-            for result in future.result():
-                emit(result)
+    pending = dict(enumerate(chunks))
+    for attempt in range(retries + 1):
+        broken = False
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_run_chunk, model, threads, task, chunk, generation): index
+                       for index, chunk in pending.items()}
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                for result in results:
+                    emit(result)
+                del pending[futures[future]]
+        if not broken or not pending:
+            return
+    raise InternalError(f"predict: worker processes kept dying; {sum(len(c) for c in pending.values())} "
+                        f"records were not run after {retries} retries")
 
 
 def _run_dask(dask: Any, model: Any, threads: int | None, task: str, chunks: list[list[Job]],

@@ -858,6 +858,47 @@ mg_status mg_meteor_score(const mg_meteor *meteor, const char *const *hyps,
                           const char *const *refs, const int64_t *ref_offsets, int64_t n_images,
                           double *corpus, double *per_image, double *stats);
 
+/* SPICE 1.0's tuple F-score over scene-graph tuples (the scene graphs come
+ * from the official jar's -detailed output; this does the scoring only).
+ * A tuple is 1 element (object), 2 (object, attribute) or 3 (subject,
+ * relation, object); each element is one concept as the jar prints it:
+ * its words joined by '/' (a segment list with an empty part is taken as
+ * one word). Tuples of all images: elements[] flat in order, sizes[t] in
+ * 1..3, image i owns tuples offsets[i] .. offsets[i+1] (offsets[0] = 0). */
+typedef struct mg_spice_tuples {
+    const char *const *elements;
+    const int32_t *sizes;
+    const int64_t *offsets;
+} mg_spice_tuples;
+
+/* Categories (the jar's "All" and -subset filters) and fields of a score. */
+#define MG_SPICE_CATEGORIES 7 /* All, Object, Attribute, Relation, Cardinality, Color, Size */
+#define MG_SPICE_FIELDS 6     /* tp, fp, fn, precision, recall, f */
+/* Scores n_images candidate tuple sets against their reference sets as
+ * SpiceStats.score does: a candidate tuple is a true positive when it
+ * matches some reference tuple of its image (all positions similar: the
+ * concepts share a word or, with use_synsets, a WordNet synset from
+ * Meteor's tables: getSynSets + getStemSynSets of each word lower-cased,
+ * spaces as '_'; without use_synsets the concepts must be equal); fp =
+ * candidates - tp, fn = references - tp (tp counts candidates, so fn can
+ * be negative when several candidates match one reference, as in the jar);
+ * precision = tp / candidates, recall = tp / references, f = 2PR/(P+R),
+ * 0 when P or R is 0. "All" with no references gives 0, 0, 0; a category
+ * with no references gives NaN precision/recall/f. Duplicates are counted
+ * as given (the jar's scene graphs have none). synonyms: a METEOR scorer
+ * with its synonym tables (required when use_synsets; may be NULL
+ * otherwise). per_image (may be NULL): n_images x MG_SPICE_CATEGORIES x
+ * MG_SPICE_FIELDS doubles. corpus (may be NULL): per category the summed
+ * tp/fp/fn and the mean precision/recall/f over the images where they are
+ * not NaN (NaN when none), the jar's printed macro average.
+ * test_truth / ref_truth (may be NULL): the jar's truth_value per tuple:
+ * a candidate matched; a reference is the first match, in the jar's sorted
+ * order (Java String order of the concept words), of some candidate. */
+mg_status mg_spice_score(const mg_meteor *synonyms, const mg_spice_tuples *test,
+                         const mg_spice_tuples *refs, int64_t n_images, bool use_synsets,
+                         double *per_image, double *corpus, uint8_t *test_truth,
+                         uint8_t *ref_truth);
+
 /* ---- VQA (MedPLIB / LLaVA-Med) --------------------------------------- */
 
 /* MedPLIB glossary.normalize_word applied to the lower-cased text. */

@@ -73,4 +73,11 @@ void mg_eval_lower_inplace(char *s);
 /* Exact sum of doubles (Shewchuk / Python math.fsum). */
 double mg_eval_fsum(const double *values, int n);
 
+/* Meteor's synonym tables, shared with SPICE (meteor.c). has_synonyms:
+ * the synsets + exceptions were loaded. word_synsets: Meteor's
+ * SynonymDictionary getSynSets(word) + getStemSynSets(word), replacing the
+ * contents of out (ids may repeat); an error when no tables are loaded. */
+bool mg_meteor_has_synonyms(const mg_meteor *m);
+mg_status mg_meteor_word_synsets(const mg_meteor *m, const char *word, mg_ivec *out);
+
 #endif

@@ -921,6 +921,18 @@ static mg_status mg_word_synsets(const mg_meteor *m, const char *word, mg_ivec *
     return mg_synsets_of(m, "", out);
 }
 
+/* For SPICE (spice.c): the synonym module's tables, read through the same
+ * lookups METEOR uses. */
+bool mg_meteor_has_synonyms(const mg_meteor *m) { return m && m->has_synonyms; }
+
+mg_status mg_meteor_word_synsets(const mg_meteor *m, const char *word, mg_ivec *out) {
+    if (!mg_meteor_has_synonyms(m)) {
+        out->length = 0;
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "meteor: no synonym tables loaded (english.synsets/exceptions)");
+    }
+    return mg_word_synsets(m, word, out);
+}
+
 /* ParaphraseTransducer.getPaths: (length, paraphrase index) pairs of the
  * reference phrases starting at words[start], shortest first. */
 static mg_status mg_para_paths(const mg_meteor *m, const int32_t *words, int32_t n, int32_t start, mg_ivec *out) {

@@ -612,6 +612,105 @@ static PyTypeObject py_meteor_type = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- SPICE (spice.c) ------------------------------------------------ */
+
+/* One side's tuples: elements (list of str), sizes (int32), offsets (int64). */
+typedef struct py_spice_side {
+    py_strings elements;
+    PyArrayObject *sizes, *offsets;
+} py_spice_side;
+
+static void py_spice_side_free(py_spice_side *s) {
+    py_strings_free(&s->elements);
+    Py_XDECREF(s->sizes), Py_XDECREF(s->offsets);
+    s->sizes = s->offsets = NULL;
+}
+
+static int py_spice_side_get(PyObject *e, PyObject *sz, PyObject *off, const char *what, py_spice_side *s) {
+    memset(s, 0, sizeof *s);
+    if (py_strings_get(e, what, &s->elements) < 0) return -1;
+    s->sizes = (PyArrayObject *)PyArray_FROMANY(sz, NPY_INT32, 1, 1, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+    s->offsets = s->sizes ? (PyArrayObject *)PyArray_FROMANY(off, NPY_INT64, 1, 1, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST) : NULL;
+    if (!s->sizes || !s->offsets) {
+        py_spice_side_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* eval_spice(meteor|None, test_elements, test_sizes, test_offsets, ref_elements,
+ * ref_sizes, ref_offsets, use_synsets) -> (per_image [n, 7, 6], corpus [7, 6],
+ * test_truth bool[n_test_tuples], ref_truth bool[n_ref_tuples]) */
+static PyObject *py_spice(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *meteor_obj, *te, *tsz, *toff, *re, *rsz, *roff;
+    int use_synsets;
+    if (!PyArg_ParseTuple(args, "OOOOOOOp", &meteor_obj, &te, &tsz, &toff, &re, &rsz, &roff, &use_synsets)) return NULL;
+    mg_meteor *meteor = NULL;
+    if (meteor_obj != Py_None) {
+        if (!PyObject_TypeCheck(meteor_obj, &py_meteor_type))
+            return mg_py_raise_message(MG_ERR_INVALID_ARGUMENT, "spice: synonyms must be a medground._C.Meteor or None");
+        meteor = ((py_meteor *)meteor_obj)->meteor;
+    }
+    py_spice_side ts, rs;
+    if (py_spice_side_get(te, tsz, toff, "candidate tuple elements", &ts) < 0) return NULL;
+    if (py_spice_side_get(re, rsz, roff, "reference tuple elements", &rs) < 0) {
+        py_spice_side_free(&ts);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    npy_intp n1 = PyArray_SIZE(ts.offsets), n2 = PyArray_SIZE(rs.offsets);
+    if (n1 < 1 || n1 != n2) {
+        mg_py_raise(mg_error(MG_ERR_SHAPE, "spice: %zd candidate and %zd reference offsets (n_images + 1 each)",
+                             (Py_ssize_t)n1, (Py_ssize_t)n2));
+        goto out;
+    }
+    int64_t n_images = (int64_t)n1 - 1;
+    const int64_t *to = PyArray_DATA(ts.offsets), *ro = PyArray_DATA(rs.offsets);
+    int64_t nt = to[n_images], nr = ro[n_images];
+    if (nt < 0 || nr < 0 || nt > PyArray_SIZE(ts.sizes) || nr > PyArray_SIZE(rs.sizes)) {
+        mg_py_raise(mg_error(MG_ERR_SHAPE, "spice: offsets end at %lld / %lld tuples but %zd / %zd sizes are given",
+                             (long long)nt, (long long)nr, (Py_ssize_t)PyArray_SIZE(ts.sizes), (Py_ssize_t)PyArray_SIZE(rs.sizes)));
+        goto out;
+    }
+    int64_t ne[2] = {0, 0};
+    const int32_t *szs[2] = {PyArray_DATA(ts.sizes), PyArray_DATA(rs.sizes)};
+    int64_t counts[2] = {nt, nr};
+    for (int side = 0; side < 2; side++)
+        for (int64_t k = 0; k < counts[side]; k++) ne[side] += szs[side][k] > 0 ? szs[side][k] : 0;
+    if (ne[0] > ts.elements.n || ne[1] > rs.elements.n) {
+        mg_py_raise(mg_error(MG_ERR_SHAPE, "spice: sizes need %lld / %lld elements but %zd / %zd are given",
+                             (long long)ne[0], (long long)ne[1], ts.elements.n, rs.elements.n));
+        goto out;
+    }
+    npy_intp dims3[3] = {(npy_intp)n_images, MG_SPICE_CATEGORIES, MG_SPICE_FIELDS};
+    npy_intp dims2[2] = {MG_SPICE_CATEGORIES, MG_SPICE_FIELDS};
+    npy_intp dt[1] = {(npy_intp)nt}, dr[1] = {(npy_intp)nr};
+    PyObject *per = PyArray_SimpleNew(3, dims3, NPY_FLOAT64), *corpus = PyArray_SimpleNew(2, dims2, NPY_FLOAT64);
+    PyObject *tt = PyArray_SimpleNew(1, dt, NPY_BOOL), *rt = PyArray_SimpleNew(1, dr, NPY_BOOL);
+    if (!per || !corpus || !tt || !rt) {
+        Py_XDECREF(per), Py_XDECREF(corpus), Py_XDECREF(tt), Py_XDECREF(rt);
+        goto out;
+    }
+    mg_spice_tuples a = {ts.elements.items, szs[0], to}, b = {rs.elements.items, szs[1], ro};
+    mg_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = mg_spice_score(meteor, &a, &b, n_images, use_synsets != 0, PyArray_DATA((PyArrayObject *)per),
+                        PyArray_DATA((PyArrayObject *)corpus), PyArray_DATA((PyArrayObject *)tt),
+                        PyArray_DATA((PyArrayObject *)rt));
+    Py_END_ALLOW_THREADS
+    if (st) {
+        Py_DECREF(per), Py_DECREF(corpus), Py_DECREF(tt), Py_DECREF(rt);
+        mg_py_raise(st);
+        goto out;
+    }
+    result = Py_BuildValue("NNNN", per, corpus, tt, rt);
+out:
+    py_spice_side_free(&ts);
+    py_spice_side_free(&rs);
+    return result;
+}
+
 static PyMethodDef mg_eval_methods[] = {
     {"eval_bird_clean", py_bird_clean, METH_O, "BiRD extract_information on each response."},
     {"eval_extract_boxes", py_extract_boxes, METH_VARARGS, "Boxes of a BiRD answer."},
@@ -626,6 +725,7 @@ static PyMethodDef mg_eval_methods[] = {
     {"eval_mask_resize_nearest", py_mask_resize_nearest, METH_VARARGS, "PyTorch nearest resize of a mask."},
     {"eval_rle_decode", py_rle_decode, METH_VARARGS, "COCO RLE counts -> mask."},
     {"eval_rle_encode", py_rle_encode, METH_O, "mask -> COCO RLE counts (bytes)."},
+    {"eval_spice", py_spice, METH_VARARGS, "SPICE tuple F-scores of scene-graph tuples (spice.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -166,6 +166,9 @@ def eval_roc(*args: Any, **kwargs: Any) -> Any:
 def eval_sentence_bleu(*args: Any, **kwargs: Any) -> Any:
     """NLTK sentence_bleu without smoothing."""
     ...
+def eval_spice(*args: Any, **kwargs: Any) -> Any:
+    """SPICE tuple F-scores of scene-graph tuples (spice.c)."""
+    ...
 def eval_vg(*args: Any, **kwargs: Any) -> Any:
     """Per-record visual grounding counts."""
     ...

@@ -323,7 +323,7 @@ def _captioning(task, records, ctx, clean, use_meteor, meteor_data, use_spice, m
         if use_spice:
             score = None
             if ok:
-                score, _, status = M.spice_scores(h, r)
+                score, _, status = M.spice_scores(h, r, meteor_data=meteor_data)
                 modules["SPICE"] = status
             row["SPICE"] = float("nan") if score is None else score
         if "METEOR" in row:

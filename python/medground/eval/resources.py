@@ -62,6 +62,30 @@ def java() -> str | None:
     return shutil.which("java")
 
 
+def spice_java() -> str | None:
+    """The java SPICE runs with: $MEDGROUND_SPICE_JAVA, else java() (the
+    jar needs Java 8-14, see metrics.spice_status)."""
+    return os.environ.get("MEDGROUND_SPICE_JAVA") or java()
+
+
+@functools.lru_cache(maxsize=8)
+def java_major_version(java_path: str) -> int | None:
+    """Major version of a java binary ("1.8.0_101" -> 8, "17.0.15" -> 17),
+    None when it cannot be run or read."""
+    import re
+    import subprocess
+    try:
+        proc = subprocess.run([java_path, "-version"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr.decode("utf-8", "replace") +
+                  proc.stdout.decode("utf-8", "replace"))
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
 @dataclass(frozen=True)
 class MeteorData:
     function_words: str

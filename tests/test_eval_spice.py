@@ -335,6 +335,19 @@ def test_agrees_with_the_jar_scoring_classes(java_reference, synonyms, use_synse
     if use_synsets:  # some candidates match a reference only through WordNet
         exact = M.spice_tuple_scores(detailed.test_tuples, detailed.ref_tuples, use_synsets=False)
         assert exact.per_image[:, A, TP].sum() < r.per_image[:, A, TP].sum()
+    # the order tuples are listed in does not matter (the jar's sort is redone)
+    rng = random.Random(7)
+    perms = [(rng.sample(range(len(t)), len(t)), rng.sample(range(len(f)), len(f)))
+             for t, f in zip(detailed.test_tuples, detailed.ref_tuples)]
+    shuffled = M.spice_tuple_scores([[t[k] for k in pt] for t, (pt, _) in zip(detailed.test_tuples, perms)],
+                                    [[f[k] for k in pr] for f, (_, pr) in zip(detailed.ref_tuples, perms)],
+                                    use_synsets=use_synsets, synonyms=synonyms)
+    assert np.array_equal(shuffled.per_image, r.per_image, equal_nan=True)
+    # (among identical reference tuples the first listed takes the match: compare per distinct tuple)
+    def truth_counts(tuples, truth):
+        return sorted((repr(t), v) for t, v in zip(tuples, truth))
+    for f, (_, pr), rt, st in zip(detailed.ref_tuples, perms, r.ref_truth, shuffled.ref_truth):
+        assert truth_counts(f, rt) == truth_counts([f[k] for k in pr], st)
 
 
 # ---- the bridge: a stand-in java answering as the jar, and "unavailable" ----------

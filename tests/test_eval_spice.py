@@ -350,6 +350,50 @@ def test_agrees_with_the_jar_scoring_classes(java_reference, synonyms, use_synse
         assert truth_counts(f, rt) == truth_counts([f[k] for k in pr], st)
 
 
+def _wordnet_vocabulary(rng: random.Random, n_groups: int):
+    """Groups of words that share a synset, drawn from Meteor's own tables,
+    with regular inflections and the irregular forms of english.exceptions
+    (so getStemSynSets' morphology and exception paths are exercised)."""
+    data = resources.meteor_data(str(SHARED_DATA / "meteor") if (SHARED_DATA / "meteor").exists() else None)
+    lines = data.synsets.split("\n")
+    by_synset: dict[str, list[str]] = {}
+    words = lines[0::2]
+    for w, ids in zip(words, lines[1::2]):
+        for s in ids.split()[:2]:
+            by_synset.setdefault(s, []).append(w)
+    shared = [ws for ws in by_synset.values() if 2 <= len(ws) <= 8]
+    exc = data.exceptions.split("\n")
+    irregular = [f for forms in exc[1::2] for f in forms.split()]
+    groups = []
+    for ws in rng.sample(shared, n_groups):
+        g = rng.sample(ws, min(3, len(ws)))
+        w = rng.choice(g)
+        g += [w + rng.choice(["s", "es", "ing", "ed", "er", "est"]), w.replace("_", " ")]
+        g.append(rng.choice(irregular))
+        groups.append(g)
+    return groups
+
+
+def test_agrees_with_the_jar_on_wordnet_words(java_reference, synonyms):
+    rng = random.Random(11)
+    groups = _wordnet_vocabulary(rng, 400)
+    images = []
+    for i in range(500):
+        local = rng.sample(groups, 2)  # few groups per image: synonym hits are likely
+        pick = lambda: [rng.choice(rng.choice(local))]  # noqa: E731
+        def tup():
+            kind = rng.choice((1, 2, 3))
+            return [pick() for _ in range(kind)]
+        images.append({"image_id": i, "test": [tup() for _ in range(rng.randint(0, 8))],
+                       "refs": [tup() for _ in range(rng.randint(1, 10))]})
+    detailed = M.spice_parse_detailed(java_reference(images))
+    r = M.spice_tuple_scores(detailed.test_tuples, detailed.ref_tuples, synonyms=synonyms)
+    assert M.spice_compare(r, detailed) == []
+    exact = M.spice_tuple_scores(detailed.test_tuples, detailed.ref_tuples, use_synsets=False)
+    n_syn, n_exact = r.per_image[:, A, TP].sum(), exact.per_image[:, A, TP].sum()
+    assert n_syn > 2 * n_exact and n_syn > n_exact + 300, (n_syn, n_exact)  # many matches only through WordNet
+
+
 # ---- the bridge: a stand-in java answering as the jar, and "unavailable" ----------
 
 FAKE_JAVA = r'''#!{python}

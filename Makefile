@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
 APT_PACKAGES := build-essential pkg-config libdnnl-dev libopenblas-dev libcjson-dev libstb-dev \
-	libpcre2-dev libstemmer-dev clang libclang-rt-14-dev default-jre-headless \
+	libpcre2-dev libstemmer-dev clang libclang-rt-14-dev default-jre-headless default-jdk-headless \
 	python3-venv python3-dev mricron-data
 
 CC ?= gcc

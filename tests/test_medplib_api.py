@@ -296,3 +296,19 @@ def test_gguf_from_medground_convert(tiny, tokenizer, image, tmp_path):
     tokens, _, _ = tiny.greedy(m.prompt_ids("What modality is this?"), image=emb, max_new_tokens=4)
     expected = tokenizer.decode([t for t in tokens if t != 2], skip_special_tokens=True).strip()
     assert m.chat(image, "What modality is this?", max_new_tokens=4) == expected
+
+
+def test_one_call_at_a_time_per_model(model, image):
+    """A streaming callback that calls the same model again gets a clear error, not shared scratch state."""
+    import medground
+
+    calls = []
+
+    def reenter(text):
+        try:
+            model.chat(image, "again", max_new_tokens=1)
+        except medground.InvalidArgumentError as error:
+            calls.append(str(error))
+
+    model.chat(image, "What is shown?", max_new_tokens=2, stream=reenter)
+    assert calls and "already running a call" in calls[0]

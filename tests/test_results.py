@@ -74,3 +74,15 @@ def test_batch_forms_equal_one_by_one(bird):
         bird.ground(images, phrases[:2], progress=False)
     with pytest.raises(medground.InvalidArgumentError, match="history"):
         bird.chat(images, "hi", history=[("a", "b")], progress=False)
+
+
+def test_generation_arguments_are_checked(bird):
+    image = np.zeros((30, 30, 3), np.uint8)
+    with pytest.raises(medground.InvalidArgumentError, match="max_new_tokens -1 out of range"):
+        bird.chat(image, "hi", max_new_tokens=-1)
+    from medground import _C
+
+    handle = bird._model
+    session = _C.bird_session_new(handle, 64)
+    with pytest.raises(medground.InvalidArgumentError, match="bird_generate: callback must be callable"):
+        _C.bird_generate(handle, session, [1, 2, 3], None, max_new_tokens=2, callback=5)

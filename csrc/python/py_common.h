@@ -45,6 +45,22 @@ int mg_py_reset_default_context(int n_threads, int blas);
 /* Switch the shared context to another device. -1 with an exception on error. */
 int mg_py_set_device(mg_device device);
 
+/* Streaming generation: the C loop runs without the GIL and takes it back
+ * for each token to call `callback(token)`; a falsy return stops, an
+ * exception sets `failed` (and stops). */
+typedef struct mg_py_stream {
+    PyObject *callback;
+    bool failed;
+} mg_py_stream;
+bool mg_py_stream_token(void *user_data, int32_t token);
+
+/* Checks the generation arguments every model binding takes and fills
+ * `options` (`stops` is borrowed: a contiguous int32 array or NULL;
+ * `stream` must outlive the generation). 0, or -1 with an exception. */
+int mg_py_generate_options(const char *op, int max_new_tokens, int do_sample, float temperature, int top_k,
+                           float top_p, unsigned long long seed, PyArrayObject *stops, PyObject *callback,
+                           mg_py_stream *stream, mg_generate_options *options);
+
 int mg_py_register_core(PyObject *module);
 int mg_py_register_ops(PyObject *module);
 int mg_py_register_image(PyObject *module);

@@ -17,7 +17,31 @@ typedef struct mg_py_medplib {
     mg_weights *weights;
     mg_medplib *model;
     mg_medplib_info info;
+    int busy; /* a call is running (the model's scratch state is in use) */
 } mg_py_medplib;
+
+/* One call per model at a time (checked under the GIL), as for BiRD: a
+ * second thread, or a streaming callback calling the model again, gets an
+ * error instead of sharing the running call's scratch state. */
+static mg_status mg_py_medplib_enter(mg_py_medplib *m) {
+    if (m->busy)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "this MedPLIB model is already running a call (another thread, or "
+                                                 "a streaming callback calling it again); one call at a time");
+    m->busy = 1;
+    return MG_OK;
+}
+
+/* status = call, without the GIL, inside the model's one-call-at-a-time guard. */
+#define MG_PY_MEDPLIB_CALL(m, call)                                                                           \
+    do {                                                                                                      \
+        status = mg_py_medplib_enter(m);                                                                      \
+        if (status == MG_OK) {                                                                                \
+            Py_BEGIN_ALLOW_THREADS                                                                            \
+            status = (call);                                                                                  \
+            Py_END_ALLOW_THREADS                                                                              \
+            (m)->busy = 0;                                                                                    \
+        }                                                                                                     \
+    } while (0)
 
 typedef struct mg_py_medplib_cache {
     PyObject *model;
@@ -155,9 +179,7 @@ static PyObject *py_medplib_encode_image(PyObject *self, PyObject *args) {
     mg_tensor p = mg_py_medplib_view((PyObject *)pixels, MG_F32), e = mg_py_medplib_view(emb, MG_F32),
               c = mg_py_medplib_view(clip, MG_F32);
     mg_status status;
-    Py_BEGIN_ALLOW_THREADS
-    status = mg_medplib_encode_image(ctx, m->model, &p, &e, &c);
-    Py_END_ALLOW_THREADS
+    MG_PY_MEDPLIB_CALL(m, mg_medplib_encode_image(ctx, m->model, &p, &e, &c));
     Py_DECREF(pixels);
     if (status != MG_OK) {
         Py_DECREF(emb);
@@ -270,10 +292,8 @@ static PyObject *py_medplib_region_feature(PyObject *self, PyObject *args) {
     int n = 0;
     mg_status status = MG_ERR_NO_MEMORY;
     if (out) {
-        Py_BEGIN_ALLOW_THREADS
-        status = mg_medplib_region_feature(ctx, m->model, &c, PyArray_DATA(mask), max_points,
-                                           PyArray_DATA((PyArrayObject *)out), &n);
-        Py_END_ALLOW_THREADS
+        MG_PY_MEDPLIB_CALL(m, mg_medplib_region_feature(ctx, m->model, &c, PyArray_DATA(mask), max_points,
+                                           PyArray_DATA((PyArrayObject *)out), &n));
     }
     Py_DECREF(clip);
     Py_DECREF(mask);
@@ -356,10 +376,8 @@ static PyObject *py_medplib_forward(PyObject *self, PyObject *args, PyObject *kw
         mg_tensor lt = mg_py_medplib_view(logits, MG_F32), ht = mg_py_medplib_view(hidden, MG_F32), it, rt;
         if (image) it = mg_py_medplib_view((PyObject *)image, MG_F32);
         if (region) rt = mg_py_medplib_view((PyObject *)region, MG_F32);
-        Py_BEGIN_ALLOW_THREADS
-        status = mg_medplib_forward(ctx, m->model, c->cache, PyArray_DATA(tokens), n_tokens, image ? &it : NULL,
-                                    region ? &rt : NULL, &lt, &ht);
-        Py_END_ALLOW_THREADS
+        MG_PY_MEDPLIB_CALL(m, mg_medplib_forward(ctx, m->model, c->cache, PyArray_DATA(tokens), n_tokens, image ? &it : NULL,
+                                    region ? &rt : NULL, &lt, &ht));
     }
     Py_DECREF(tokens);
     Py_XDECREF(image);
@@ -370,22 +388,6 @@ static PyObject *py_medplib_forward(PyObject *self, PyObject *args, PyObject *kw
         return mg_py_raise(status);
     }
     return Py_BuildValue("(NN)", logits, hidden);
-}
-
-typedef struct mg_py_medplib_stream {
-    PyObject *callback;
-    bool failed;
-} mg_py_medplib_stream;
-
-static bool mg_py_medplib_token(void *user_data, int32_t token) {
-    mg_py_medplib_stream *stream = user_data;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *result = PyObject_CallFunction(stream->callback, "i", (int)token);
-    bool go_on = result != NULL && (result == Py_None || PyObject_IsTrue(result) == 1);
-    if (!result) stream->failed = true;
-    Py_XDECREF(result);
-    PyGILState_Release(gil);
-    return go_on;
 }
 
 /* medplib_generate(model, tokens, image_embeddings=None, region_embeddings=None, max_new_tokens=512,
@@ -406,10 +408,6 @@ static PyObject *py_medplib_generate(PyObject *self, PyObject *args, PyObject *k
         return NULL;
     mg_py_medplib *m = mg_py_medplib_get(capsule);
     if (!m) return NULL;
-    if (max_new_tokens < 0 || max_new_tokens > 1 << 20)
-        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "max_new_tokens %d out of range", max_new_tokens));
-    if (callback != Py_None && !PyCallable_Check(callback))
-        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "callback must be callable or None"));
     mg_context *ctx = mg_py_default_context();
     if (!ctx) return NULL;
     PyArrayObject *tokens = mg_py_medplib_array(tokens_object, NPY_INT32, 1, "tokens");
@@ -423,19 +421,16 @@ static PyObject *py_medplib_generate(PyObject *self, PyObject *args, PyObject *k
         Py_XDECREF(region);
         return NULL;
     }
-    mg_py_medplib_stream stream = {callback, false};
-    mg_generate_options options = {
-        .max_new_tokens = max_new_tokens,
-        .do_sample = do_sample != 0,
-        .temperature = temperature,
-        .top_k = top_k,
-        .top_p = top_p,
-        .seed = (uint64_t)seed,
-        .stop_tokens = stops ? PyArray_DATA(stops) : NULL,
-        .n_stop_tokens = stops ? (int)PyArray_SIZE(stops) : 0,
-        .on_token = callback != Py_None ? mg_py_medplib_token : NULL,
-        .user_data = &stream,
-    };
+    mg_py_stream stream;
+    mg_generate_options options;
+    if (mg_py_generate_options("medplib_generate", max_new_tokens, do_sample, temperature, top_k, top_p, seed,
+                               stops, callback, &stream, &options) < 0) {
+        Py_DECREF(tokens);
+        Py_XDECREF(image);
+        Py_XDECREF(region);
+        Py_XDECREF(stops);
+        return NULL;
+    }
     int32_t *out = malloc((size_t)(max_new_tokens > 0 ? max_new_tokens : 1) * sizeof *out);
     int64_t ds[1] = {m->info.hidden_size};
     PyObject *seg = mg_py_medplib_new(1, ds, NPY_FLOAT32);
@@ -445,11 +440,9 @@ static PyObject *py_medplib_generate(PyObject *self, PyObject *args, PyObject *k
         mg_tensor it, rt;
         if (image) it = mg_py_medplib_view((PyObject *)image, MG_F32);
         if (region) rt = mg_py_medplib_view((PyObject *)region, MG_F32);
-        Py_BEGIN_ALLOW_THREADS
-        status = mg_medplib_generate(ctx, m->model, PyArray_DATA(tokens), (int)PyArray_SIZE(tokens), image ? &it : NULL,
+        MG_PY_MEDPLIB_CALL(m, mg_medplib_generate(ctx, m->model, PyArray_DATA(tokens), (int)PyArray_SIZE(tokens), image ? &it : NULL,
                                      region ? &rt : NULL, &options, seg_token, out, max_new_tokens, &n_out,
-                                     PyArray_DATA((PyArrayObject *)seg), &seg_index);
-        Py_END_ALLOW_THREADS
+                                     PyArray_DATA((PyArrayObject *)seg), &seg_index));
     }
     Py_DECREF(tokens);
     Py_XDECREF(image);
@@ -520,9 +513,7 @@ static PyObject *py_medplib_sam_encode(PyObject *self, PyObject *args) {
     mg_status status = MG_ERR_NO_MEMORY;
     if (out) {
         mg_tensor p = mg_py_medplib_view((PyObject *)pixels, MG_F32), e = mg_py_medplib_view(out, MG_F32);
-        Py_BEGIN_ALLOW_THREADS
-        status = mg_sam_encode_image(ctx, sam, &p, &e);
-        Py_END_ALLOW_THREADS
+        MG_PY_MEDPLIB_CALL(m, mg_sam_encode_image(ctx, sam, &p, &e));
     }
     Py_DECREF(pixels);
     if (status != MG_OK) {
@@ -560,9 +551,7 @@ static PyObject *py_medplib_decode_mask(PyObject *self, PyObject *args) {
     if (status == MG_OK && !low) status = mg_error(MG_ERR_NO_MEMORY, "out of memory");
     if (status == MG_OK) {
         mg_tensor e = mg_py_medplib_view((PyObject *)emb, MG_F32), l = mg_py_medplib_view(low, MG_F32);
-        Py_BEGIN_ALLOW_THREADS
-        status = mg_medplib_decode_mask(ctx, m->model, &e, PyArray_DATA(prompt), &l, &score);
-        Py_END_ALLOW_THREADS
+        MG_PY_MEDPLIB_CALL(m, mg_medplib_decode_mask(ctx, m->model, &e, PyArray_DATA(prompt), &l, &score));
     }
     Py_DECREF(emb);
     Py_DECREF(prompt);

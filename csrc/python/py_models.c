@@ -563,13 +563,7 @@ static PyObject *py_bird_session_length(PyObject *self, PyObject *handle) {
     return PyLong_FromLong(mg_kv_cache_length(mg_bird_session_cache(s->session)));
 }
 
-/* Streaming: the C loop runs without the GIL and takes it back per token. */
-typedef struct mg_py_stream {
-    PyObject *callback;
-    bool failed;
-} mg_py_stream;
-
-static bool mg_py_stream_token(void *user_data, int32_t token) {
+bool mg_py_stream_token(void *user_data, int32_t token) {
     mg_py_stream *stream = user_data;
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *result = PyObject_CallFunction(stream->callback, "i", (int)token);
@@ -578,6 +572,34 @@ static bool mg_py_stream_token(void *user_data, int32_t token) {
     Py_XDECREF(result);
     PyGILState_Release(gil);
     return go_on;
+}
+
+int mg_py_generate_options(const char *op, int max_new_tokens, int do_sample, float temperature, int top_k,
+                           float top_p, unsigned long long seed, PyArrayObject *stops, PyObject *callback,
+                           mg_py_stream *stream, mg_generate_options *options) {
+    if (max_new_tokens < 0 || max_new_tokens > 1 << 20) {
+        mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "%s: max_new_tokens %d out of range", op, max_new_tokens));
+        return -1;
+    }
+    if (callback != Py_None && !PyCallable_Check(callback)) {
+        mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "%s: callback must be callable or None", op));
+        return -1;
+    }
+    stream->callback = callback;
+    stream->failed = false;
+    *options = (mg_generate_options){
+        .max_new_tokens = max_new_tokens,
+        .do_sample = do_sample != 0,
+        .temperature = temperature,
+        .top_k = top_k,
+        .top_p = top_p,
+        .seed = (uint64_t)seed,
+        .stop_tokens = stops ? PyArray_DATA(stops) : NULL,
+        .n_stop_tokens = stops ? (int)PyArray_SIZE(stops) : 0,
+        .on_token = callback != Py_None ? mg_py_stream_token : NULL,
+        .user_data = stream,
+    };
+    return 0;
 }
 
 /* bird_generate(model, session, tokens, image_embeddings=None, max_new_tokens=80,
@@ -601,10 +623,6 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
     if (!s) return NULL;
     if (s->model != capsule)
         return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "bird_generate: the session belongs to another model"));
-    if (max_new_tokens < 0 || max_new_tokens > 1 << 20)
-        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "max_new_tokens %d out of range", max_new_tokens));
-    if (callback != Py_None && !PyCallable_Check(callback))
-        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT, "callback must be callable or None"));
     mg_context *ctx = mg_py_default_context();
     if (!ctx) return NULL;
     PyArrayObject *tokens = mg_py_token_array(tokens_object);
@@ -623,19 +641,15 @@ static PyObject *py_bird_generate(PyObject *self, PyObject *args, PyObject *kwar
             return NULL;
         }
     }
-    mg_py_stream stream = {callback, false};
-    mg_generate_options options = {
-        .max_new_tokens = max_new_tokens,
-        .do_sample = do_sample != 0,
-        .temperature = temperature,
-        .top_k = top_k,
-        .top_p = top_p,
-        .seed = (uint64_t)seed,
-        .stop_tokens = stops ? PyArray_DATA(stops) : NULL,
-        .n_stop_tokens = stops ? (int)PyArray_SIZE(stops) : 0,
-        .on_token = callback != Py_None ? mg_py_stream_token : NULL,
-        .user_data = &stream,
-    };
+    mg_py_stream stream;
+    mg_generate_options options;
+    if (mg_py_generate_options("bird_generate", max_new_tokens, do_sample, temperature, top_k, top_p, seed, stops,
+                               callback, &stream, &options) < 0) {
+        Py_DECREF(tokens);
+        Py_XDECREF(images);
+        Py_XDECREF(stops);
+        return NULL;
+    }
     int32_t *out = malloc((size_t)(max_new_tokens > 0 ? max_new_tokens : 1) * sizeof *out);
     int n_out = 0;
     mg_tensor e_t;

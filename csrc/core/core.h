@@ -40,6 +40,26 @@ static inline bool mg_add_size(size_t a, size_t b, size_t *out) {
 }
 
 /* 64-byte aligned heap memory (free with mg_aligned_free). */
+/* UTF-8 bytes of code point `c` (<= 0x10FFFF) into out; returns their count (1..4). */
+static inline int mg_utf8_encode(uint32_t c, char out[4]) {
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xC0 | (c >> 6)), out[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xE0 | (c >> 12)), out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (c >> 18)), out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3F)), out[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
 void *mg_aligned_alloc(size_t bytes);
 void mg_aligned_free(void *p);
 

@@ -77,14 +77,7 @@ static size_t mg_java_length(const char *s) {
 
 static void mg_put_utf8(mg_strbuf *b, uint32_t c, mg_status *st) {
     char u[4];
-    int n;
-    if (c < 0x80) u[0] = (char)c, n = 1;
-    else if (c < 0x800) u[0] = (char)(0xC0 | (c >> 6)), u[1] = (char)(0x80 | (c & 0x3F)), n = 2;
-    else if (c < 0x10000)
-        u[0] = (char)(0xE0 | (c >> 12)), u[1] = (char)(0x80 | ((c >> 6) & 0x3F)), u[2] = (char)(0x80 | (c & 0x3F)), n = 3;
-    else
-        u[0] = (char)(0xF0 | (c >> 18)), u[1] = (char)(0x80 | ((c >> 12) & 0x3F)),
-        u[2] = (char)(0x80 | ((c >> 6) & 0x3F)), u[3] = (char)(0x80 | (c & 0x3F)), n = 4;
+    int n = mg_utf8_encode(c, u);
     if (!*st) *st = mg_strbuf_append(b, u, (size_t)n);
 }
 

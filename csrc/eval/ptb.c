@@ -1010,14 +1010,7 @@ static ptb_match ptb_scan(const ptb_text *t, size_t i) {
 
 static void put_cp(mg_strbuf *b, cp_t c, mg_status *st) {
     char u[4];
-    int n;
-    if (c < 0x80) u[0] = (char)c, n = 1;
-    else if (c < 0x800) u[0] = (char)(0xC0 | (c >> 6)), u[1] = (char)(0x80 | (c & 0x3F)), n = 2;
-    else if (c < 0x10000)
-        u[0] = (char)(0xE0 | (c >> 12)), u[1] = (char)(0x80 | ((c >> 6) & 0x3F)), u[2] = (char)(0x80 | (c & 0x3F)), n = 3;
-    else
-        u[0] = (char)(0xF0 | (c >> 18)), u[1] = (char)(0x80 | ((c >> 12) & 0x3F)), u[2] = (char)(0x80 | ((c >> 6) & 0x3F)),
-        u[3] = (char)(0x80 | (c & 0x3F)), n = 4;
+    int n = mg_utf8_encode((uint32_t)c, u);
     if (!*st) *st = mg_strbuf_append(b, u, (size_t)n);
 }
 

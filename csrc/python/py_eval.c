@@ -103,6 +103,21 @@ fail:
 
 typedef mg_status (*py_text_fn)(const char *, char **);
 
+
+/* A list of str from n C strings (invalid UTF-8 replaced); NULL with an exception. */
+static PyObject *py_text_list(char **texts, Py_ssize_t n) {
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list && i < n; i++) {
+        PyObject *s = PyUnicode_DecodeUTF8(texts[i], (Py_ssize_t)strlen(texts[i]), "replace");
+        if (!s) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, s);
+    }
+    return list;
+}
+
 static PyObject *py_map_text(PyObject *object, py_text_fn fn, const char *what) {
     py_strings in;
     if (py_strings_get(object, what, &in) < 0) return NULL;
@@ -123,15 +138,8 @@ static PyObject *py_map_text(PyObject *object, py_text_fn fn, const char *what) 
     if (st) {
         mg_error_prefix(st, "%s[%zd]", what, failed);
         mg_py_raise(st);
-    } else if ((list = PyList_New(in.n))) {
-        for (Py_ssize_t i = 0; i < in.n; i++) {
-            PyObject *s = PyUnicode_DecodeUTF8(results[i], (Py_ssize_t)strlen(results[i]), "replace");
-            if (!s) {
-                Py_CLEAR(list);
-                break;
-            }
-            PyList_SET_ITEM(list, i, s);
-        }
+    } else {
+        list = py_text_list(results, in.n);
     }
     for (Py_ssize_t i = 0; i < in.n; i++) mg_eval_free(results[i]);
     PyMem_Free(results);
@@ -157,15 +165,8 @@ static PyObject *py_ptb_tokenize(PyObject *self, PyObject *arg) {
     PyObject *list = NULL;
     if (st) {
         mg_py_raise(st);
-    } else if ((list = PyList_New(in.n))) {
-        for (Py_ssize_t i = 0; i < in.n; i++) {
-            PyObject *s = PyUnicode_DecodeUTF8(results[i], (Py_ssize_t)strlen(results[i]), "replace");
-            if (!s) {
-                Py_CLEAR(list);
-                break;
-            }
-            PyList_SET_ITEM(list, i, s);
-        }
+    } else {
+        list = py_text_list(results, in.n);
     }
     for (Py_ssize_t i = 0; i < in.n; i++) mg_eval_free(results[i]);
     PyMem_Free(results);

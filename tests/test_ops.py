@@ -171,6 +171,33 @@ def test_linear_kernel_isa_levels_agree_with_reference(isa, qdtype, rng):
         assert_gemm_close(ours, x, w_used)
 
 
+@pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
+@pytest.mark.parametrize("n_blocks", [1, 2, 3, 4, 5, 7, 8, 9, 130])
+def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, rng):
+    """The many-row decode kernels: block counts around their 2- and 4-block
+    steps (tails), runs of rows longer than one L2 run (32) split across two
+    threads, several activation rows and a bias."""
+    K, N, M = 32 * n_blocks, 101, 5
+    x = rng.standard_normal((M, K)).astype(np.float32) * 3.0
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
+    assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+
+
+def test_linear_quantized_decode_extreme_quants(isa, rng):
+    """Saturated blocks: activations at +-127 and weights at q8_0 -127 / q4_0
+    0 and 15, where the unsigned-offset corrections are largest."""
+    K, N = 32 * 6, 9
+    x = np.where(rng.random((2, K)) < 0.5, -1.0, 1.0).astype(np.float32)
+    w = np.where(rng.random((N, K)) < 0.5, -1.0, 1.0).astype(np.float32)
+    w[:, :32] = 1.0
+    w[:, 32:64] = -1.0
+    for qdtype in ("q8_0", "q4_0"):
+        ours = _C.op_linear(x, w, weight_dtype=qdtype)
+        assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+
+
 def test_linear_errors_name_the_culprit(rng):
     x = np.zeros((3, 17), np.float32)
     with pytest.raises(medground.ShapeError, match=r"mg_linear: x f32\[3, 17\] and weight f32\[8, 16\]: inner dimensions differ"):

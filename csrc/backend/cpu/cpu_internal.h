@@ -81,6 +81,18 @@ typedef float (*mg_dot_q8_fn)(const mg_block_q8_0 *x, const void *w, int64_t n_b
 /* y[i] = y[i] * scale + a * x[i] (the attention accumulator update). */
 typedef void (*mg_axpby_fn)(float *y, float scale, float a, const float *x, int64_t n);
 
+/* Quantized GEMV over a run of weight rows: y[r] = dot(x, row r) for
+ * r < n_rows (rows row_stride bytes apart), x given both as q8_0 blocks
+ * (xq) and in the kernel's own prepared layout (prep, prep_bytes(n_blocks)
+ * bytes made by prepare(xq); kernels without one have prep_bytes 0 and
+ * get prep NULL). */
+typedef struct mg_cpu_qgemv {
+    size_t (*prep_bytes)(int64_t n_blocks);
+    void (*prepare)(const mg_block_q8_0 *xq, int64_t n_blocks, void *prep);
+    void (*rows)(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks, const uint8_t *w,
+                 int64_t row_stride, int64_t n_rows, float *y);
+} mg_cpu_qgemv;
+
 typedef struct mg_cpu_kernels {
     mg_dot_f32_fn dot_f32;   /* w f32  */
     mg_dot_f32_fn dot_f16;   /* w f16  */
@@ -88,6 +100,8 @@ typedef struct mg_cpu_kernels {
     mg_dot_q8_fn dot_q8_0;   /* w q8_0 */
     mg_dot_q8_fn dot_q4_0;   /* w q4_0 */
     mg_axpby_fn axpby;
+    mg_cpu_qgemv gemv_q8_0;  /* many rows of w q8_0 */
+    mg_cpu_qgemv gemv_q4_0;  /* many rows of w q4_0 */
 } mg_cpu_kernels;
 
 /* The kernel table for an ISA level (never NULL entries). */

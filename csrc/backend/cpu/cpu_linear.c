@@ -33,6 +33,9 @@ typedef struct {
     int64_t w_row_stride;
     const float *x;           /* [M, K] f32 */
     const mg_block_q8_0 *xq;  /* [M, K/32] when the weight is quantized */
+    const mg_cpu_qgemv *qgemv; /* its many-row kernel, */
+    const uint8_t *prep;      /* and x in that kernel's layout, prep_stride bytes a row */
+    size_t prep_stride;
     int64_t M, K, N;
     const float *bias;
     float *y;
@@ -41,6 +44,22 @@ typedef struct {
 static void mg_gemv_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
     const mg_gemv_job *job = raw;
     const int64_t K = job->K, N = job->N, n_blocks = job->K / MG_QK8_0;
+    if (job->qgemv) {
+        /* Quantized: runs of rows small enough to stay in L2 while every
+         * activation row passes over them. */
+        const int64_t run = job->M == 1 ? end - begin : 32;
+        for (int64_t n0 = begin; n0 < end; n0 += run) {
+            const int64_t rows = end - n0 < run ? end - n0 : run;
+            for (int64_t m = 0; m < job->M; m++) {
+                float *y = job->y + m * N + n0;
+                job->qgemv->rows(job->prep ? job->prep + m * job->prep_stride : NULL, job->xq + m * n_blocks,
+                                 n_blocks, job->w + n0 * job->w_row_stride, job->w_row_stride, rows, y);
+                if (job->bias)
+                    for (int64_t r = 0; r < rows; r++) y[r] += job->bias[n0 + r];
+            }
+        }
+        return;
+    }
     for (int64_t n = begin; n < end; n++) {
         const void *w = job->w + n * job->w_row_stride;
         const float b = job->bias ? job->bias[n] : 0.0f;
@@ -74,8 +93,12 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
     };
     mg_block_q8_0 *xq = NULL;
     if (mg_dtype_is_quantized(weight->dtype)) {
-        int64_t n_blocks = K / MG_QK8_0;
-        xq = mg_aligned_alloc((size_t)(M * n_blocks) * sizeof *xq);
+        const int64_t n_blocks = K / MG_QK8_0;
+        const mg_cpu_qgemv *qgemv = weight->dtype == MG_Q8_0 ? &job.kernels->gemv_q8_0 : &job.kernels->gemv_q4_0;
+        /* One allocation: the q8_0 rows, then the kernel's prepared copy. */
+        const size_t xq_bytes = ((size_t)(M * n_blocks) * sizeof *xq + 63) / 64 * 64;
+        const size_t prep_stride = (qgemv->prep_bytes(n_blocks) + 63) / 64 * 64;
+        xq = mg_aligned_alloc(xq_bytes + (size_t)M * prep_stride);
         if (!xq) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory to quantize %lld activation rows", (long long)M);
         for (int64_t m = 0; m < M; m++) {
             mg_status status = mg_quantize_row(MG_Q8_0, x + m * K, xq + m * n_blocks, K);
@@ -85,6 +108,13 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
             }
         }
         job.xq = xq;
+        job.qgemv = qgemv;
+        if (prep_stride) {
+            job.prep = (const uint8_t *)xq + xq_bytes;
+            job.prep_stride = prep_stride;
+            for (int64_t m = 0; m < M; m++)
+                qgemv->prepare(xq + m * n_blocks, n_blocks, (uint8_t *)xq + xq_bytes + m * prep_stride);
+        }
     }
     /* Chunks of whole cache lines of output per task keep threads from
      * sharing lines of y. */

@@ -198,6 +198,21 @@ def test_linear_quantized_decode_extreme_quants(isa, rng):
         assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
 
 
+def test_linear_quantized_activation_rounding_ties(isa):
+    """Activations quantized on the fly round x / d half away from zero, as
+    the gguf package (and ggml) do: blocks with amax 127 (d = 1) and exact
+    halves; an error of one quantum would be ~1, far outside the bound."""
+    K = 64
+    halves = np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 126.5, -126.5], np.float32)
+    x = np.tile(halves, (2, K // 8))
+    x[:, ::32] = 127.0
+    x[1] *= 1.0 - 2.0**-20  # just below each tie: rounds the other way for 0.5
+    w = np.eye(K, dtype=np.float32)[:40] + 0.25
+    for qdtype in ("q8_0", "q4_0"):
+        ours = _C.op_linear(x, w, weight_dtype=qdtype)
+        assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+
+
 def test_linear_errors_name_the_culprit(rng):
     x = np.zeros((3, 17), np.float32)
     with pytest.raises(medground.ShapeError, match=r"mg_linear: x f32\[3, 17\] and weight f32\[8, 16\]: inner dimensions differ"):

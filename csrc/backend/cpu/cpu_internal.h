@@ -102,6 +102,8 @@ typedef struct mg_cpu_kernels {
     mg_axpby_fn axpby;
     mg_cpu_qgemv gemv_q8_0;  /* many rows of w q8_0 */
     mg_cpu_qgemv gemv_q4_0;  /* many rows of w q4_0 */
+    /* x[n] (n a multiple of 32) to q8_0 blocks, bit for bit mg_quantize_row. */
+    void (*quantize_q8_0)(const float *x, mg_block_q8_0 *out, int64_t n);
 } mg_cpu_kernels;
 
 /* The kernel table for an ISA level (never NULL entries). */

@@ -82,6 +82,11 @@ static void mg_prep_none(const mg_block_q8_0 *xq, int64_t n_blocks, void *prep) 
         for (int64_t r = 0; r < n_rows; r++) y[r] = dot(xq, w + r * row_stride, n_blocks);   \
     }
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_scalar, mg_dot_q8_0_scalar)
+
+/* The reference quantizer (n is a block multiple, so it cannot fail). */
+static void mg_quantize_q8_0_ref(const float *x, mg_block_q8_0 *out, int64_t n) {
+    (void)mg_quantize_row(MG_Q8_0, x, out, n);
+}
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_scalar, mg_dot_q4_0_scalar)
 
 static const mg_cpu_kernels mg_kernels_scalar = {
@@ -89,6 +94,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_axpby_scalar,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_scalar},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_scalar},
+    mg_quantize_q8_0_ref,
 };
 
 #if defined(__x86_64__)
@@ -201,6 +207,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_axpby_avx2,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx2},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx2},
+    mg_quantize_q8_0_ref,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -495,6 +502,35 @@ MG_AVX512_VNNI static void mg_rows_q8_0_vnni(const void *prep, const mg_block_q8
     }
 }
 
+/* q8_0 activation quantization, bit for bit mg_quantize_block_q8_0:
+ * d = amax / 127 (stored as f16, round to nearest even like F16C),
+ * q = roundf(x / d) with ties away from zero (trunc, then +-1 where the
+ * exact remainder is at least one half). */
+MG_AVX512 static void mg_quantize_q8_0_avx512(const float *x, mg_block_q8_0 *out, int64_t n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    for (int64_t b = 0; b < n / MG_QK8_0; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m512 vid = _mm512_set1_ps(id);
+        __m128i q[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_mul_ps(h ? v1 : v0, vid);
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+            const __mmask16 up = _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ);
+            const __m512 step = _mm512_or_ps(one, _mm512_and_ps(v, sign_mask));
+            const __m512 r = _mm512_mask_add_ps(t, up, t, step);
+            q[h] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(r));
+        }
+        _mm_storeu_si128((__m128i *)out[b].qs, q[0]);
+        _mm_storeu_si128((__m128i *)(out[b].qs + 16), q[1]);
+    }
+}
+
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_avx512, mg_dot_q8_0_avx2)
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_avx512, mg_dot_q4_0_avx2)
 
@@ -503,12 +539,14 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_axpby_avx512,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx512},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx512},
+    mg_quantize_q8_0_ref,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
     mg_axpby_avx512,
     {mg_prep_q8_0_bytes, mg_prep_q8_0, mg_rows_q8_0_vnni},
     {mg_prep_q4_0_bytes, mg_prep_q4_0, mg_rows_q4_0_vnni},
+    mg_quantize_q8_0_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

@@ -100,13 +100,7 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
         const size_t prep_stride = (qgemv->prep_bytes(n_blocks) + 63) / 64 * 64;
         xq = mg_aligned_alloc(xq_bytes + (size_t)M * prep_stride);
         if (!xq) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory to quantize %lld activation rows", (long long)M);
-        for (int64_t m = 0; m < M; m++) {
-            mg_status status = mg_quantize_row(MG_Q8_0, x + m * K, xq + m * n_blocks, K);
-            if (status != MG_OK) {
-                mg_aligned_free(xq);
-                return status;
-            }
-        }
+        for (int64_t m = 0; m < M; m++) job.kernels->quantize_q8_0(x + m * K, xq + m * n_blocks, K);
         job.xq = xq;
         job.qgemv = qgemv;
         if (prep_stride) {

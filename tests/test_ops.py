@@ -523,6 +523,28 @@ def test_attention_mask_scale_and_strided_views(threads, rng):
     np.testing.assert_allclose(ours2, ref2, rtol=1e-5, atol=2e-6)
 
 
+def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
+    """The tiled path (>= 8 query rows): a mask hiding whole 64-key blocks
+    from some rows (their first blocks, so the running max starts late),
+    and causal with more queries than
+    keys, where the first rows see no key at all and stay zero."""
+    T, H, D = 150, 3, 40
+    q = rng.standard_normal((T, H, D)).astype(np.float32)
+    k = rng.standard_normal((T, H, D)).astype(np.float32)
+    v = rng.standard_normal((T, H, 24)).astype(np.float32)
+    mask = np.zeros((H, T, T), np.float32)
+    mask[:, :50, :128] = -np.inf  # rows 0..49 see only keys 128..149
+    mask[1, 60:, 64:] = -np.inf
+    ours = _C.op_attention(q, k, v, mask=mask)
+    np.testing.assert_allclose(ours, sdpa(q, k, v, torch.from_numpy(mask)), rtol=1e-5, atol=2e-6)
+    tq, tk = 40, 10
+    causal = _C.op_attention(q[:tq], k[:tk], v[:tk], causal=True)
+    ref = sdpa(q[:tq], k[:tk], v[:tk], bottom_right_causal(tq, tk))
+    seen = tq - tk  # rows 0..29 see nothing
+    assert np.all(causal[:seen] == 0.0)
+    np.testing.assert_allclose(causal[seen:], ref[seen:], rtol=1e-5, atol=2e-6)
+
+
 def test_attention_errors():
     q = np.zeros((3, 4, 8), np.float32)
     with pytest.raises(medground.ShapeError, match=r"q f32\[3, 4, 8\] has 4 heads, not a multiple of the 3 heads"):

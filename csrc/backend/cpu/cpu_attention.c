@@ -5,6 +5,7 @@
  * never built. Grouped-query heads read key/value head h / (Hq / Hkv). */
 #include "cpu_internal.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -21,7 +22,7 @@ typedef struct {
     const uint8_t *mask;
     int64_t mask_strides[3]; /* bytes over [Hq, Tq, Tk], 0 = broadcast */
     float *out;
-    float *scratch; /* per thread: scores[Bq*Bk], max[Bq], sum[Bq] */
+    float *scratch; /* per thread: scores[Bq*Bk], max[Bq], sum[Bq] (blocked: see below) */
     int64_t scratch_per_thread;
     int64_t n_query_blocks;
 } mg_attention_job;
@@ -100,6 +101,199 @@ static void mg_attention_task(void *raw, int64_t task, int thread_index) {
         for (int64_t d = 0; d < job->Dv; d++) o[d] *= inv;
     }
 }
+
+#if defined(__x86_64__)
+/* ------------------------------------------------ blocked AVX-512 path
+ *
+ * The same online softmax, but over tiles: a task owns MG_FA_BQ query rows
+ * of one head; per block of MG_FA_BK keys it packs K^T once (D x BK), forms
+ * the score tile S = Q K^T with a 4-row x 64-key register block (broadcast
+ * q, FMA against K^T rows), takes exp over the tile with a vector exp and
+ * updates the output with O = O * c + P V, again 4 rows x 64 columns of
+ * FMAs per V row. Mask and causal limits are applied to the tile. */
+
+#define MG_FA_BQ 32
+#define MG_FA_BK 64
+#define MG_AVX512_FA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define MG_FA_INLINE static inline __attribute__((always_inline))
+
+/* e^x for x <= 88.7, about 1 ulp (Cephes expf: Cody-Waite reduction by
+ * ln 2, degree-6 polynomial, 2^n through scalef); exactly 0 below -87.3
+ * (so masked -inf scores vanish) and for -inf. */
+MG_AVX512_FA MG_FA_INLINE __m512 mg_exp512(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+/* S[r][0..BK) = q_r . K^T for R rows (R = 4 or 1). */
+MG_AVX512_FA MG_FA_INLINE void mg_fa_scores(const int R, const float *const *qrows, const float *kt, int64_t D,
+                                            float *s) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d++) {
+        const float *kd = kt + d * MG_FA_BK;
+        const __m512 k0 = _mm512_load_ps(kd), k1 = _mm512_load_ps(kd + 16);
+        const __m512 k2 = _mm512_load_ps(kd + 32), k3 = _mm512_load_ps(kd + 48);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 qv = _mm512_set1_ps(qrows[r][d]);
+            acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(qv, k2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) _mm512_store_ps(s + r * MG_FA_BK + 16 * c, acc[r][c]);
+}
+
+/* o_r[c0 .. c0 + 64) = o_r * corr_r + sum_j p_r[j] v_j for R rows; the last
+ * chunk of a row is masked (cmask per 16-column vector). */
+MG_AVX512_FA MG_FA_INLINE void mg_fa_pv(const int R, float *const *orows, const float *corr, const float *p,
+                                        const uint8_t *v, int64_t v_stride, int64_t nk, int64_t c0,
+                                        const __mmask16 cmask[4]) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        const __m512 c = _mm512_set1_ps(corr[r]);
+        for (int k = 0; k < 4; k++)
+            acc[r][k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cmask[k], orows[r] + c0 + 16 * k), c);
+    }
+    for (int64_t j = 0; j < nk; j++) {
+        const float *vj = (const float *)(v + j * v_stride) + c0;
+        const __m512 v0 = _mm512_maskz_loadu_ps(cmask[0], vj), v1 = _mm512_maskz_loadu_ps(cmask[1], vj + 16);
+        const __m512 v2 = _mm512_maskz_loadu_ps(cmask[2], vj + 32), v3 = _mm512_maskz_loadu_ps(cmask[3], vj + 48);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 pv = _mm512_set1_ps(p[r * MG_FA_BK + j]);
+            acc[r][0] = _mm512_fmadd_ps(pv, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(pv, v1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(pv, v2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(pv, v3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(orows[r] + c0 + 16 * k, cmask[k], acc[r][k]);
+}
+
+/* Scratch floats per thread of the blocked path. */
+static int64_t mg_fa_scratch_floats(int64_t D) {
+    return D * MG_FA_BK + MG_FA_BQ * MG_FA_BK + 3 * MG_FA_BQ + 16;
+}
+
+MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int thread_index) {
+    const mg_attention_job *job = raw;
+    const int64_t h = task / job->n_query_blocks;
+    const int64_t q0 = (task % job->n_query_blocks) * MG_FA_BQ;
+    const int64_t q1 = q0 + MG_FA_BQ < job->Tq ? q0 + MG_FA_BQ : job->Tq;
+    const int64_t nq = q1 - q0, hk = h / job->group, D = job->D, Dv = job->Dv;
+    const int64_t offset = job->Tk - job->Tq; /* query i sees keys j <= i + offset */
+    float *kt = job->scratch + (int64_t)thread_index * job->scratch_per_thread; /* 64-byte aligned */
+    float *s = kt + D * MG_FA_BK;
+    float *row_max = s + MG_FA_BQ * MG_FA_BK, *row_sum = row_max + MG_FA_BQ, *corr = row_sum + MG_FA_BQ;
+    const float *qrows[MG_FA_BQ];
+    float *orows[MG_FA_BQ];
+    for (int64_t i = 0; i < nq; i++) {
+        qrows[i] = (const float *)(job->q + (q0 + i) * job->q_strides[0] + h * job->q_strides[1]);
+        orows[i] = job->out + ((q0 + i) * job->Hq + h) * Dv;
+        memset(orows[i], 0, (size_t)Dv * sizeof(float));
+        row_max[i] = -INFINITY;
+        row_sum[i] = 0.0f;
+    }
+    int64_t key_end = job->Tk;
+    if (job->causal) {
+        key_end = q1 - 1 + offset + 1;
+        if (key_end > job->Tk) key_end = job->Tk;
+    }
+    const __m512 vscale = _mm512_set1_ps(job->scale);
+    for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
+        const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
+        /* K^T of this block, zero past nk. */
+        for (int64_t j = 0; j < MG_FA_BK; j++) {
+            if (j < nk) {
+                const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
+                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = kj[d];
+            } else {
+                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = 0.0f;
+            }
+        }
+        int64_t i = 0;
+        for (; i + 4 <= nq; i += 4) mg_fa_scores(4, qrows + i, kt, D, s + i * MG_FA_BK);
+        for (; i < nq; i++) mg_fa_scores(1, qrows + i, kt, D, s + i * MG_FA_BK);
+        /* Scale, mask, limits; online softmax statistics; P in place of S. */
+        for (i = 0; i < nq; i++) {
+            float *si = s + i * MG_FA_BK;
+            int64_t visible = nk;
+            if (job->causal && q0 + i + offset + 1 - k0 < visible) visible = q0 + i + offset + 1 - k0;
+            if (visible < 0) visible = 0;
+            for (int c = 0; c < MG_FA_BK; c += 16) _mm512_store_ps(si + c, _mm512_mul_ps(_mm512_load_ps(si + c), vscale));
+            if (job->mask) {
+                const uint8_t *mrow = job->mask + h * job->mask_strides[0] + (q0 + i) * job->mask_strides[1];
+                for (int64_t j = 0; j < visible; j++) {
+                    float add;
+                    memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
+                    si[j] += add;
+                }
+            }
+            for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+            __m512 vmax = _mm512_load_ps(si);
+            for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
+            const float block_max = _mm512_reduce_max_ps(vmax);
+            const float old_max = row_max[i];
+            const float new_max = block_max > old_max ? block_max : old_max;
+            if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
+                corr[i] = 1.0f;
+                memset(si, 0, MG_FA_BK * sizeof(float));
+                continue;
+            }
+            corr[i] = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+            const __m512 vm = _mm512_set1_ps(new_max);
+            __m512 vsum = _mm512_setzero_ps();
+            for (int c = 0; c < MG_FA_BK; c += 16) {
+                const __m512 pc = mg_exp512(_mm512_sub_ps(_mm512_load_ps(si + c), vm));
+                _mm512_store_ps(si + c, pc);
+                vsum = _mm512_add_ps(vsum, pc);
+            }
+            row_sum[i] = row_sum[i] * corr[i] + _mm512_reduce_add_ps(vsum);
+            row_max[i] = new_max;
+        }
+        const uint8_t *vbase = job->v + k0 * job->v_strides[0] + hk * job->v_strides[1];
+        for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
+            __mmask16 cmask[4];
+            for (int k = 0; k < 4; k++) {
+                const int64_t left = Dv - c0 - 16 * k;
+                cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+            }
+            for (i = 0; i + 4 <= nq; i += 4)
+                mg_fa_pv(4, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
+            for (; i < nq; i++) mg_fa_pv(1, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
+        }
+    }
+    /* Rows with no visible key keep zeros (PyTorch would give NaN). */
+    for (int64_t i = 0; i < nq; i++) {
+        if (row_sum[i] <= 0.0f) continue;
+        const float inv = 1.0f / row_sum[i];
+        for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
+    }
+}
+#endif
 
 /* A [T, H, D] view whose last axis is contiguous, or a contiguous copy. */
 static mg_status mg_attention_view(const char *what, const mg_tensor *t, mg_cpu_f32 *copy,
@@ -186,7 +380,15 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
     for (; made < 3 && status == MG_OK; made++)
         status = mg_attention_view(names[made], inputs[made], &copies[made], &bases[made], strides[made]);
     const int n_threads = mg_context_n_threads(ctx);
+    /* The blocked tiles pay for packing K once several query rows share it. */
+    bool blocked = false;
+#if defined(__x86_64__)
+    blocked = mg_cpu_context_isa(ctx) >= MG_ISA_AVX512 && Tq >= 8;
+#endif
     job.scratch_per_thread = MG_ATTN_QUERY_BLOCK * MG_ATTN_KEY_BLOCK + 2 * MG_ATTN_QUERY_BLOCK;
+#if defined(__x86_64__)
+    if (blocked) job.scratch_per_thread = (mg_fa_scratch_floats(D) + 15) / 16 * 16;
+#endif
     if (status == MG_OK) {
         job.scratch = mg_aligned_alloc((size_t)(job.scratch_per_thread * n_threads) * sizeof(float));
         if (!job.scratch) status = mg_error(MG_ERR_NO_MEMORY, "%s: no memory for per-thread scores", op);
@@ -210,8 +412,16 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         job.scale = scale;
         job.causal = causal;
         job.out = out->data;
-        job.n_query_blocks = (Tq + MG_ATTN_QUERY_BLOCK - 1) / MG_ATTN_QUERY_BLOCK;
-        mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, mg_attention_task, &job);
+        mg_task_fn task = mg_attention_task;
+        int64_t rows_per_task = MG_ATTN_QUERY_BLOCK;
+#if defined(__x86_64__)
+        if (blocked) {
+            task = mg_attention_task_blocked;
+            rows_per_task = MG_FA_BQ;
+        }
+#endif
+        job.n_query_blocks = (Tq + rows_per_task - 1) / rows_per_task;
+        mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, task, &job);
     }
     mg_aligned_free(job.scratch);
     for (int i = 0; i < made; i++) mg_cpu_f32_release(&copies[i]);

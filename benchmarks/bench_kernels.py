@@ -8,6 +8,8 @@
   beside it PyTorch's f32 / bf16 ``F.linear`` on the same shapes.
 * GEMM (prefill / vision tower: 512 tokens x 4096 -> 4096): GFLOP/s as a
   fraction of PyTorch's measured f32 GEMM peak, f32 and bf16 weights.
+* Attention (a ViT layer's non-causal self-attention, 1024 tokens x 16 heads
+  x 64): ms and GFLOP/s beside PyTorch's ``scaled_dot_product_attention``.
 
 Timings of ours come from ``_C.op_linear_timed`` (best of N inside C, the
 weight converted once beforehand); PyTorch's from the best of N calls.
@@ -89,6 +91,14 @@ def main() -> int:
             seconds = torch_best(lambda: F.linear(x, w), max(2, repeats // 2))
             print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f} "
                   f"{flops / seconds / 1e9 / peak:17.0%}")
+        print(f"{'attention 1024x16x64':<26} {'ms':>8} {'GFLOP/s':>8}")
+        q, k, v = (rng.standard_normal((1024, 16, 64)).astype(np.float32) for _ in range(3))
+        flops = 4 * 1024 * 1024 * 16 * 64
+        seconds = torch_best(lambda: _C.op_attention(q, k, v), max(2, repeats // 2))
+        print(f"  medground f32{'':<13} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+        tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous() for a in (q, k, v))
+        seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
+        print(f"  PyTorch sdpa f32{'':<10} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
     medground.set_num_threads(0)
     return 0
 

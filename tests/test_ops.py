@@ -545,6 +545,19 @@ def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
     np.testing.assert_allclose(causal[seen:], ref[seen:], rtol=1e-5, atol=2e-6)
 
 
+def test_attention_one_query_over_key_chunks(threads, rng):
+    """Decode (one query row): keys split into chunks of 256 run on both
+    threads and are merged; scores shifted so the running max moves across
+    chunks (a late chunk holds the largest scores)."""
+    tk, hq, hkv, d = 1030, 8, 2, 64
+    q = rng.standard_normal((1, hq, d)).astype(np.float32)
+    k = rng.standard_normal((tk, hkv, d)).astype(np.float32)
+    k[700:760] += 0.5 * q.reshape(hkv, hq // hkv, d).mean(axis=1)  # larger scores in chunk 2
+    v = rng.standard_normal((tk, hkv, 48)).astype(np.float32)
+    np.testing.assert_allclose(_C.op_attention(q, k, v), sdpa(q, k, v), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(_C.op_attention(q, k, v, causal=True), sdpa(q, k, v), rtol=1e-5, atol=2e-6)
+
+
 def test_attention_errors():
     q = np.zeros((3, 4, 8), np.float32)
     with pytest.raises(medground.ShapeError, match=r"q f32\[3, 4, 8\] has 4 heads, not a multiple of the 3 heads"):

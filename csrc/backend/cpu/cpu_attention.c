@@ -295,6 +295,92 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
 }
 #endif
 
+/* ------------------------------------------- one query row (decode)
+ *
+ * Per head the keys of a [T, H, D] cache lie H*D floats apart, so walking
+ * one head over all keys touches a new page per key and defeats the
+ * hardware prefetchers. With a single query row the work is split over
+ * chunks of keys instead (flash-decoding): a task runs the online softmax
+ * for every head over its chunk, reading each key's heads contiguously,
+ * and leaves (max, sum, unnormalised output) per head; the chunks are then
+ * merged exactly (rescaled by e^(m_c - M)). */
+
+#define MG_DECODE_KEY_CHUNK 256
+
+typedef struct {
+    const mg_attention_job *job;
+    int64_t n_chunks;
+    float *partial; /* [n_chunks][Hq][Dv + 2]: output, max, sum */
+} mg_decode_job;
+
+static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index) {
+    (void)thread_index;
+    const mg_decode_job *dj = raw;
+    const mg_attention_job *job = dj->job;
+    const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
+    float *part = dj->partial + chunk * Hq * stride;
+    for (int64_t h = 0; h < Hq; h++) {
+        memset(part + h * stride, 0, (size_t)Dv * sizeof(float));
+        part[h * stride + Dv] = -INFINITY;
+        part[h * stride + Dv + 1] = 0.0f;
+    }
+    const int64_t j0 = chunk * MG_DECODE_KEY_CHUNK;
+    const int64_t j1 = j0 + MG_DECODE_KEY_CHUNK < job->Tk ? j0 + MG_DECODE_KEY_CHUNK : job->Tk;
+    for (int64_t j = j0; j < j1; j++) {
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t hk = h / job->group;
+            const float *qh = (const float *)(job->q + h * job->q_strides[1]);
+            const float *kj = (const float *)(job->k + j * job->k_strides[0] + hk * job->k_strides[1]);
+            const float *vj = (const float *)(job->v + j * job->v_strides[0] + hk * job->v_strides[1]);
+            const float sc = job->kernels->dot_f32(qh, kj, job->D) * job->scale;
+            float *o = part + h * stride;
+            float *m = o + Dv, *l = o + Dv + 1;
+            if (sc > *m) {
+                const float corr = *m == -INFINITY ? 0.0f : expf(*m - sc);
+                job->kernels->axpby(o, corr, 1.0f, vj, Dv);
+                *l = *l * corr + 1.0f;
+                *m = sc;
+            } else {
+                const float pj = expf(sc - *m);
+                job->kernels->axpby(o, 1.0f, pj, vj, Dv);
+                *l += pj;
+            }
+        }
+    }
+}
+
+/* The decode path for Tq == 1 without a mask (causal or not, the one query
+ * sees every key). */
+static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *job) {
+    mg_decode_job dj = {job, (job->Tk + MG_DECODE_KEY_CHUNK - 1) / MG_DECODE_KEY_CHUNK, NULL};
+    const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
+    dj.partial = mg_aligned_alloc((size_t)(dj.n_chunks * Hq * stride) * sizeof(float));
+    if (!dj.partial) return mg_error(MG_ERR_NO_MEMORY, "mg_attention: no memory for %lld key chunks", (long long)dj.n_chunks);
+    mg_threadpool_run(mg_context_threadpool(ctx), dj.n_chunks, mg_attention_decode_chunk, &dj);
+    for (int64_t h = 0; h < Hq; h++) {
+        float *out = job->out + h * Dv;
+        float M = -INFINITY;
+        for (int64_t c = 0; c < dj.n_chunks; c++) {
+            const float m = dj.partial[(c * Hq + h) * stride + Dv];
+            if (m > M) M = m;
+        }
+        memset(out, 0, (size_t)Dv * sizeof(float));
+        if (M == -INFINITY) continue; /* no key (Tk == 0 cannot happen; kept for safety) */
+        float L = 0.0f;
+        for (int64_t c = 0; c < dj.n_chunks; c++) {
+            const float *part = dj.partial + (c * Hq + h) * stride;
+            if (part[Dv] == -INFINITY) continue;
+            const float w = expf(part[Dv] - M);
+            L += part[Dv + 1] * w;
+            job->kernels->axpby(out, 1.0f, w, part, Dv);
+        }
+        const float inv = 1.0f / L;
+        for (int64_t d = 0; d < Dv; d++) out[d] *= inv;
+    }
+    mg_aligned_free(dj.partial);
+    return MG_OK;
+}
+
 /* A [T, H, D] view whose last axis is contiguous, or a contiguous copy. */
 static mg_status mg_attention_view(const char *what, const mg_tensor *t, mg_cpu_f32 *copy,
                                    const uint8_t **base, int64_t strides[2]) {
@@ -421,7 +507,10 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         }
 #endif
         job.n_query_blocks = (Tq + rows_per_task - 1) / rows_per_task;
-        mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, task, &job);
+        if (Tq == 1 && !job.mask && Tk > 0)
+            status = mg_attention_decode(ctx, &job);
+        else
+            mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, task, &job);
     }
     mg_aligned_free(job.scratch);
     for (int i = 0; i < made; i++) mg_cpu_f32_release(&copies[i]);

@@ -305,11 +305,14 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
  * and leaves (max, sum, unnormalised output) per head; the chunks are then
  * merged exactly (rescaled by e^(m_c - M)). */
 
+/* Keys per chunk: at most 256, fewer for short caches so that every
+ * thread gets about four chunks. */
 #define MG_DECODE_KEY_CHUNK 256
+#define MG_DECODE_MIN_CHUNK 16
 
 typedef struct {
     const mg_attention_job *job;
-    int64_t n_chunks;
+    int64_t chunk_keys, n_chunks;
     float *partial; /* [n_chunks][Hq][Dv + 2]: output, max, sum */
 } mg_decode_job;
 
@@ -324,8 +327,8 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
         part[h * stride + Dv] = -INFINITY;
         part[h * stride + Dv + 1] = 0.0f;
     }
-    const int64_t j0 = chunk * MG_DECODE_KEY_CHUNK;
-    const int64_t j1 = j0 + MG_DECODE_KEY_CHUNK < job->Tk ? j0 + MG_DECODE_KEY_CHUNK : job->Tk;
+    const int64_t j0 = chunk * dj->chunk_keys;
+    const int64_t j1 = j0 + dj->chunk_keys < job->Tk ? j0 + dj->chunk_keys : job->Tk;
     for (int64_t j = j0; j < j1; j++) {
         for (int64_t h = 0; h < Hq; h++) {
             const int64_t hk = h / job->group;
@@ -352,7 +355,11 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
 /* The decode path for Tq == 1 without a mask (causal or not, the one query
  * sees every key). */
 static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *job) {
-    mg_decode_job dj = {job, (job->Tk + MG_DECODE_KEY_CHUNK - 1) / MG_DECODE_KEY_CHUNK, NULL};
+    const int64_t n_threads = mg_context_n_threads(ctx);
+    int64_t chunk_keys = (job->Tk + 4 * n_threads - 1) / (4 * n_threads);
+    if (chunk_keys > MG_DECODE_KEY_CHUNK) chunk_keys = MG_DECODE_KEY_CHUNK;
+    if (chunk_keys < MG_DECODE_MIN_CHUNK) chunk_keys = MG_DECODE_MIN_CHUNK;
+    mg_decode_job dj = {job, chunk_keys, (job->Tk + chunk_keys - 1) / chunk_keys, NULL};
     const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
     dj.partial = mg_aligned_alloc((size_t)(dj.n_chunks * Hq * stride) * sizeof(float));
     if (!dj.partial) return mg_error(MG_ERR_NO_MEMORY, "mg_attention: no memory for %lld key chunks", (long long)dj.n_chunks);

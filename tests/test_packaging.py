@@ -46,6 +46,11 @@ def test_wheel_contents(wheel):
     from medground import __version__
 
     assert f"medground-{__version__}-" in wheel.name  # the version comes from one place
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    required = {line.split(":", 1)[1].strip().split(">")[0].split("=")[0].split(";")[0].strip().lower()
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
+    # what `import medground` and evaluate's tables need in a plain `pip install .`
+    assert {"numpy", "tqdm", "pillow", "pandas"} <= required, required
 
 
 def test_installed_wheel_imports_and_runs(wheel, tmp_path):

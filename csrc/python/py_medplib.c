@@ -485,7 +485,7 @@ static PyObject *py_medplib_seg_prompt(PyObject *self, PyObject *args) {
     int64_t cs[1] = {m->info.seg_dim > 0 ? m->info.seg_dim : 1};
     PyObject *out = mg_py_medplib_new(1, cs, NPY_FLOAT32);
     mg_status status = MG_ERR_NO_MEMORY;
-    if (out) status = mg_medplib_seg_prompt(ctx, m->model, PyArray_DATA(h), PyArray_DATA((PyArrayObject *)out));
+    if (out) MG_PY_MEDPLIB_CALL(m, mg_medplib_seg_prompt(ctx, m->model, PyArray_DATA(h), PyArray_DATA((PyArrayObject *)out)));
     Py_DECREF(h);
     if (status != MG_OK) {
         Py_XDECREF(out);
@@ -766,7 +766,8 @@ static PyObject *py_medplib_moe_route(PyObject *self, PyObject *args) {
     PyObject *capsule, *x_object;
     int layer;
     if (!PyArg_ParseTuple(args, "OiO", &capsule, &layer, &x_object)) return NULL;
-    mg_moe *moe = mg_py_medplib_moe(capsule, NULL);
+    mg_py_medplib *m = NULL;
+    mg_moe *moe = mg_py_medplib_moe(capsule, &m);
     if (!moe) return NULL;
     mg_context *ctx = mg_py_default_context();
     if (!ctx) return NULL;
@@ -777,8 +778,8 @@ static PyObject *py_medplib_moe_route(PyObject *self, PyObject *args) {
     mg_status status = experts && probs ? MG_OK : mg_error(MG_ERR_NO_MEMORY, "out of memory");
     if (status == MG_OK) {
         mg_tensor xt = mg_py_medplib_view((PyObject *)x, MG_F32);
-        status = mg_moe_route(ctx, moe, layer, &xt, PyArray_DATA((PyArrayObject *)experts),
-                              PyArray_DATA((PyArrayObject *)probs));
+        MG_PY_MEDPLIB_CALL(m, mg_moe_route(ctx, moe, layer, &xt, PyArray_DATA((PyArrayObject *)experts),
+                                           PyArray_DATA((PyArrayObject *)probs)));
     }
     Py_DECREF(x);
     if (status != MG_OK) {

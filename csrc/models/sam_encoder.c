@@ -377,11 +377,11 @@ typedef struct mg_sam_owner {
     int n_buffers;
 } mg_sam_owner;
 
+/* Small tensors are used as f32: f16/bf16 are widened and quantized ones
+ * dequantized (`medground convert --type q4_0/q8_0` quantizes a 2-D tensor of
+ * >= 1024 elements such as mask_decoder.mask_tokens [4, 256]). */
 static mg_status mg_sam_make_f32(mg_sam_owner *owner, mg_tensor *t) {
     if (mg_sam_is_f32(t)) return MG_OK;
-    if (mg_dtype_is_quantized(t->dtype))
-        return mg_error(MG_ERR_DTYPE, "SAM: tensor %s must be a float type, got %s",
-                        "(norm/bias/embedding)", mg_dtype_name(t->dtype));
     mg_tensor converted;
     MG_TRY(mg_tensor_alloc(&converted, MG_F32, t->n_dims, t->shape));
     mg_status status = mg_tensor_convert(t, &converted);

@@ -133,7 +133,12 @@ asan:
 demo: build
 	PYTHONPATH=python $(PY) -m medground demo $(if $(MODEL),--model $(MODEL))
 
-bench: build
+# Benchmark-only peers (llama-cpp-python compiles llama.cpp once, minutes); not needed by test.
+$(VENV)/.bench-stamp: requirements-bench.txt $(VENV)/.stamp
+	$(PIP) install -q -r requirements-bench.txt
+	@touch $@
+
+bench: build $(VENV)/.bench-stamp
 	PYTHONPATH=python $(PY) benchmarks/run_all.py
 
 fuzz: build

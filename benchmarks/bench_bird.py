@@ -9,8 +9,13 @@ bandwidth (benchmarks/machine.py), reported as the fraction reached.
 
 Default: a quarter-width model (ViT 416 wide x 4 blocks, LM 1024 wide x 4 blocks,
 vocabulary 37984) that runs in a few minutes. `--full`: the real 9.6 B-parameter shape,
-written once as GGUF files (bf16/q8_0/q4_0) from streamed random tensors; PyTorch f32
-is skipped there (38 GB of f32 weights do not fit 24 GiB). Needs ~40 GB disk, hours on 2 cores.
+written once as GGUF files (bf16/q8_0/q4_0) from streamed random tensors (`--gguf-dir`
+keeps and reuses them); PyTorch f32 cannot run there (38.6 GB of f32 weights do not fit
+24 GiB), so PyTorch eager runs in bf16 on the bf16 file's memory-mapped pages (the
+reference model built on the meta device and given those tensors). Full size also times
+an end-to-end ground() on a real image (medground.BiRD from a fresh load vs the same
+pipeline in PyTorch: preprocessing, encode, prefill of the same ChatML ids, 24 greedy
+steps). Needs ~35 GB disk and about an hour on 2 cores.
 
 Standalone: `python benchmarks/bench_bird.py [--full] [--threads N]`.
 """
@@ -145,6 +150,135 @@ def run_torch(path: str, cfg: dict, threads: int) -> dict:
                 decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
 
 
+def torch_state_from_gguf(path: str, dtype=None) -> dict:
+    """The tensors of one of our bf16 GGUFs as torch tensors viewing the file's
+    pages (read with the `gguf` package's memory map, no copy for bf16 data; the
+    few f32 norms/biases are cast to `dtype`, bf16 by default)."""
+    import warnings
+
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+
+    dtype = dtype or torch.bfloat16
+    reader = GGUFReader(path)
+    state = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that the mapped pages are read-only; nothing writes them
+        for t in reader.tensors:
+            shape = tuple(int(d) for d in reversed(t.shape))  # GGUF lists dims fastest first
+            raw = reader.data[t.data_offset:t.data_offset + t.n_bytes]
+            if t.tensor_type.name == "BF16":
+                tensor = torch.from_numpy(raw.view(np.int16).reshape(shape)).view(torch.bfloat16)
+            elif t.tensor_type.name == "F32":
+                tensor = torch.from_numpy(raw.view(np.float32).reshape(shape))
+            else:
+                raise ValueError(f"{path}: tensor {t.name} is {t.tensor_type.name}; PyTorch runs the bf16 file")
+            state[t.name] = tensor if tensor.dtype == dtype else tensor.to(dtype)
+    return state
+
+
+def torch_model_from_gguf(path: str, cfg: dict):
+    """The PyTorch reference built on the meta device and given the mapped
+    weights (assign=True), so PyTorch, like medground, reads the file's pages."""
+    import torch
+
+    from reference import qwen_vl as ref
+
+    with torch.device("meta"):
+        model = ref.QwenVL(cfg).to(torch.bfloat16)
+    model.load_state_dict(torch_state_from_gguf(path), strict=True, assign=True)
+    return model.eval()
+
+
+GROUND_PHRASE = "the liver"
+GROUND_TOKENS = 24  # a grounding answer: <ref>phrase</ref><box>(x1,y1),(x2,y2)</box><|im_end|>
+
+
+def ground_image() -> str:
+    folder = REPO.parent / "shared/data/images/sam-med2d-demo/images"
+    return str(sorted(folder.iterdir())[0])
+
+
+def qwen_tokenizer_dir() -> str:
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="bench_bird_tok_"))
+    (folder / "qwen.tiktoken").symlink_to(REPO.parent / "shared/data/tokenizers/qwen.tiktoken")
+    return str(folder)
+
+
+def run_medground_ground(path: str, threads: int) -> dict:
+    """End to end: medground.BiRD(...).ground(image file, phrase) from a fresh load."""
+    import medground
+    from medground.models.bird import BiRD
+    from medground.tokenizer import Tokenizer
+
+    medground.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = BiRD(path, tokenizer=Tokenizer.from_pretrained(qwen_tokenizer_dir()))
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.ground(ground_image(), GROUND_PHRASE, max_new_tokens=GROUND_TOKENS, progress=False)
+    ground_s = time.perf_counter() - t0
+    prompt_tokens = len(model.build_prompt(model.templates["ground"].format(phrase=GROUND_PHRASE)))
+    return dict(load_s=load_s, ground_s=ground_s, prompt_tokens=prompt_tokens, peak_rss_gb=peak_rss_gb())
+
+
+def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
+    """PyTorch eager bf16 on the mapped weights of our bf16 GGUF: one cold
+    ground() pipeline (PIL preprocessing, encode, prefill of the same ChatML
+    ids medground builds, GROUND_TOKENS greedy steps), then the parts again
+    warm, as run_medground measures them."""
+    import numpy as np
+    import torch
+
+    from medground.image import preprocess_qwen
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = torch_model_from_gguf(path, cfg)
+    load_s = time.perf_counter() - t0
+    ids = ground_prompt_ids(path)
+    t0 = time.perf_counter()
+    pixels, _ = preprocess_qwen(ground_image(), size=cfg["visual"]["image_size"])
+    _, emb = model.encode_image(torch.from_numpy(pixels))
+    logits, _, past = model.forward(ids, None, emb)
+    token = int(torch.argmax(logits[-1]))
+    for _ in range(GROUND_TOKENS - 1):
+        logits, _, past = model.forward([token], past)
+        token = int(torch.argmax(logits[-1]))
+    ground_s = time.perf_counter() - t0
+    del past, logits
+    size = cfg["visual"]["image_size"]
+    pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32))
+    t0 = time.perf_counter()
+    _, emb = model.encode_image(pixels)
+    encode_s = time.perf_counter() - t0
+    ids = prompt(cfg)
+    t0 = time.perf_counter()
+    logits, _, past = model.forward(ids, None, emb)
+    prefill_s = time.perf_counter() - t0
+    token = int(torch.argmax(logits[-1]))
+    t0 = time.perf_counter()
+    for _ in range(DECODE_STEPS):
+        logits, _, past = model.forward([token], past)
+        token = int(torch.argmax(logits[-1]))
+    decode_s = time.perf_counter() - t0
+    return dict(load_s=load_s, ground_s=ground_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
+                decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
+
+
+def ground_prompt_ids(path: str) -> list[int]:
+    """The ChatML ids medground's ground() sends for GROUND_PHRASE (the model is
+    only opened — a memory map, no weight page read — to build them)."""
+    from medground.models.bird import BiRD
+    from medground.tokenizer import Tokenizer
+
+    model = BiRD(path, tokenizer=Tokenizer.from_pretrained(qwen_tokenizer_dir()))
+    ids = model.build_prompt(model.templates["ground"].format(phrase=GROUND_PHRASE))
+    del model
+    return ids
+
+
 # ------------------------------------------------------------ checkpoints
 
 
@@ -195,10 +329,23 @@ def write_full_gguf(path: pathlib.Path, cfg: dict, dtype: str) -> None:
 # ------------------------------------------------------------------- parent
 
 
+def warm_page_cache(path: str) -> None:
+    """Read the file once so every variant starts with its weights in the page
+    cache (a first run would otherwise also time the disk)."""
+    buffer = bytearray(1 << 24)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buffer):
+            pass
+
+
 def child(args) -> int:
     cfg = json.loads(args.config)
     if args.variant == "torch-f32":
         result = run_torch(args.path, cfg, args.threads)
+    elif args.variant == "torch-bf16":
+        result = run_torch_full(args.path, cfg, args.threads)
+    elif args.variant == "medground-ground":
+        result = run_medground_ground(args.path, args.threads)
     else:
         result = run_medground(args.path, args.variant.split("-", 1)[1], cfg, args.threads)
     print("RESULT " + json.dumps(result))
@@ -209,6 +356,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the real 9.6 B-parameter shape (hours)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--gguf-dir", help="with --full: a folder holding (or to receive) bird_{bf16,q8_0,q4_0}.gguf; "
+                        "existing files are reused")
+    parser.add_argument("--types", default="bf16,q8_0,q4_0", help="with --full: weight types to run")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -220,13 +370,19 @@ def main() -> int:
 
     cfg = full_config() if args.full else quarter_config()
     bandwidth = machine.bandwidth(args.threads, 1 << 24)["read_gb_s"]
-    work = pathlib.Path(tempfile.mkdtemp(prefix="bench_bird_"))
+    work = pathlib.Path(args.gguf_dir) if args.full and args.gguf_dir else pathlib.Path(
+        tempfile.mkdtemp(prefix="bench_bird_"))
+    work.mkdir(parents=True, exist_ok=True)
     runs = []
     if args.full:
-        for dtype in ("bf16", "q8_0", "q4_0"):
+        for dtype in args.types.split(","):
             path = work / f"bird_{dtype}.gguf"
-            write_full_gguf(path, cfg, dtype)
-            runs.append((f"medground-file", dtype, str(path)))
+            if not path.exists():
+                write_full_gguf(path, cfg, dtype)
+            if dtype == "bf16":  # PyTorch eager bf16 on the same mapped weights (f32 would need 38.6 GB)
+                runs.append(("torch-bf16", dtype, str(path)))
+            runs.append(("medground-file", dtype, str(path)))
+            runs.append(("medground-ground", dtype, str(path)))
     else:
         write_quarter(work / "st", cfg)
         runs.append(("torch-f32", "f32", str(work / "st")))
@@ -237,7 +393,14 @@ def main() -> int:
           f"{args.threads} threads; read bandwidth {bandwidth:.1f} GB/s; prompt {len(prompt(cfg))} tokens; "
           f"{DECODE_STEPS} decode steps")
     results = {}
+    probes = [bandwidth]
     for variant, dtype, path in runs:
+        if args.full:
+            warm_page_cache(path)
+            # re-measured before every variant: the roofline uses the best probe of the run, so a
+            # probe that read low (another process on the machine) cannot inflate the fractions
+            probes.append(machine.bandwidth(args.threads, 1 << 24)["read_gb_s"])
+            bandwidth = max(probes)
         command = [sys.executable, __file__, "--variant", variant, "--path", path, "--config", json.dumps(cfg),
                    "--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -246,22 +409,33 @@ def main() -> int:
             print(f"{variant} ({dtype}): failed\n{done.stderr[-2000:]}")
             continue
         r = json.loads(line[7:])
+        results[f"{variant}:{dtype}"] = r
+        if variant == "medground-ground":
+            print(f"{variant:16s} {dtype:5s} ground() {r['ground_s']:.1f} s ({r['prompt_tokens']} prompt tokens, "
+                  f"{GROUND_TOKENS} new)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s")
+            continue
         roofline = bandwidth * 1e9 / (n_params * BYTES_PER_ELEMENT[dtype])
         r["decode_roofline_fraction"] = r["decode_tok_s"] / roofline
-        results[f"{variant}:{dtype}"] = r
+        r["bandwidth_gb_s"] = bandwidth
+        extra = f"  ground() {r['ground_s']:.1f} s" if "ground_s" in r else ""
         print(f"{variant:16s} {dtype:5s} encode {r['encode_s']:.3f} s  prefill {r['prefill_tok_s']:8.1f} tok/s  "
               f"decode {r['decode_tok_s']:7.2f} tok/s ({100 * r['decode_roofline_fraction']:.0f}% of "
-              f"{roofline:.1f} tok/s roofline)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s")
-    base = results.get("torch-f32:f32")
+              f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s)  peak RSS {r['peak_rss_gb']:.2f} GB  "
+              f"load {r['load_s']:.1f} s{extra}")
+    base_key = "torch-bf16:bf16" if args.full else "torch-f32:f32"
+    base = results.get(base_key)
     if base:
         for key, r in results.items():
-            if key.startswith("medground"):
-                print(f"ratio {key} / torch-f32: encode {base['encode_s'] / r['encode_s']:.2f}x faster, "
+            if key.startswith("medground-ground") and "ground_s" in base:
+                print(f"ratio {key} / {base_key}: ground() {base['ground_s'] / r['ground_s']:.2f}x faster, "
+                      f"peak RSS {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x")
+            elif key.startswith("medground"):
+                print(f"ratio {key} / {base_key}: encode {base['encode_s'] / r['encode_s']:.2f}x faster, "
                       f"prefill {r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x, "
                       f"decode {r['decode_tok_s'] / base['decode_tok_s']:.2f}x, "
                       f"peak RSS {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x")
     (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "bench_bird.json").write_text(json.dumps({"bandwidth_gb_s": bandwidth, "results": results},
+    (HERE / "out" / "bench_bird.json").write_text(json.dumps({"bandwidth_gb_s": bandwidth, "bandwidth_probes_gb_s": probes, "results": results},
                                                              indent=2))
     return 0
 

@@ -85,7 +85,7 @@ def resize_abs_pos(table: torch.Tensor, tokens: int) -> torch.Tensor:
         return table
     grid = table.float().reshape(1, src, src, -1).permute(0, 3, 1, 2)
     out = F.interpolate(grid, size=(dst, dst), mode="bicubic", align_corners=False)
-    return out.permute(0, 2, 3, 1).flatten(0, 2)
+    return out.permute(0, 2, 3, 1).flatten(0, 2).to(table.dtype)  # computed in f32, as Qwen-VL does
 
 
 # ----------------------------------------------------------------- vision
@@ -221,14 +221,14 @@ class QwenAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.heads * self.head_dim, dim=-1)
         q, k, v = (t.view(T, self.heads, self.head_dim) for t in (q, k, v))
         rot = cos.shape[-1]
-        def rope(t):
-            t_rot, t_pass = t[..., :rot], t[..., rot:]
-            return torch.cat([t_rot * cos[:, None] + rotate_half(t_rot) * sin[:, None], t_pass], dim=-1)
+        def rope(t):  # in f32 and back to the layer's dtype, as modeling_qwen.py's apply_rotary_pos_emb
+            t_rot, t_pass = t[..., :rot].float(), t[..., rot:]
+            return torch.cat([(t_rot * cos[:, None] + rotate_half(t_rot) * sin[:, None]).type_as(t), t_pass], dim=-1)
         q, k = rope(q), rope(k)
         if past is not None:
             k = torch.cat([past[0], k], dim=0)
             v = torch.cat([past[1], v], dim=0)
-        q = q * logn[:, None, None]
+        q = q * logn[:, None, None].to(q.dtype)
         S = k.shape[0]
         scores = torch.einsum("thd,shd->hts", q, k) / math.sqrt(self.head_dim)
         offset = S - T
@@ -287,7 +287,7 @@ class QwenVL(nn.Module):
     @torch.no_grad()
     def encode_image(self, image):
         """image [3, S, S] f32 -> (vit features [T, W], embeddings [256, hidden])."""
-        return self.transformer.visual(torch.as_tensor(image))
+        return self.transformer.visual(torch.as_tensor(image).to(self.transformer.visual.conv1.weight.dtype))
 
     # -- rotary tables (modeling_qwen.py RotaryEmbedding with dynamic NTK)
     def _rotary(self, positions, alpha):
@@ -315,12 +315,12 @@ class QwenVL(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long)
         T = ids.shape[0]
         P = 0 if past is None else past["kv"][0][0].shape[0]
-        x = self.transformer.wte(ids).float()
+        x = self.transformer.wte(ids)
         if image_embeds is not None:
             start = c["visual"]["image_start_id"]
             opens = (ids == start).nonzero().flatten().tolist()
             closes = (ids == start + 1).nonzero().flatten().tolist()
-            emb = torch.as_tensor(image_embeds).reshape(len(opens), -1, x.shape[1])
+            emb = torch.as_tensor(image_embeds).to(x.dtype).reshape(len(opens), -1, x.shape[1])
             for i, (a, b) in enumerate(zip(opens, closes)):
                 x[a + 1 : b] = emb[i]
         if past is None:

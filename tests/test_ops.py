@@ -129,7 +129,7 @@ def test_linear_half_weights(provider, wdtype, M, rng):
 
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
-@pytest.mark.parametrize("M", [1, 3, 17])
+@pytest.mark.parametrize("M", [1, 3, 17, 32, 33])
 def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
     K, N = 256, 67
     x = rng.standard_normal((M, K)).astype(np.float32)
@@ -137,11 +137,16 @@ def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
     b = rng.standard_normal(N).astype(np.float32)
     ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
     w_deq = gguf_dequantized(w, qdtype)
-    if M > 8:
-        # Prefill path: exact dequantized weights through the f32 GEMM.
-        assert_gemm_close(ours, x, w_deq)
+    if M > 32:
+        if provider == "onednn" and _C.op_kernel_info()["native_bf16_gemm"]:
+            # Prefill path with a native bf16 GEMM: weight panels are the
+            # dequantized values rounded to bf16, activations rounded to bf16.
+            assert_gemm_close(ours, bf16_round(x), bf16_round(w_deq))
+        else:
+            # Otherwise exact dequantized weights through the f32 GEMM.
+            assert_gemm_close(ours, x, w_deq)
         return
-    # Decode path (llama.cpp's vec_dot_q*_q8_0): activations are quantized to
+    # Decode path, up to 32 rows (llama.cpp's vec_dot_q*_q8_0): activations are quantized to
     # q8_0 blocks too, then integer dots are scaled by d_x * d_w. Against
     # x and w both dequantized by gguf this is exact up to f32 rounding:
     x_deq = gguf_dequantized(x, "q8_0")
@@ -183,6 +188,40 @@ def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, r
     b = rng.standard_normal(N).astype(np.float32)
     ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
     assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+
+
+@pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
+def test_linear_quantized_prefill_panels_every_isa(qdtype, rng):
+    """The prefill path's weight panels (vector dequantization to bf16 or
+    f32, and bf16 activations) are bit for bit the scalar reference's at
+    every ISA level, on a shape with several panels and a ragged last one,
+    and within the bound of their rounding model. Scales span f16 subnormal
+    to large, so the rounding to bf16 is exercised across exponents."""
+    M, K, N = 40, 32 * 70, 1000  # > 32 rows: the GEMM path; 4 MiB panels of bf16 rows: 928 + 72 rows
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    w *= np.float32(2.0) ** rng.integers(-30, 8, size=(N, 1)).astype(np.float32)
+    w_deq = gguf_dequantized(w, qdtype)
+    outs = {}
+    try:
+        for level in ("scalar", "avx2", "native"):
+            os.environ["MG_CPU_ISA"] = level
+            medground.set_num_threads(2)
+            outs[level] = _C.op_linear(x, w, weight_dtype=qdtype)
+    finally:
+        os.environ.pop("MG_CPU_ISA", None)
+        medground.set_num_threads(0)
+    np.testing.assert_array_equal(outs["avx2"], outs["scalar"])
+    np.testing.assert_array_equal(outs["native"], outs["scalar"])
+    if _C.op_kernel_info()["native_bf16_gemm"]:
+        assert_gemm_close(outs["native"], bf16_round(x), bf16_round(w_deq))
+        # and the rounding is really there (f32 rounding alone stays below ~1e-7)
+        exact = (f64(x) @ f64(w_deq).T).numpy()
+        scale = (np.abs(x) @ np.abs(w_deq).T).astype(np.float64)
+        live = scale > 0
+        assert np.max(np.abs(outs["native"] - exact)[live] / scale[live]) > 1e-5
+    else:
+        assert_gemm_close(outs["native"], x, w_deq)
 
 
 def test_linear_quantized_decode_extreme_quants(isa, rng):
@@ -297,6 +336,41 @@ def test_elementwise_strided_inputs(rng):
     np.testing.assert_array_equal(_C.op_add(a, b), a + b)
     np.testing.assert_array_equal(_C.op_mul(a, b), a * b)
     np.testing.assert_array_equal(_C.op_scale(a, -2.0), a * np.float32(-2.0))
+
+
+def test_gelu_exact_every_isa(isa, rng):
+    """The erf GELU against SciPy's float64 x * ndtr(x) (no cancellation)
+    over a dense sweep of its whole f32 range, at every kernel level: the
+    scalar libm reference within 4 ulp, the vector kernels (double-precision
+    polynomial) within 1 ulp; NaN, infinities and zeros as the reference;
+    tails (lengths not a multiple of the vector width) and strided views
+    agree with contiguous rows bit for bit."""
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([
+        np.linspace(-15.0, 10.0, 250_001),          # step 1e-4: the deep negative tail to underflow
+        -np.logspace(-40, 1.2, 20_001), np.logspace(-40, 1.2, 20_001),  # subnormal to 16
+        rng.standard_normal(20_000) * 3,
+        [0.0, -0.0, 20.0, -20.0, 80.0, -80.0, 1e30, -1e30, 3.4e38, -3.4e38],
+    ]).astype(np.float32)
+    ours = _C.op_activate(x, "gelu")
+    xd = x.astype(np.float64)
+    exact32 = (xd * special.ndtr(xd)).astype(np.float32)
+    ulps = np.abs(ours.astype(np.float64) - exact32) / np.spacing(np.abs(exact32)).astype(np.float64)
+    level = _C.op_kernel_info()["isa"]
+    limit = 4 if level == "scalar" else 1
+    assert ulps.max() <= limit, f"{level}: {ulps.max()} ulp at x={x[np.argmax(ulps)]}"
+    assert np.all(ours[x <= -20] == 0) and np.all(np.signbit(ours[x <= -20]))
+    np.testing.assert_array_equal(ours[x >= 20], x[x >= 20])
+    special_x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)
+    got = _C.op_activate(special_x, "gelu")
+    ref = np.array([_C.op_activate(np.array([v], np.float32), "gelu")[0] for v in special_x])
+    assert np.isnan(got[0]) and got[1] == np.inf and np.isnan(got[2])  # -inf * 0, as 0.5 x (1 + erf x/sqrt2)
+    assert got[3] == 0 and not np.signbit(got[3]) and got[4] == 0 and np.signbit(got[4])
+    np.testing.assert_array_equal(got, ref)
+    for n in (1, 7, 15, 17, 33):
+        np.testing.assert_array_equal(_C.op_activate(x[:n], "gelu"), ours[:n])
+    np.testing.assert_array_equal(_C.op_activate(x[: 3 * 1001].reshape(3, 1001)[:, ::7], "gelu"),
+                                  ours[: 3 * 1001].reshape(3, 1001)[:, ::7])
 
 
 def test_add_errors():

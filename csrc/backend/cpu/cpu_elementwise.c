@@ -111,22 +111,27 @@ mg_status mg_cpu_mul(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, mg
 
 typedef struct {
     int kind; /* mg_activation, or -1 for scale */
+    const mg_cpu_kernels *kernels;
     float factor;
     mg_dims4 x;
     const uint8_t *x_data;
     float *out;
 } mg_unary_job;
 
+/* Both GELUs in forms without the cancellation of 1 + erf / 1 + tanh for
+ * negative x, so the tail is accurate to a few ulp of the exact value
+ * (PyTorch's f32 kernels lose all digits below about -5). This one is the
+ * scalar reference of the vector kernels (mg_cpu_kernels.gelu_erf). */
+float mg_cpu_gelu_erf_ref(float x) {
+    /* erfc's argument in double for x < 0: its rounding would otherwise
+     * be amplified by |d log erfc / dz| ~ 2z in the tail. */
+    if (x >= 0.0f) return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    return (float)(0.5 * (double)x * erfc(-(double)x * M_SQRT1_2));
+}
+
 static float mg_apply_activation(int kind, float x) {
     switch (kind) {
-    /* Both GELUs in forms without the cancellation of 1 + erf / 1 + tanh
-     * for negative x, so the tail is accurate to a few ulp of the exact
-     * value (PyTorch's f32 kernels lose all digits below about -5). */
-    case MG_ACT_GELU_ERF:
-        /* erfc's argument in double for x < 0: its rounding would otherwise
-         * be amplified by |d log erfc / dz| ~ 2z in the tail. */
-        if (x >= 0.0f) return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-        return (float)(0.5 * (double)x * erfc(-(double)x * M_SQRT1_2));
+    case MG_ACT_GELU_ERF: return mg_cpu_gelu_erf_ref(x);
     case MG_ACT_GELU_TANH: {
         /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
         const double beta = M_SQRT2 * M_2_SQRTPI * 0.5, kappa = 0.044715;
@@ -151,6 +156,16 @@ static void mg_unary_rows(void *raw, int64_t begin, int64_t end, int thread_inde
             for (int64_t i = 0; i < n; i++) o[i] = fx[i] * job->factor;
             continue;
         }
+        if (job->kind == MG_ACT_GELU_ERF) {
+            if (sx == 4) {
+                job->kernels->gelu_erf((const float *)px, o, n);
+                continue;
+            }
+            /* Strided: gathered into o, so every layout rounds the same. */
+            for (int64_t i = 0; i < n; i++) memcpy(&o[i], px + i * sx, 4);
+            job->kernels->gelu_erf(o, o, n);
+            continue;
+        }
         for (int64_t i = 0; i < n; i++) {
             float v;
             memcpy(&v, px + i * sx, 4);
@@ -165,7 +180,8 @@ static mg_status mg_unary(mg_context *ctx, const char *op, int kind, float facto
     MG_TRY(mg_cpu_check_input(op, "x", x, MG_MAX_DIMS));
     if (x->dtype != MG_F32) return mg_error(MG_ERR_DTYPE, "%s: x %s must be f32", op, mg_cpu_describe(x, d));
     MG_TRY(mg_cpu_check_output(op, out, x->n_dims, x->shape));
-    mg_unary_job job = {.kind = kind, .factor = factor, .x_data = x->data, .out = out->data};
+    mg_unary_job job = {.kind = kind, .kernels = mg_cpu_kernels_for(mg_cpu_context_isa(ctx)),
+                        .factor = factor, .x_data = x->data, .out = out->data};
     mg_dims4_of(x, x->strides, &job.x);
     int64_t n_rows = job.x.shape[0] * job.x.shape[1] * job.x.shape[2];
     mg_cpu_parallel_for(ctx, n_rows, mg_row_grain(job.x.shape[3] * (kind < 0 ? 1 : 8)), mg_unary_rows, &job);

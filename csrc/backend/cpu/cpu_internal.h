@@ -104,7 +104,24 @@ typedef struct mg_cpu_kernels {
     mg_cpu_qgemv gemv_q4_0;  /* many rows of w q4_0 */
     /* x[n] (n a multiple of 32) to q8_0 blocks, bit for bit mg_quantize_row. */
     void (*quantize_q8_0)(const float *x, mg_block_q8_0 *out, int64_t n);
+    /* n_blocks q8_0 / q4_0 blocks at w (one weight row) to f32, bit for bit
+     * mg_dequantize_row, or to bf16: that (exact) f32 value rounded to
+     * nearest even, bit for bit mg_f32_to_bf16. The weight panels of the
+     * many-row (prefill) linear. */
+    void (*dequant_q8_0_f32)(const void *w, float *out, int64_t n_blocks);
+    void (*dequant_q4_0_f32)(const void *w, float *out, int64_t n_blocks);
+    void (*dequant_q8_0_bf16)(const void *w, uint16_t *out, int64_t n_blocks);
+    void (*dequant_q4_0_bf16)(const void *w, uint16_t *out, int64_t n_blocks);
+    /* x[n] to bf16, bit for bit mg_f32_to_bf16. */
+    void (*to_bf16)(const float *x, uint16_t *out, int64_t n);
+    /* y[i] = x[i] * Phi(x[i]), the exact (erf) GELU, y may equal x. The
+     * scalar entry is the libm reference mg_cpu_gelu_erf_ref; the vector
+     * ones evaluate in double and stay within 1 ulp of the exact value. */
+    void (*gelu_erf)(const float *x, float *y, int64_t n);
 } mg_cpu_kernels;
+
+/* The scalar GELU reference (cpu_elementwise.c): cancellation-free libm. */
+float mg_cpu_gelu_erf_ref(float x);
 
 /* The kernel table for an ISA level (never NULL entries). */
 const mg_cpu_kernels *mg_cpu_kernels_for(mg_cpu_isa isa);

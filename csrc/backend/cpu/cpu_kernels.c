@@ -89,12 +89,47 @@ static void mg_quantize_q8_0_ref(const float *x, mg_block_q8_0 *out, int64_t n) 
 }
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_scalar, mg_dot_q4_0_scalar)
 
+/* Weight panels for the prefill GEMM. d * q is exact in f32 (an f16
+ * scale times a small integer), so every ISA rounds the same value. */
+static void mg_dequant_q8_0_f32_scalar(const void *w, float *out, int64_t n_blocks) {
+    (void)mg_dequantize_row(MG_Q8_0, w, out, n_blocks * MG_QK8_0);
+}
+static void mg_dequant_q4_0_f32_scalar(const void *w, float *out, int64_t n_blocks) {
+    (void)mg_dequantize_row(MG_Q4_0, w, out, n_blocks * MG_QK4_0);
+}
+static void mg_dequant_q8_0_bf16_scalar(const void *w, uint16_t *out, int64_t n_blocks) {
+    const mg_block_q8_0 *b = w;
+    for (int64_t k = 0; k < n_blocks; k++) {
+        const float d = mg_f16_to_f32(b[k].d);
+        for (int i = 0; i < MG_QK8_0; i++) out[k * MG_QK8_0 + i] = mg_f32_to_bf16(d * (float)b[k].qs[i]);
+    }
+}
+static void mg_dequant_q4_0_bf16_scalar(const void *w, uint16_t *out, int64_t n_blocks) {
+    const mg_block_q4_0 *b = w;
+    for (int64_t k = 0; k < n_blocks; k++) {
+        const float d = mg_f16_to_f32(b[k].d);
+        for (int i = 0; i < MG_QK4_0 / 2; i++) {
+            out[k * MG_QK4_0 + i] = mg_f32_to_bf16(d * (float)((b[k].qs[i] & 0x0f) - 8));
+            out[k * MG_QK4_0 + i + 16] = mg_f32_to_bf16(d * (float)((b[k].qs[i] >> 4) - 8));
+        }
+    }
+}
+static void mg_to_bf16_scalar(const float *x, uint16_t *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = mg_f32_to_bf16(x[i]);
+}
+static void mg_gelu_erf_scalar(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = mg_cpu_gelu_erf_ref(x[i]);
+}
+
 static const mg_cpu_kernels mg_kernels_scalar = {
     mg_dot_f32_scalar, mg_dot_f16_scalar, mg_dot_bf16_scalar, mg_dot_q8_0_scalar, mg_dot_q4_0_scalar,
     mg_axpby_scalar,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_scalar},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_scalar},
     mg_quantize_q8_0_ref,
+    mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
+    mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
+    mg_to_bf16_scalar, mg_gelu_erf_scalar,
 };
 
 #if defined(__x86_64__)
@@ -202,12 +237,153 @@ MG_AVX2 static void mg_axpby_avx2(float *y, float scale, float a, const float *x
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_avx2, mg_dot_q8_0_avx2)
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_avx2, mg_dot_q4_0_avx2)
 
+/* ------------------------------------------ exact GELU, vector kernels
+ *
+ * GELU(x) = x Phi(x) evaluated in double, where the f32 input's x^2 is
+ * exact: Phi(x) = e R(|x|) for x < 0 and 1 - e R(|x|) otherwise, with
+ * e = exp(-x^2 / 2) and R(t) = erfc(t / sqrt 2) exp(t^2 / 2) / 2, a smooth
+ * function (0.5 at 0, ~1 / (t sqrt(2 pi)) for large t) fitted once, with
+ * a reweighted least-squares (near minimax) fit against mpmath, as a
+ * degree-12 polynomial in w = 1 / (1 + t / 4): relative error below 1e-10
+ * for 0 <= t <= 14.6 (beyond it x Phi(x) underflows f32 or Phi(x) rounds
+ * to 1). No cancellation anywhere (1 - e R >= 0.5), so the only f32
+ * rounding is the last one: within 1 ulp of the exact value, where the
+ * f32 reference that computes 1 + erf loses every digit below x ~ -5. */
+static const double mg_gelu_r[13] = {
+    1.316078840324364e-06,
+    0.099698349269224579,
+    0.10020531897087565,
+    0.090010737353695677,
+    0.098003265031064074,
+    0.0069869632411175692,
+    0.17428433740445715,
+    -0.18569313095124707,
+    0.22529637885404014,
+    -0.13024117292858922,
+    0.0084416206303302536,
+    0.017862962901607542,
+    -0.0048569459025197236,
+};
+/* Past x^2 / 2 = 200 (|x| = 20) e R is below 1e-88: taken as 0, so x Phi(x)
+ * is x or -0 as in the libm reference (and NaN for x = -inf, like it). */
+#define MG_GELU_H_MAX 200.0
+/* exp in double: exp(f) for |f| <= ln2 / 2 as its Taylor sum to f^11/11!
+ * (error ~6e-15), after n = round(z / ln 2), f = z - n ln 2 (Cody-Waite). */
+#define MG_LN2_HI 6.93147180369123816490e-01
+#define MG_LN2_LO 1.90821492927058770002e-10
+static const double mg_exp_taylor[12] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                         1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800};
+
+/* -------- AVX2 weight panels, bf16 rounding and GELU (see the scalar ones) */
+
+/* Eight f32 to bf16, round to nearest even, NaN quieted: mg_f32_to_bf16. */
+MG_AVX2 static __m256i mg_bf16_bits8_avx2(__m256 v) {
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+    return _mm256_blendv_epi8(rounded, quiet, nan); /* 32-bit lanes holding 16-bit values */
+}
+/* Sixteen f32 (a, b) to bf16 at out. */
+MG_AVX2 static void mg_store_bf16x16_avx2(uint16_t *out, __m256 a, __m256 b) {
+    const __m256i packed = _mm256_packus_epi32(mg_bf16_bits8_avx2(a), mg_bf16_bits8_avx2(b));
+    _mm256_storeu_si256((__m256i *)out, _mm256_permute4x64_epi64(packed, 0xd8));
+}
+
+/* The 32 values of a q8_0 block as four vectors of eight. */
+MG_AVX2 static void mg_q8_0_values_avx2(const mg_block_q8_0 *b, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b->d));
+    for (int j = 0; j < 4; j++)
+        v[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + 8 * j)))));
+}
+MG_AVX2 static void mg_q4_0_values_avx2(const mg_block_q4_0 *b, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b->d));
+    const __m128i packed = _mm_loadu_si128((const __m128i *)b->qs), mask = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(packed, mask), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    const __m256i eight = _mm256_set1_epi32(8);
+    const __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int j = 0; j < 4; j++)
+        v[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(part[j]), eight)));
+}
+
+#define MG_DEQUANT_AVX2(name, block, values, type, store4)                          \
+    MG_AVX2 static void name(const void *w, type *out, int64_t n_blocks) {       \
+        const block *b = w;                                                       \
+        for (int64_t k = 0; k < n_blocks; k++) {                                  \
+            __m256 v[4];                                                          \
+            values(b + k, v);                                                     \
+            store4(out + 32 * k, v);                                              \
+        }                                                                         \
+    }
+MG_AVX2 static inline void mg_store4_f32_avx2(float *out, const __m256 v[4]) {
+    for (int j = 0; j < 4; j++) _mm256_storeu_ps(out + 8 * j, v[j]);
+}
+MG_AVX2 static inline void mg_store4_bf16_avx2(uint16_t *out, const __m256 v[4]) {
+    mg_store_bf16x16_avx2(out, v[0], v[1]);
+    mg_store_bf16x16_avx2(out + 16, v[2], v[3]);
+}
+MG_DEQUANT_AVX2(mg_dequant_q8_0_f32_avx2, mg_block_q8_0, mg_q8_0_values_avx2, float, mg_store4_f32_avx2)
+MG_DEQUANT_AVX2(mg_dequant_q4_0_f32_avx2, mg_block_q4_0, mg_q4_0_values_avx2, float, mg_store4_f32_avx2)
+MG_DEQUANT_AVX2(mg_dequant_q8_0_bf16_avx2, mg_block_q8_0, mg_q8_0_values_avx2, uint16_t, mg_store4_bf16_avx2)
+MG_DEQUANT_AVX2(mg_dequant_q4_0_bf16_avx2, mg_block_q4_0, mg_q4_0_values_avx2, uint16_t, mg_store4_bf16_avx2)
+
+MG_AVX2 static void mg_to_bf16_avx2(const float *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) mg_store_bf16x16_avx2(out + i, _mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8));
+    for (; i < n; i++) out[i] = mg_f32_to_bf16(x[i]);
+}
+
+MG_AVX2 static __m256d mg_gelu_pd_avx2(__m256d x) {
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d t = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x);
+    const __m256d w = _mm256_div_pd(one, _mm256_fmadd_pd(t, _mm256_set1_pd(0.25), one));
+    __m256d r = _mm256_set1_pd(mg_gelu_r[12]);
+    for (int k = 11; k >= 0; k--) r = _mm256_fmadd_pd(r, w, _mm256_set1_pd(mg_gelu_r[k]));
+    const __m256d h = _mm256_mul_pd(_mm256_mul_pd(x, x), _mm256_set1_pd(0.5));
+    const __m256d live = _mm256_cmp_pd(h, _mm256_set1_pd(MG_GELU_H_MAX), _CMP_LT_OQ);
+    const __m256d z = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_min_pd(h, _mm256_set1_pd(MG_GELU_H_MAX)));
+    const __m256d n = _mm256_round_pd(_mm256_mul_pd(z, _mm256_set1_pd(1.4426950408889634)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d f = _mm256_fnmadd_pd(n, _mm256_set1_pd(MG_LN2_HI), z);
+    f = _mm256_fnmadd_pd(n, _mm256_set1_pd(MG_LN2_LO), f);
+    __m256d p = _mm256_set1_pd(mg_exp_taylor[11]);
+    for (int k = 10; k >= 0; k--) p = _mm256_fmadd_pd(p, f, _mm256_set1_pd(mg_exp_taylor[k]));
+    /* 2^n for n in [-289, 0]: the biased exponent, a normal double */
+    const __m256i e_bits = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n)), _mm256_set1_epi64x(1023)), 52);
+    const __m256d er = _mm256_and_pd(live, _mm256_mul_pd(_mm256_mul_pd(p, _mm256_castsi256_pd(e_bits)), r));
+    const __m256d negative = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_LT_OQ);
+    return _mm256_mul_pd(x, _mm256_blendv_pd(_mm256_sub_pd(one, er), er, negative));
+}
+
+MG_AVX2 static __m256 mg_gelu8_avx2(__m256 v) {
+    const __m128 lo = _mm256_cvtpd_ps(mg_gelu_pd_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    const __m128 hi = _mm256_cvtpd_ps(mg_gelu_pd_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    return _mm256_set_m128(hi, lo);
+}
+
+MG_AVX2 static void mg_gelu_erf_avx2(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, mg_gelu8_avx2(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float buf[8] = {0};
+        memcpy(buf, x + i, (size_t)(n - i) * 4);
+        _mm256_storeu_ps(buf, mg_gelu8_avx2(_mm256_loadu_ps(buf)));
+        memcpy(y + i, buf, (size_t)(n - i) * 4);
+    }
+}
+
 static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_dot_f32_avx2, mg_dot_f16_avx2, mg_dot_bf16_avx2, mg_dot_q8_0_avx2, mg_dot_q4_0_avx2,
     mg_axpby_avx2,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx2},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx2},
     mg_quantize_q8_0_ref,
+    mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
+    mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
+    mg_to_bf16_avx2, mg_gelu_erf_avx2,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -536,12 +712,105 @@ MG_AVX512 static void mg_quantize_q8_0_avx512(const float *x, mg_block_q8_0 *out
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_avx512, mg_dot_q8_0_avx2)
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_avx512, mg_dot_q4_0_avx2)
 
+/* ------ AVX-512 weight panels, bf16 rounding and GELU (see the scalar ones) */
+
+MG_AVX512 static __m256i mg_bf16_bits16_avx512(__m512 v) {
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet));
+}
+
+MG_AVX512 static void mg_q8_0_values_avx512(const mg_block_q8_0 *b, __m512 v[2]) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(b->d));
+    for (int j = 0; j < 2; j++)
+        v[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + 16 * j)))));
+}
+MG_AVX512 static void mg_q4_0_values_avx512(const mg_block_q4_0 *b, __m512 v[2]) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(b->d));
+    const __m128i packed = _mm_loadu_si128((const __m128i *)b->qs), mask = _mm_set1_epi8(0x0f);
+    const __m128i part[2] = {_mm_and_si128(packed, mask), _mm_and_si128(_mm_srli_epi16(packed, 4), mask)};
+    for (int j = 0; j < 2; j++)
+        v[j] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(part[j]), _mm512_set1_epi32(8))));
+}
+MG_AVX512 static inline void mg_store2_f32_avx512(float *out, const __m512 v[2]) {
+    _mm512_storeu_ps(out, v[0]);
+    _mm512_storeu_ps(out + 16, v[1]);
+}
+MG_AVX512 static inline void mg_store2_bf16_avx512(uint16_t *out, const __m512 v[2]) {
+    _mm256_storeu_si256((__m256i *)out, mg_bf16_bits16_avx512(v[0]));
+    _mm256_storeu_si256((__m256i *)(out + 16), mg_bf16_bits16_avx512(v[1]));
+}
+#define MG_DEQUANT_AVX512(name, block, values, type, store2)                        \
+    MG_AVX512 static void name(const void *w, type *out, int64_t n_blocks) {     \
+        const block *b = w;                                                       \
+        for (int64_t k = 0; k < n_blocks; k++) {                                  \
+            __m512 v[2];                                                          \
+            values(b + k, v);                                                     \
+            store2(out + 32 * k, v);                                              \
+        }                                                                         \
+    }
+MG_DEQUANT_AVX512(mg_dequant_q8_0_f32_avx512, mg_block_q8_0, mg_q8_0_values_avx512, float, mg_store2_f32_avx512)
+MG_DEQUANT_AVX512(mg_dequant_q4_0_f32_avx512, mg_block_q4_0, mg_q4_0_values_avx512, float, mg_store2_f32_avx512)
+MG_DEQUANT_AVX512(mg_dequant_q8_0_bf16_avx512, mg_block_q8_0, mg_q8_0_values_avx512, uint16_t, mg_store2_bf16_avx512)
+MG_DEQUANT_AVX512(mg_dequant_q4_0_bf16_avx512, mg_block_q4_0, mg_q4_0_values_avx512, uint16_t, mg_store2_bf16_avx512)
+
+MG_AVX512 static void mg_to_bf16_avx512(const float *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(out + i), mg_bf16_bits16_avx512(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(out + i, m, mg_bf16_bits16_avx512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+MG_AVX512 static __m512d mg_gelu_pd_avx512(__m512d x) {
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __m512d t = _mm512_abs_pd(x);
+    const __m512d w = _mm512_div_pd(one, _mm512_fmadd_pd(t, _mm512_set1_pd(0.25), one));
+    __m512d r = _mm512_set1_pd(mg_gelu_r[12]);
+    for (int k = 11; k >= 0; k--) r = _mm512_fmadd_pd(r, w, _mm512_set1_pd(mg_gelu_r[k]));
+    const __m512d h = _mm512_mul_pd(_mm512_mul_pd(x, x), _mm512_set1_pd(0.5));
+    const __mmask8 live = _mm512_cmp_pd_mask(h, _mm512_set1_pd(MG_GELU_H_MAX), _CMP_LT_OQ);
+    const __m512d z = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_min_pd(h, _mm512_set1_pd(MG_GELU_H_MAX)));
+    const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(z, _mm512_set1_pd(1.4426950408889634)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512d f = _mm512_fnmadd_pd(n, _mm512_set1_pd(MG_LN2_HI), z);
+    f = _mm512_fnmadd_pd(n, _mm512_set1_pd(MG_LN2_LO), f);
+    __m512d p = _mm512_set1_pd(mg_exp_taylor[11]);
+    for (int k = 10; k >= 0; k--) p = _mm512_fmadd_pd(p, f, _mm512_set1_pd(mg_exp_taylor[k]));
+    const __m512d er = _mm512_maskz_mul_pd(live, _mm512_scalef_pd(p, n), r);
+    const __mmask8 negative = _mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_LT_OQ);
+    return _mm512_mul_pd(x, _mm512_mask_blend_pd(negative, _mm512_sub_pd(one, er), er));
+}
+
+MG_AVX512 static __m512 mg_gelu16_avx512(__m512 v) {
+    const __m256 lo = _mm512_cvtpd_ps(mg_gelu_pd_avx512(_mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+    const __m256 hi = _mm512_cvtpd_ps(mg_gelu_pd_avx512(_mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
+MG_AVX512 static void mg_gelu_erf_avx512(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, mg_gelu16_avx512(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, mg_gelu16_avx512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_avx2, mg_dot_q4_0_avx2,
     mg_axpby_avx512,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx512},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx512},
     mg_quantize_q8_0_ref,
+    mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
+    mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
+    mg_to_bf16_avx512, mg_gelu_erf_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
@@ -549,6 +818,9 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     {mg_prep_q8_0_bytes, mg_prep_q8_0, mg_rows_q8_0_vnni},
     {mg_prep_q4_0_bytes, mg_prep_q4_0, mg_rows_q4_0_vnni},
     mg_quantize_q8_0_avx512,
+    mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
+    mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
+    mg_to_bf16_avx512, mg_gelu_erf_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

@@ -2,21 +2,30 @@
  *
  * Linear picks one of three paths by the number of activation rows M and
  * the weight type:
- *  - M <= MG_GEMV_MAX_ROWS (decode): our own row-parallel dot kernels read
+ *  - M <= MG_GEMV_MAX_ROWS (decode; MG_QGEMV_MAX_ROWS for q8_0/q4_0
+ *    weights): our own row-parallel dot kernels read
  *    each weight row once for all M activation rows. That is the
  *    bandwidth-bound case where BLAS libraries fall far below the memory
  *    roofline. q8_0/q4_0 weights meet activations quantized to q8_0 on the
  *    fly, as llama.cpp does.
  *  - f32 (and bf16 with oneDNN) weights, larger M: one GEMM call.
- *  - other weights, larger M: weight row panels are dequantized to f32 and
- *    fed to the GEMM, so quantized prefill runs at GEMM speed with exact
- *    dequantized weights. */
+ *  - other weights, larger M: weight row panels are dequantized and fed
+ *    to the GEMM: q8_0/q4_0 to bf16 for a native bf16 GEMM (activations
+ *    rounded to bf16, as for bf16 weights), so quantized prefill and vision
+ *    towers run at the bf16 GEMM rate; f16, or without a native bf16
+ *    GEMM, exact f32 rows into the f32 GEMM. */
 #include "cpu_internal.h"
 
 #include <string.h>
 
 #define MG_GEMV_MAX_ROWS 8
-/* f32 bytes of one dequantized weight panel (fits a large L2/L3 share). */
+/* q8_0/q4_0 weights stay on the integer kernels longer: they run at ~150-190
+ * GFLOP/s for any M (each L2-sized run of weight rows meets every activation
+ * row), where oneDNN's bf16 GEMM over narrow weight panels only passes that
+ * from about 48 rows on (2 threads, Zen 4: 4096 x 4096 at M = 32 took 5.6-7.7
+ * ms as GEMV, 11-13 ms as panels; M = 64 about equal). */
+#define MG_QGEMV_MAX_ROWS 32
+/* Bytes of one dequantized weight panel (fits a large L2/L3 share). */
 #define MG_PANEL_BYTES ((int64_t)4 << 20)
 
 static bool mg_ranges_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
@@ -120,21 +129,54 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
 /* --------------------------------------------------------------- GEMM path */
 
 typedef struct {
+    const mg_cpu_kernels *kernels;
     mg_dtype wtype;
     const uint8_t *w;
     int64_t w_row_stride, K;
-    float *panel;
+    void *panel;  /* rows x K: bf16 when bf16, else f32 */
+    bool bf16;
     mg_status status;
 } mg_panel_job;
 
 static void mg_panel_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
     mg_panel_job *job = raw;
+    const mg_cpu_kernels *k = job->kernels;
+    const int64_t K = job->K, n_blocks = K / MG_QK8_0;
     for (int64_t r = begin; r < end; r++) {
-        /* Only fails on a non-block-multiple K, which the caller has ruled out. */
-        if (mg_dequantize_row(job->wtype, job->w + r * job->w_row_stride, job->panel + r * job->K,
-                              job->K) != MG_OK)
-            job->status = MG_ERR_INTERNAL;
+        const uint8_t *src = job->w + r * job->w_row_stride;
+        float *f32 = (float *)job->panel + r * K;
+        uint16_t *bf16 = (uint16_t *)job->panel + r * K;
+        if (job->wtype == MG_Q8_0) {
+            if (job->bf16) k->dequant_q8_0_bf16(src, bf16, n_blocks);
+            else k->dequant_q8_0_f32(src, f32, n_blocks);
+        } else if (job->wtype == MG_Q4_0) {
+            if (job->bf16) k->dequant_q4_0_bf16(src, bf16, n_blocks);
+            else k->dequant_q4_0_f32(src, f32, n_blocks);
+        } else if (mg_dequantize_row(job->wtype, src, f32, K) != MG_OK) {
+            job->status = MG_ERR_INTERNAL; /* f16/bf16 rows cannot fail */
+        }
     }
+}
+
+typedef struct {
+    const mg_cpu_kernels *kernels;
+    const float *x;
+    uint16_t *xb;
+    int64_t K;
+} mg_to_bf16_job;
+
+static void mg_to_bf16_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
+    const mg_to_bf16_job *job = raw;
+    job->kernels->to_bf16(job->x + begin * job->K, job->xb + begin * job->K, (end - begin) * job->K);
+}
+
+/* x[M, K] rounded to bf16 (as PyTorch's bf16 nn.Linear rounds its input). */
+static mg_status mg_activations_bf16(mg_context *ctx, const float *x, int64_t M, int64_t K, uint16_t **out) {
+    *out = mg_aligned_alloc((size_t)(M * K) * 2);
+    if (!*out) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for %lld bf16 activation rows", (long long)M);
+    mg_to_bf16_job job = {mg_cpu_kernels_for(mg_cpu_context_isa(ctx)), x, *out, K};
+    mg_cpu_parallel_for(ctx, M, (16384 + K - 1) / K, mg_to_bf16_rows, &job);
+    return MG_OK;
 }
 
 static void mg_add_bias(float *y, const float *bias, int64_t M, int64_t N) {
@@ -151,33 +193,45 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
     } else if (weight->dtype == MG_BF16 && row_stride % 2 == 0 && mg_cpu_gemm_has_bf16(ctx)) {
         /* AVX-512 BF16 GEMM: activations are rounded to bf16, as PyTorch's
          * bf16 nn.Linear does; accumulation stays f32. */
-        uint16_t *xb = mg_aligned_alloc((size_t)(M * K) * 2);
-        if (!xb) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for bf16 activations");
-        mg_status status = mg_quantize_row(MG_BF16, x, xb, M * K);
-        if (status == MG_OK)
-            status = mg_cpu_gemm(ctx, MG_BF16, M, N, K, xb, K, weight->data, row_stride / 2, true, y, N);
+        uint16_t *xb;
+        MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb));
+        mg_status status = mg_cpu_gemm(ctx, MG_BF16, M, N, K, xb, K, weight->data, row_stride / 2, true, y, N);
         mg_aligned_free(xb);
         MG_TRY(status);
     } else {
-        int64_t panel_rows = MG_PANEL_BYTES / (K * 4);
+        /* Panels of weight rows dequantized by the vector kernels. q8_0 /
+         * q4_0 weights with a native bf16 GEMM: to bf16 (the dequantized
+         * value rounded to nearest even) against bf16 activations, at the
+         * bf16 GEMM's rate, twice the f32 one; otherwise exact f32 rows
+         * into the f32 GEMM. */
+        const bool bf16 = mg_dtype_is_quantized(weight->dtype) && mg_cpu_gemm_has_bf16(ctx);
+        const int64_t elem = bf16 ? 2 : 4;
+        int64_t panel_rows = MG_PANEL_BYTES / (K * elem);
         panel_rows = panel_rows < 64 ? 64 : panel_rows - panel_rows % 16;
         if (panel_rows > N) panel_rows = N;
-        float *panel = mg_aligned_alloc((size_t)(panel_rows * K) * 4);
-        if (!panel) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for a weight panel of %lld rows", (long long)panel_rows);
+        uint16_t *xb = NULL;
+        if (bf16) MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb));
+        void *panel = mg_aligned_alloc((size_t)(panel_rows * K * elem));
+        if (!panel) {
+            mg_aligned_free(xb);
+            return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for a weight panel of %lld rows", (long long)panel_rows);
+        }
         mg_status status = MG_OK;
         for (int64_t n0 = 0; n0 < N && status == MG_OK; n0 += panel_rows) {
             int64_t rows = N - n0 < panel_rows ? N - n0 : panel_rows;
-            mg_panel_job job = {weight->dtype, (const uint8_t *)weight->data + n0 * row_stride,
-                                row_stride, K, panel, MG_OK};
+            mg_panel_job job = {mg_cpu_kernels_for(mg_cpu_context_isa(ctx)), weight->dtype,
+                                (const uint8_t *)weight->data + n0 * row_stride, row_stride, K, panel, bf16, MG_OK};
             mg_cpu_parallel_for(ctx, rows, 8, mg_panel_rows, &job);
             status = job.status;
             if (status != MG_OK) {
                 mg_error(status, "mg_linear: dequantizing %s weight rows failed", mg_dtype_name(weight->dtype));
                 break;
             }
-            status = mg_cpu_gemm(ctx, MG_F32, M, rows, K, x, K, panel, K, true, y + n0, N);
+            if (bf16) status = mg_cpu_gemm(ctx, MG_BF16, M, rows, K, xb, K, panel, K, true, y + n0, N);
+            else status = mg_cpu_gemm(ctx, MG_F32, M, rows, K, x, K, panel, K, true, y + n0, N);
         }
         mg_aligned_free(panel);
+        mg_aligned_free(xb);
         MG_TRY(status);
     }
     if (bias) mg_add_bias(y, bias, M, N);
@@ -186,7 +240,8 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
 
 mg_status mg_cpu_linear_rows(mg_context *ctx, const float *x, int64_t M, int64_t K,
                              const mg_tensor *weight, const float *bias, float *y) {
-    if (M <= MG_GEMV_MAX_ROWS) return mg_linear_kernels(ctx, x, M, K, weight, bias, y);
+    const int64_t gemv_rows = mg_dtype_is_quantized(weight->dtype) ? MG_QGEMV_MAX_ROWS : MG_GEMV_MAX_ROWS;
+    if (M <= gemv_rows) return mg_linear_kernels(ctx, x, M, K, weight, bias, y);
     return mg_linear_gemm(ctx, x, M, K, weight, bias, y);
 }
 

@@ -6,8 +6,14 @@
   read per second, as a fraction of the measured read bandwidth (the
   decode roofline), for f32 / bf16 / q8_0 / q4_0 weights, 1 and all threads;
   beside it PyTorch's f32 / bf16 ``F.linear`` on the same shapes.
-* GEMM (prefill / vision tower: 512 tokens x 4096 -> 4096): GFLOP/s as a
-  fraction of PyTorch's measured f32 GEMM peak, f32 and bf16 weights.
+* GEMM (prefill / vision tower: 512 tokens x 4096 -> 4096 and 1024 patches x
+  1664 -> 8192, ViT-bigG's MLP): GFLOP/s of our linear with f32 / bf16 / q8_0 /
+  q4_0 weights as a fraction of the measured peak of the GEMM dtype it runs
+  in (f32 for f32 weights; bf16 for the others where oneDNN has a native
+  bf16 matmul). The peak is oneDNN's own matmul on the same shapes, the best
+  of plain and pre-reordered (blocked) weights (benchmarks/gemm_peak.c);
+  beside it PyTorch's f32 / bf16 ``F.linear``.
+* GELU (erf): ns per element, the scalar libm reference and the vector kernel.
 * Attention (a ViT layer's non-causal self-attention, 1024 tokens x 16 heads
   x 64): ms and GFLOP/s beside PyTorch's ``scaled_dot_product_attention``.
 
@@ -18,6 +24,7 @@ weight converted once beforehand); PyTorch's from the best of N calls.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -35,11 +42,33 @@ def torch_best(fn, repeats: int) -> float:
 
 
 WEIGHT_BITS = {"f32": 32, "bf16": 16, "q8_0": 8.5, "q4_0": 4.5}
+GEMM_SHAPES = ((512, 4096, 4096), (1024, 1664, 8192))  # M, K, N
+
+
+def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3) -> float:
+    """oneDNN's best matmul GFLOP/s at this shape (benchmarks/gemm_peak.c)."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import tempfile
+
+    source = pathlib.Path(__file__).resolve().parent / "gemm_peak.c"
+    binary = pathlib.Path(tempfile.gettempdir()) / "medground_gemm_peak"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", str(source), "-ldnnl", "-o", str(binary)], check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([str(binary), str(m), str(n), str(k), dtype, str(repeats)], check=True,
+                         capture_output=True, text=True, env=env)
+    result = json.loads(out.stdout)
+    return max(result["plain_gflops"], result["blocked_gflops"])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="more repeats")
+    parser.add_argument("--only", choices=("gemv", "gemm", "attention"), help="one section (GEMM includes GELU)")
+    parser.add_argument("--threads", type=int, help="this thread count only (default: 1 and all cores)")
     args = parser.parse_args()
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
     import machine
@@ -50,55 +79,82 @@ def main() -> int:
     from medground import _C
 
     repeats = 20 if args.full else 6
-    cores = __import__("os").cpu_count() or 1
+    cores = os.cpu_count() or 1
     rng = np.random.default_rng(0)
     n_out, n_in = 4 * 11008, 4096
-    weight = (rng.standard_normal((n_out, n_in), dtype=np.float32) * 0.02).astype(np.float32)
-    x1 = rng.standard_normal((1, n_in)).astype(np.float32)
-    x_prefill = rng.standard_normal((512, n_in)).astype(np.float32)
-    w_square = weight[:4096]
+    if args.only in (None, "gemv"):
+        weight = (rng.standard_normal((n_out, n_in), dtype=np.float32) * 0.02).astype(np.float32)
+        x1 = rng.standard_normal((1, n_in)).astype(np.float32)
 
     print(f"kernels: {_C.op_kernel_info()}")
-    for threads in sorted({1, cores}):
-        bandwidth = machine.bandwidth(threads, 1 << 24)["read_gb_s"]
+    for threads in [args.threads] if args.threads else sorted({1, cores}):
         medground.set_num_threads(threads)
         torch.set_num_threads(threads)
-        print(f"\n== {threads} thread(s): measured read bandwidth {bandwidth:.1f} GB/s")
-        print(f"{'GEMV 1x4096 -> 4x11008':<26} {'ms':>8} {'GB/s':>8} {'of roofline':>12} {'tok/s 7B-equiv':>15}")
-        for dtype in ("f32", "bf16", "q8_0", "q4_0"):
-            _, seconds = _C.op_linear_timed(x1, weight, weight_dtype=dtype, repeats=repeats)
-            gbytes = n_out * n_in * WEIGHT_BITS[dtype] / 8 / 1e9
-            rate = gbytes / seconds
-            # Qwen-7B reads ~7.1e9 weights per token: tokens/s if every matrix ran at this rate.
-            tokens = rate / (7.1e9 * WEIGHT_BITS[dtype] / 8 / 1e9)
-            print(f"  medground {dtype:<15} {seconds * 1e3:8.2f} {rate:8.1f} {rate / bandwidth:11.0%} {tokens:15.2f}")
-        for dtype, torch_dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
-            w = torch.from_numpy(weight).to(torch_dtype)
-            x = torch.from_numpy(x1).to(torch_dtype)
-            seconds = torch_best(lambda: F.linear(x, w), repeats)
-            rate = n_out * n_in * WEIGHT_BITS[dtype] / 8 / 1e9 / seconds
-            print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.2f} {rate:8.1f} {rate / bandwidth:11.0%}")
-        peak = machine.gemm_gflops(1024, threads)
-        print(f"{'GEMM 512x4096 -> 4096':<26} {'ms':>8} {'GFLOP/s':>8} {'of torch f32 peak':>18}  (peak {peak:.0f})")
-        flops = 2 * 512 * 4096 * 4096
-        for dtype in ("f32", "bf16"):
-            _, seconds = _C.op_linear_timed(x_prefill, w_square, weight_dtype=dtype, repeats=max(2, repeats // 2))
-            print(f"  medground {dtype:<15} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f} "
-                  f"{flops / seconds / 1e9 / peak:17.0%}")
-        for dtype, torch_dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
-            w = torch.from_numpy(w_square).to(torch_dtype)
-            x = torch.from_numpy(x_prefill).to(torch_dtype)
-            seconds = torch_best(lambda: F.linear(x, w), max(2, repeats // 2))
-            print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f} "
-                  f"{flops / seconds / 1e9 / peak:17.0%}")
-        print(f"{'attention 1024x16x64':<26} {'ms':>8} {'GFLOP/s':>8}")
-        q, k, v = (rng.standard_normal((1024, 16, 64)).astype(np.float32) for _ in range(3))
-        flops = 4 * 1024 * 1024 * 16 * 64
-        seconds = torch_best(lambda: _C.op_attention(q, k, v), max(2, repeats // 2))
-        print(f"  medground f32{'':<13} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
-        tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous() for a in (q, k, v))
-        seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
-        print(f"  PyTorch sdpa f32{'':<10} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+        if args.only in (None, "gemv"):
+            bandwidth = machine.bandwidth(threads, 1 << 24)["read_gb_s"]
+            print(f"\n== {threads} thread(s): measured read bandwidth {bandwidth:.1f} GB/s")
+        else:
+            print(f"\n== {threads} thread(s)")
+        if args.only in (None, "gemv"):
+            print(f"{'GEMV 1x4096 -> 4x11008':<26} {'ms':>8} {'GB/s':>8} {'of roofline':>12} {'tok/s 7B-equiv':>15}")
+            for dtype in ("f32", "bf16", "q8_0", "q4_0"):
+                _, seconds = _C.op_linear_timed(x1, weight, weight_dtype=dtype, repeats=repeats)
+                gbytes = n_out * n_in * WEIGHT_BITS[dtype] / 8 / 1e9
+                rate = gbytes / seconds
+                # Qwen-7B reads ~7.1e9 weights per token: tokens/s if every matrix ran at this rate.
+                tokens = rate / (7.1e9 * WEIGHT_BITS[dtype] / 8 / 1e9)
+                print(f"  medground {dtype:<15} {seconds * 1e3:8.2f} {rate:8.1f} {rate / bandwidth:11.0%} {tokens:15.2f}")
+            for dtype, torch_dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+                w = torch.from_numpy(weight).to(torch_dtype)
+                x = torch.from_numpy(x1).to(torch_dtype)
+                seconds = torch_best(lambda: F.linear(x, w), repeats)
+                rate = n_out * n_in * WEIGHT_BITS[dtype] / 8 / 1e9 / seconds
+                print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.2f} {rate:8.1f} {rate / bandwidth:11.0%}")
+        if args.only in (None, "gemm"):
+            native_bf16 = _C.op_kernel_info()["native_bf16_gemm"]
+            peaks = {d: max(gemm_peak(m, n, k, d, threads) for m, k, n in GEMM_SHAPES) for d in ("f32", "bf16")}
+            print(f"GEMM peak (oneDNN matmul, best of {len(GEMM_SHAPES)} shapes): f32 {peaks['f32']:.0f} GFLOP/s, "
+                  f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+            for m, k, n in GEMM_SHAPES:
+                flops = 2 * m * n * k
+                w_gemm = (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float32)
+                x_gemm = rng.standard_normal((m, k)).astype(np.float32)
+                print(f"{f'GEMM {m}x{k} -> {n}':<26} {'ms':>8} {'GFLOP/s':>8} {'of peak':>8}")
+                for dtype in ("f32", "bf16", "q8_0", "q4_0"):
+                    _, seconds = _C.op_linear_timed(x_gemm, w_gemm, weight_dtype=dtype, repeats=max(2, repeats // 2))
+                    runs_in = "bf16" if dtype != "f32" and native_bf16 else "f32"
+                    rate = flops / seconds / 1e9
+                    print(f"  medground {dtype:<15} {seconds * 1e3:8.1f} {rate:8.0f} {rate / peaks[runs_in]:8.0%}"
+                          f"  (of the {runs_in} peak)")
+                for dtype, torch_dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+                    w = torch.from_numpy(w_gemm).to(torch_dtype)
+                    x = torch.from_numpy(x_gemm).to(torch_dtype)
+                    seconds = torch_best(lambda: F.linear(x, w), max(2, repeats // 2))
+                    rate = flops / seconds / 1e9
+                    print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.1f} {rate:8.0f} {rate / peaks[dtype]:8.0%}")
+            gelu_x = (rng.standard_normal((1024, 2048)) * 3).astype(np.float32)
+            print(f"{'GELU (erf) 1024 x 2048':<26} {'ns/elem':>8}")
+            for level in ("scalar", None):
+                if level:
+                    os.environ["MG_CPU_ISA"] = level
+                medground.set_num_threads(threads)  # a new context reads MG_CPU_ISA
+                name = _C.op_kernel_info()["isa"]
+                seconds = torch_best(lambda: _C.op_activate(gelu_x, "gelu"), max(2, repeats // 2))
+                os.environ.pop("MG_CPU_ISA", None)
+                print(f"  medground {name:<15} {seconds / gelu_x.size * 1e9:8.2f}")
+            medground.set_num_threads(threads)
+            tx = torch.from_numpy(gelu_x)
+            seconds = torch_best(lambda: F.gelu(tx), max(2, repeats // 2))
+            print(f"  PyTorch f32 gelu{'':<10} {seconds / gelu_x.size * 1e9:8.2f}")
+        if args.only in (None, "attention"):
+            print(f"{'attention 1024x16x64':<26} {'ms':>8} {'GFLOP/s':>8}")
+            q, k, v = (rng.standard_normal((1024, 16, 64)).astype(np.float32) for _ in range(3))
+            flops = 4 * 1024 * 1024 * 16 * 64
+            seconds = torch_best(lambda: _C.op_attention(q, k, v), max(2, repeats // 2))
+            print(f"  medground f32{'':<13} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+            tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous() for a in (q, k, v))
+            seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
+            print(f"  PyTorch sdpa f32{'':<10} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
     medground.set_num_threads(0)
     return 0
 

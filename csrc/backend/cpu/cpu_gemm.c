@@ -38,7 +38,44 @@ struct mg_cpu_state {
     /* libgomp's omp_set_num_threads, found at run time: oneDNN runs on
      * OpenMP here and reads the calling thread's OpenMP thread count. */
     void (*set_omp_threads)(int);
+    /* Kept scratch buffers (mg_cpu_scratch_take / give), guarded by lock. */
+    void *scratch[MG_CPU_SCRATCH_SLOTS];
+    size_t scratch_bytes[MG_CPU_SCRATCH_SLOTS];
 };
+
+void *mg_cpu_scratch_take(mg_context *ctx, int slot, size_t bytes, size_t *capacity) {
+    mg_cpu_state *state = ctx->backend_state;
+    *capacity = bytes;
+    if (state && slot >= 0 && slot < MG_CPU_SCRATCH_SLOTS) {
+        pthread_mutex_lock(&state->lock);
+        void *kept = state->scratch[slot];
+        if (kept && state->scratch_bytes[slot] >= bytes) {
+            *capacity = state->scratch_bytes[slot];
+            state->scratch[slot] = NULL;
+            pthread_mutex_unlock(&state->lock);
+            return kept;
+        }
+        pthread_mutex_unlock(&state->lock);
+    }
+    return mg_aligned_alloc(bytes);
+}
+
+void mg_cpu_scratch_give(mg_context *ctx, int slot, void *buffer, size_t capacity) {
+    mg_cpu_state *state = ctx->backend_state;
+    if (!buffer) return;
+    if (state && slot >= 0 && slot < MG_CPU_SCRATCH_SLOTS) {
+        pthread_mutex_lock(&state->lock);
+        /* keep the larger of the kept one and this one */
+        if (!state->scratch[slot] || state->scratch_bytes[slot] < capacity) {
+            void *old = state->scratch[slot];
+            state->scratch[slot] = buffer;
+            state->scratch_bytes[slot] = capacity;
+            buffer = old;
+        }
+        pthread_mutex_unlock(&state->lock);
+    }
+    mg_aligned_free(buffer);
+}
 
 mg_cpu_isa mg_cpu_context_isa(mg_context *ctx) {
     const mg_cpu_state *state = ctx->backend_state;
@@ -84,6 +121,7 @@ void mg_cpu_state_destroy(void *raw) {
     mg_cpu_state *state = raw;
     if (!state) return;
     for (int i = 0; i < MG_GEMM_CACHE_SIZE; i++) mg_gemm_entry_clear(&state->cache[i]);
+    for (int i = 0; i < MG_CPU_SCRATCH_SLOTS; i++) mg_aligned_free(state->scratch[i]);
     if (state->stream) dnnl_stream_destroy(state->stream);
     if (state->engine) dnnl_engine_destroy(state->engine);
     pthread_mutex_destroy(&state->lock);

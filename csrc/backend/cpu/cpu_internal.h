@@ -58,6 +58,19 @@ mg_status mg_cpu_broadcast_strides(const char *op, const char *what, const mg_te
 typedef void (*mg_cpu_range_fn)(void *arg, int64_t begin, int64_t end, int thread_index);
 void mg_cpu_parallel_for(mg_context *ctx, int64_t n, int64_t grain, mg_cpu_range_fn fn, void *arg);
 
+/* ------------------------------------------------------------ scratch */
+
+/* Multi-MiB scratch buffers kept by the context between calls (the linear's
+ * dequantized weight panels and bf16 activations): fresh ones that large
+ * are mmap'd and page-faulted in on every call, ~10 ms per 32 MiB. take
+ * hands out the kept buffer of a slot when it holds at least bytes (else a
+ * new one, NULL when out of memory) and its size in *capacity; give returns
+ * it (the context keeps the larger of two, frees the other). */
+#define MG_CPU_SCRATCH_SLOTS 2
+enum { MG_CPU_SCRATCH_PANEL = 0, MG_CPU_SCRATCH_ACTIVATIONS = 1 };
+void *mg_cpu_scratch_take(mg_context *ctx, int slot, size_t bytes, size_t *capacity);
+void mg_cpu_scratch_give(mg_context *ctx, int slot, void *buffer, size_t capacity);
+
 /* --------------------------------------------------------------- GEMM */
 
 /* C[M, N] = A[M, K] · op(B) with row-major leading dimensions in elements.

@@ -19,14 +19,20 @@
 #include <string.h>
 
 #define MG_GEMV_MAX_ROWS 8
-/* q8_0/q4_0 weights stay on the integer kernels longer: they run at ~150-190
- * GFLOP/s for any M (each L2-sized run of weight rows meets every activation
- * row), where oneDNN's bf16 GEMM over narrow weight panels only passes that
- * from about 48 rows on (2 threads, Zen 4: 4096 x 4096 at M = 32 took 5.6-7.7
- * ms as GEMV, 11-13 ms as panels; M = 64 about equal). */
-#define MG_QGEMV_MAX_ROWS 32
-/* Bytes of one dequantized weight panel (fits a large L2/L3 share). */
+/* q8_0/q4_0 weights stay on the integer kernels longer: they run at
+ * ~130-185 GFLOP/s for any M (each L2-sized run of weight rows meets every
+ * activation row), about what dequantizing a panel plus oneDNN's bf16 GEMM
+ * over it reach at 16-32 rows (2 threads, Zen 4, 4096 x 4096: GEMV 4.0 /
+ * 3.0 ms q8_0 / q4_0 at M = 16, 8.1 / 5.8 ms at M = 32; the GEMM ~2.4 /
+ * 3.6 ms plus ~1.3 ms to dequantize). */
+#define MG_QGEMV_MAX_ROWS 24
+/* Bytes of one dequantized weight panel: f32 panels fit a large L2/L3
+ * share; bf16 panels are larger, since oneDNN's bf16 matmul runs narrow
+ * weights (N well below K) far below its peak: 512 x 4096 x 4096 took 48
+ * ms as eight panels of 512 rows, 41 ms as one (32 MiB covers the square
+ * matrices and ViT MLPs of the models whole). */
 #define MG_PANEL_BYTES ((int64_t)4 << 20)
+#define MG_PANEL_BYTES_BF16 ((int64_t)32 << 20)
 
 static bool mg_ranges_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
     const uint8_t *pa = a, *pb = b;
@@ -170,9 +176,11 @@ static void mg_to_bf16_rows(void *raw, int64_t begin, int64_t end, int thread_in
     job->kernels->to_bf16(job->x + begin * job->K, job->xb + begin * job->K, (end - begin) * job->K);
 }
 
-/* x[M, K] rounded to bf16 (as PyTorch's bf16 nn.Linear rounds its input). */
-static mg_status mg_activations_bf16(mg_context *ctx, const float *x, int64_t M, int64_t K, uint16_t **out) {
-    *out = mg_aligned_alloc((size_t)(M * K) * 2);
+/* x[M, K] rounded to bf16 (as PyTorch's bf16 nn.Linear rounds its input),
+ * in the context's activation scratch (give it back with *capacity). */
+static mg_status mg_activations_bf16(mg_context *ctx, const float *x, int64_t M, int64_t K, uint16_t **out,
+                                     size_t *capacity) {
+    *out = mg_cpu_scratch_take(ctx, MG_CPU_SCRATCH_ACTIVATIONS, (size_t)(M * K) * 2, capacity);
     if (!*out) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for %lld bf16 activation rows", (long long)M);
     mg_to_bf16_job job = {mg_cpu_kernels_for(mg_cpu_context_isa(ctx)), x, *out, K};
     mg_cpu_parallel_for(ctx, M, (16384 + K - 1) / K, mg_to_bf16_rows, &job);
@@ -194,9 +202,10 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
         /* AVX-512 BF16 GEMM: activations are rounded to bf16, as PyTorch's
          * bf16 nn.Linear does; accumulation stays f32. */
         uint16_t *xb;
-        MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb));
+        size_t xb_capacity;
+        MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb, &xb_capacity));
         mg_status status = mg_cpu_gemm(ctx, MG_BF16, M, N, K, xb, K, weight->data, row_stride / 2, true, y, N);
-        mg_aligned_free(xb);
+        mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_ACTIVATIONS, xb, xb_capacity);
         MG_TRY(status);
     } else {
         /* Panels of weight rows dequantized by the vector kernels. q8_0 /
@@ -206,14 +215,15 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
          * into the f32 GEMM. */
         const bool bf16 = mg_dtype_is_quantized(weight->dtype) && mg_cpu_gemm_has_bf16(ctx);
         const int64_t elem = bf16 ? 2 : 4;
-        int64_t panel_rows = MG_PANEL_BYTES / (K * elem);
+        int64_t panel_rows = (bf16 ? MG_PANEL_BYTES_BF16 : MG_PANEL_BYTES) / (K * elem);
         panel_rows = panel_rows < 64 ? 64 : panel_rows - panel_rows % 16;
         if (panel_rows > N) panel_rows = N;
         uint16_t *xb = NULL;
-        if (bf16) MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb));
-        void *panel = mg_aligned_alloc((size_t)(panel_rows * K * elem));
+        size_t xb_capacity = 0, panel_capacity;
+        if (bf16) MG_TRY(mg_activations_bf16(ctx, x, M, K, &xb, &xb_capacity));
+        void *panel = mg_cpu_scratch_take(ctx, MG_CPU_SCRATCH_PANEL, (size_t)(panel_rows * K * elem), &panel_capacity);
         if (!panel) {
-            mg_aligned_free(xb);
+            mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_ACTIVATIONS, xb, xb_capacity);
             return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory for a weight panel of %lld rows", (long long)panel_rows);
         }
         mg_status status = MG_OK;
@@ -230,8 +240,8 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
             if (bf16) status = mg_cpu_gemm(ctx, MG_BF16, M, rows, K, xb, K, panel, K, true, y + n0, N);
             else status = mg_cpu_gemm(ctx, MG_F32, M, rows, K, x, K, panel, K, true, y + n0, N);
         }
-        mg_aligned_free(panel);
-        mg_aligned_free(xb);
+        mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_PANEL, panel, panel_capacity);
+        mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_ACTIVATIONS, xb, xb_capacity);
         MG_TRY(status);
     }
     if (bias) mg_add_bias(y, bias, M, N);

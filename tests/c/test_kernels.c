@@ -1,0 +1,158 @@
+/* CPU kernel table: every vector level this CPU runs against the scalar
+ * reference, on lengths around the vector widths (tails) in buffers of
+ * exactly the needed size, so AddressSanitizer sees any overrun:
+ *  - q8_0 / q4_0 weight rows to f32 and to bf16: bit for bit;
+ *  - f32 to bf16: bit for bit mg_f32_to_bf16 (ties, NaN, infinities, subnormals);
+ *  - the exact GELU: within 4 ulp of the libm reference (both are within
+ *    a few ulp of x Phi(x); tests/test_ops.py checks them against SciPy),
+ *    in place too, with the reference's zeros, infinities and NaN. */
+#include "mg_test.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+static uint32_t mg_rand_state = 12345;
+static uint32_t mg_rand(void) {
+    mg_rand_state = mg_rand_state * 1664525u + 1013904223u;
+    return mg_rand_state >> 8;
+}
+static float mg_rand_float(void) { return ((float)(mg_rand() % 2000001) - 1000000.0f) / 100000.0f; }
+
+static uint32_t mg_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+/* A row of n_blocks blocks with scales over the f16 range (subnormal to
+ * large, and one infinite scale: inf * 0 is NaN). */
+static uint16_t mg_rand_scale(int64_t b) {
+    if (b == 3) return 0x7c00;                      /* +inf */
+    if (b % 5 == 1) return (uint16_t)(mg_rand() % 0x400); /* subnormal or zero */
+    return (uint16_t)((mg_rand() % 0x7800) | (mg_rand() & 1 ? 0x8000 : 0));
+}
+
+static void check_dequant(const mg_cpu_kernels *ref, const mg_cpu_kernels *k, const char *name) {
+    for (int64_t n_blocks = 1; n_blocks <= 9; n_blocks++) {
+        mg_block_q8_0 *q8 = malloc((size_t)n_blocks * sizeof *q8);
+        mg_block_q4_0 *q4 = malloc((size_t)n_blocks * sizeof *q4);
+        const size_t n = (size_t)n_blocks * 32;
+        float *f_ref = malloc(n * 4), *f_got = malloc(n * 4);
+        uint16_t *h_ref = malloc(n * 2), *h_got = malloc(n * 2);
+        for (int64_t b = 0; b < n_blocks; b++) {
+            q8[b].d = mg_rand_scale(b);
+            q4[b].d = mg_rand_scale(b + 1);
+            for (int i = 0; i < 32; i++) q8[b].qs[i] = (int8_t)(mg_rand() % 255 - 127);
+            for (int i = 0; i < 16; i++) q4[b].qs[i] = (uint8_t)mg_rand();
+        }
+        int same = 1;
+        ref->dequant_q8_0_f32(q8, f_ref, n_blocks);
+        k->dequant_q8_0_f32(q8, f_got, n_blocks);
+        for (size_t i = 0; i < n; i++) same &= mg_bits(f_ref[i]) == mg_bits(f_got[i]);
+        ref->dequant_q4_0_f32(q4, f_ref, n_blocks);
+        k->dequant_q4_0_f32(q4, f_got, n_blocks);
+        for (size_t i = 0; i < n; i++) same &= mg_bits(f_ref[i]) == mg_bits(f_got[i]);
+        ref->dequant_q8_0_bf16(q8, h_ref, n_blocks);
+        k->dequant_q8_0_bf16(q8, h_got, n_blocks);
+        same &= memcmp(h_ref, h_got, n * 2) == 0;
+        ref->dequant_q4_0_bf16(q4, h_ref, n_blocks);
+        k->dequant_q4_0_bf16(q4, h_got, n_blocks);
+        same &= memcmp(h_ref, h_got, n * 2) == 0;
+        /* and the scalar f32 one is mg_dequantize_row's */
+        float *row = malloc(n * 4);
+        CHECK_OK(mg_dequantize_row(MG_Q4_0, q4, row, (int64_t)n));
+        same &= memcmp(row, f_ref, n * 4) == 0;
+        if (!same) fprintf(stderr, "%s: dequantized rows of %lld blocks differ\n", name, (long long)n_blocks);
+        CHECK(same);
+        free(row);
+        free(q8);
+        free(q4);
+        free(f_ref);
+        free(f_got);
+        free(h_ref);
+        free(h_got);
+    }
+}
+
+static void check_to_bf16(const mg_cpu_kernels *k, const char *name) {
+    for (int64_t n = 1; n <= 40; n++) {
+        float *x = malloc((size_t)n * 4);
+        uint16_t *got = malloc((size_t)n * 2);
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t bits = mg_rand() << 8 | (mg_rand() & 0xff);
+            switch (i % 8) {
+            case 0: bits = (bits & 0xffff0000u) | 0x8000u; break; /* a tie */
+            case 1: bits &= 0x807fffffu; break;                   /* subnormal */
+            case 2: bits |= 0x7f800000u; break;                   /* NaN or infinity */
+            default: break;
+            }
+            memcpy(&x[i], &bits, 4);
+        }
+        k->to_bf16(x, got, n);
+        int same = 1;
+        for (int64_t i = 0; i < n; i++) same &= got[i] == mg_f32_to_bf16(x[i]);
+        if (!same) fprintf(stderr, "%s: to_bf16 of %lld values differs\n", name, (long long)n);
+        CHECK(same);
+        free(x);
+        free(got);
+    }
+}
+
+static double mg_ulps(float got, float want) {
+    if (got == want) return 0.0;
+    if (!isfinite(got) || !isfinite(want)) return INFINITY;
+    double spacing = nextafterf(fabsf(want), INFINITY) - fabsf(want);
+    return fabs((double)got - (double)want) / spacing;
+}
+
+static void check_gelu(const mg_cpu_kernels *k, const char *name) {
+    double worst = 0.0;
+    for (int64_t n = 1; n <= 70; n += 3) {
+        float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) x[i] = mg_rand_float() * (i % 3 ? 1.0f : 0.001f);
+        k->gelu_erf(x, y, n);
+        for (int64_t i = 0; i < n; i++) {
+            double u = mg_ulps(y[i], mg_cpu_gelu_erf_ref(x[i]));
+            if (u > worst) worst = u;
+        }
+        k->gelu_erf(x, x, n); /* in place */
+        CHECK(memcmp(x, y, (size_t)n * 4) == 0);
+        free(x);
+        free(y);
+    }
+    if (worst > 4.0) fprintf(stderr, "%s: GELU %.1f ulp from the reference\n", name, worst);
+    CHECK(worst <= 4.0);
+    /* the deep tail, to where x Phi(x) underflows */
+    float tail[64], out[64];
+    for (int i = 0; i < 64; i++) tail[i] = -5.0f - 0.15f * (float)i;
+    k->gelu_erf(tail, out, 64);
+    worst = 0.0;
+    for (int i = 0; i < 64; i++) {
+        double u = mg_ulps(out[i], mg_cpu_gelu_erf_ref(tail[i]));
+        if (u > worst) worst = u;
+    }
+    CHECK(worst <= 4.0);
+    float special[6] = {0.0f, -0.0f, INFINITY, -30.0f, 30.0f, NAN}, got[6];
+    k->gelu_erf(special, got, 6);
+    CHECK(got[0] == 0.0f && !signbit(got[0]));
+    CHECK(got[1] == 0.0f && signbit(got[1]));
+    CHECK(got[2] == INFINITY);
+    CHECK(got[3] == 0.0f && signbit(got[3]));
+    CHECK(got[4] == 30.0f);
+    CHECK(isnan(got[5]));
+}
+
+int main(void) {
+    static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni"};
+    const mg_cpu_kernels *ref = mg_cpu_kernels_for(MG_ISA_SCALAR);
+    const mg_cpu_isa top = mg_cpu_detect_isa();
+    for (int level = MG_ISA_SCALAR; level <= (int)top; level++) {
+        const mg_cpu_kernels *k = mg_cpu_kernels_for((mg_cpu_isa)level);
+        check_dequant(ref, k, names[level]);
+        check_to_bf16(k, names[level]);
+        check_gelu(k, names[level]);
+    }
+    return mg_test_finish("test_kernels");
+}

@@ -232,9 +232,10 @@ def prompt_ids(n_vocab_text: int, n: int = PROMPT_TOKENS) -> list[int]:
 
 
 def run_llamacpp(path: str, ids: list[int], steps: int, threads: int, n_ctx: int = 512,
-                 keep_logits: bool = False) -> dict:
+                 keep_logits: bool = False, repeats: int = 1) -> dict:
     """llama.cpp through llama-cpp-python's C API: one llama_decode over the
-    prompt (n_batch = n_ubatch = 512), then `steps` single-token decodes."""
+    prompt (n_batch = n_ubatch = 512), then `steps` single-token decodes;
+    `repeats` times from an empty KV cache, the best rate of each reported."""
     import numpy as np
 
     import llama_cpp as L
@@ -269,18 +270,21 @@ def run_llamacpp(path: str, ids: list[int], steps: int, threads: int, n_ctx: int
             raise RuntimeError(f"llama_decode returned {rc}")
         return np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, len(tokens) - 1), shape=(n_vocab,)).copy()
 
-    t0 = time.perf_counter()
-    logits = decode(ids, 0)
-    prefill_s = time.perf_counter() - t0
-    first = logits
-    tokens = [int(np.argmax(logits))]
-    t0 = time.perf_counter()
-    for step in range(steps):
-        logits = decode([tokens[-1]], len(ids) + step)
-        tokens.append(int(np.argmax(logits)))
-    decode_s = time.perf_counter() - t0
-    out = dict(load_s=load_s, prefill_tok_s=len(ids) / prefill_s, decode_tok_s=steps / decode_s,
-               peak_rss_gb=peak_rss_gb(), tokens=tokens, n_vocab=n_vocab,
+    prefill, dec = [], []
+    for _ in range(repeats):
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        t0 = time.perf_counter()
+        logits = decode(ids, 0)
+        prefill.append(len(ids) / (time.perf_counter() - t0))
+        first = logits
+        tokens = [int(np.argmax(logits))]
+        t0 = time.perf_counter()
+        for step in range(steps):
+            logits = decode([tokens[-1]], len(ids) + step)
+            tokens.append(int(np.argmax(logits)))
+        dec.append(steps / (time.perf_counter() - t0))
+    out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
+               decode_runs=dec, peak_rss_gb=peak_rss_gb(), tokens=tokens, n_vocab=n_vocab,
                version=L.__version__, system_info=L.llama_print_system_info().decode())
     if keep_logits:
         out["prefill_logits"] = first.tolist()
@@ -290,9 +294,11 @@ def run_llamacpp(path: str, ids: list[int], steps: int, threads: int, n_ctx: int
     return out
 
 
-def run_medground(path: str, ids: list[int], steps: int, threads: int, keep_logits: bool = False) -> dict:
+def run_medground(path: str, ids: list[int], steps: int, threads: int, keep_logits: bool = False,
+                  repeats: int = 1) -> dict:
     """medground's BiRD language model on a text-only prompt (bench_bird.run_medground
-    without the image): the vision tower is in the file but never run."""
+    without the image): the vision tower is in the file but never run. `repeats`
+    as in run_llamacpp (a fresh KV cache each time)."""
     import numpy as np
 
     import medground
@@ -303,19 +309,22 @@ def run_medground(path: str, ids: list[int], steps: int, threads: int, keep_logi
     t0 = time.perf_counter()
     handle = open_model(path)
     load_s = time.perf_counter() - t0
-    cache = _C.bird_kv_cache_new(handle, len(ids) + steps + 1)
-    t0 = time.perf_counter()
-    logits, _ = _C.bird_forward(handle, cache, ids)
-    prefill_s = time.perf_counter() - t0
-    first = np.asarray(logits[0], dtype=np.float32)
-    tokens = [int(np.argmax(logits[0]))]
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        logits, _ = _C.bird_forward(handle, cache, [tokens[-1]])
-        tokens.append(int(np.argmax(logits[0])))
-    decode_s = time.perf_counter() - t0
-    out = dict(load_s=load_s, prefill_tok_s=len(ids) / prefill_s, decode_tok_s=steps / decode_s,
-               peak_rss_gb=peak_rss_gb(), tokens=tokens)
+    prefill, dec = [], []
+    for _ in range(repeats):
+        cache = _C.bird_kv_cache_new(handle, len(ids) + steps + 1)
+        t0 = time.perf_counter()
+        logits, _ = _C.bird_forward(handle, cache, ids)
+        prefill.append(len(ids) / (time.perf_counter() - t0))
+        first = np.asarray(logits[0], dtype=np.float32)
+        tokens = [int(np.argmax(logits[0]))]
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            logits, _ = _C.bird_forward(handle, cache, [tokens[-1]])
+            tokens.append(int(np.argmax(logits[0])))
+        dec.append(steps / (time.perf_counter() - t0))
+        del cache
+    out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
+               decode_runs=dec, peak_rss_gb=peak_rss_gb(), tokens=tokens)
     if keep_logits:
         out["prefill_logits"] = first.tolist()
     return out
@@ -342,6 +351,25 @@ def run_torch(path: str, ids: list[int], steps: int, cfg: dict) -> dict:
 # ------------------------------------------------------------------ driver
 
 
+SNAPSHOT: str | None = None  # folder holding a copy of python/medground (with _C) for every child
+
+
+def snapshot_medground(work: pathlib.Path) -> dict:
+    """Copy python/medground (the built extension included) so that every child
+    of this run uses the same build even if the tree is rebuilt meanwhile;
+    returns what was copied (commit, uncommitted C changes, extension mtime)."""
+    global SNAPSHOT
+    dst = work / "medground_snapshot"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(REPO / "python" / "medground", dst / "medground", ignore=shutil.ignore_patterns("__pycache__"))
+    SNAPSHOT = str(dst)
+    git = lambda *a: subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout.strip()
+    ext = next((REPO / "python" / "medground").glob("_C*.so"), None)
+    return dict(commit=git("rev-parse", "--short", "HEAD"),
+                uncommitted_c_files=len(git("status", "--porcelain", "csrc", "include").splitlines()),
+                extension_mtime=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ext.stat().st_mtime)) if ext else None)
+
+
 def warm_page_cache(path: str) -> float:
     """Read the weights file once (into the page cache, not this process's
     RSS) so that neither engine's first forward pays for disk reads: medground
@@ -355,9 +383,10 @@ def warm_page_cache(path: str) -> float:
 
 
 def spawn(engine: str, path: str, ids: list[int], steps: int, threads: int, keep_logits: bool = False,
-          cfg: dict | None = None, warm: bool = False) -> dict:
+          cfg: dict | None = None, warm: bool = False, repeats: int = 1) -> dict:
     warm_s = warm_page_cache(path) if warm else None
-    spec = dict(engine=engine, path=path, ids=ids, steps=steps, threads=threads, keep_logits=keep_logits, cfg=cfg)
+    spec = dict(engine=engine, path=path, ids=ids, steps=steps, threads=threads, keep_logits=keep_logits, cfg=cfg,
+                repeats=repeats, pythonpath=SNAPSHOT)
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
     line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
     if done.returncode or line is None:
@@ -368,10 +397,14 @@ def spawn(engine: str, path: str, ids: list[int], steps: int, threads: int, keep
 
 
 def child(spec: dict) -> int:
+    if spec.get("pythonpath"):
+        sys.path.insert(0, spec["pythonpath"])  # the medground build snapshotted at the start of the run
     if spec["engine"] == "llama.cpp":
-        r = run_llamacpp(spec["path"], spec["ids"], spec["steps"], spec["threads"], keep_logits=spec["keep_logits"])
+        r = run_llamacpp(spec["path"], spec["ids"], spec["steps"], spec["threads"], keep_logits=spec["keep_logits"],
+                         repeats=spec["repeats"])
     elif spec["engine"] == "medground":
-        r = run_medground(spec["path"], spec["ids"], spec["steps"], spec["threads"], keep_logits=spec["keep_logits"])
+        r = run_medground(spec["path"], spec["ids"], spec["steps"], spec["threads"], keep_logits=spec["keep_logits"],
+                          repeats=spec["repeats"])
     else:
         r = run_torch(spec["path"], spec["ids"], spec["steps"], spec["cfg"])
     print("RESULT " + json.dumps(r))
@@ -448,7 +481,8 @@ def check(threads: int) -> int:
     return 0 if ok else 1
 
 
-def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: pathlib.Path, keep: bool) -> dict:
+def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: pathlib.Path, keep: bool,
+          repeats: int = 1) -> dict:
     import gguf
 
     results = {}
@@ -466,7 +500,7 @@ def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: 
             for threads in threads_list:
                 rows = {}
                 for engine, path in (("llama.cpp", qwen), ("medground", bird)):
-                    r = spawn(engine, str(path), ids, DECODE_STEPS, threads, keep_logits=True, warm=True)
+                    r = spawn(engine, str(path), ids, DECODE_STEPS, threads, keep_logits=True, warm=True, repeats=repeats)
                     rows[engine] = r
                     print(f"  {label:5s} {threads}T {engine:10s} prefill {r['prefill_tok_s']:8.2f} tok/s  "
                           f"decode {r['decode_tok_s']:6.2f} tok/s  peak RSS {r['peak_rss_gb']:.2f} GB  "
@@ -499,6 +533,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="*", default=[min(2, os.cpu_count() or 1)])
     parser.add_argument("--work", help="folder for the llama.cpp GGUFs (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the llama.cpp GGUFs")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="prefill + decode passes per engine (fresh KV cache each); the best is reported")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -534,12 +570,16 @@ def main() -> int:
         for dtype in ("q8_0", "q4_0"):
             convert_hf(work / "st", work / f"bird_{dtype}.gguf", dtype)
             birds.append((dtype, work / f"bird_{dtype}.gguf"))
+    build = snapshot_medground(work)
+    print(f"medground build: {build}")
     print(f"{'full' if args.full else 'quarter-width'} BiRD LM; prompt {PROMPT_TOKENS} token ids, "
-          f"{DECODE_STEPS} decode steps; threads {args.threads}")
-    results = bench(birds, args.threads, work, args.keep)
+          f"{DECODE_STEPS} decode steps; threads {args.threads}; best of {args.repeats}")
+    results = bench(birds, args.threads, work, args.keep, args.repeats)
     (HERE / "out").mkdir(exist_ok=True)
     out = HERE / "out" / f"bench_llamacpp{'_full' if args.full else ''}.json"
     old = json.loads(out.read_text()).get("results", {}) if out.exists() else {}
+    for r in results.values():
+        r["medground_build"] = build
     out.write_text(json.dumps(dict(llama_cpp_python=llama_cpp.__version__, prompt_tokens=PROMPT_TOKENS,
                                    decode_steps=DECODE_STEPS, results={**old, **results}), indent=2))
     if not args.work and not args.keep:

@@ -2,6 +2,7 @@
  * reference, on lengths around the vector widths (tails) in buffers of
  * exactly the needed size, so AddressSanitizer sees any overrun:
  *  - q8_0 / q4_0 weight rows to f32 and to bf16: bit for bit;
+ *  - f16 to f32 (the f16 weight panels): bit for bit mg_f16_to_f32;
  *  - f32 to bf16: bit for bit mg_f32_to_bf16 (ties, NaN, infinities, subnormals);
  *  - the exact GELU: within 4 ulp of the libm reference (both are within
  *    a few ulp of x Phi(x); tests/test_ops.py checks them against SciPy),
@@ -100,6 +101,25 @@ static void check_to_bf16(const mg_cpu_kernels *k, const char *name) {
     }
 }
 
+static void check_f16(const mg_cpu_kernels *k, const char *name) {
+    for (int64_t n = 1; n <= 40; n++) {
+        uint16_t *h = malloc((size_t)n * 2);
+        float *got = malloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) {
+            h[i] = (uint16_t)mg_rand();
+            if ((h[i] & 0x7c00) == 0x7c00) h[i] &= 0xfc00; /* infinities, not NaN payloads */
+            if (i % 7 == 0) h[i] &= 0x83ff;                /* subnormals */
+        }
+        k->f16_to_f32(h, got, n);
+        int same = 1;
+        for (int64_t i = 0; i < n; i++) same &= mg_bits(got[i]) == mg_bits(mg_f16_to_f32(h[i]));
+        if (!same) fprintf(stderr, "%s: f16_to_f32 of %lld values differs\n", name, (long long)n);
+        CHECK(same);
+        free(h);
+        free(got);
+    }
+}
+
 static double mg_ulps(float got, float want) {
     if (got == want) return 0.0;
     if (!isfinite(got) || !isfinite(want)) return INFINITY;
@@ -152,6 +172,7 @@ int main(void) {
         const mg_cpu_kernels *k = mg_cpu_kernels_for((mg_cpu_isa)level);
         check_dequant(ref, k, names[level]);
         check_to_bf16(k, names[level]);
+        check_f16(k, names[level]);
         check_gelu(k, names[level]);
     }
     return mg_test_finish("test_kernels");

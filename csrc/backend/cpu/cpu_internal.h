@@ -125,6 +125,8 @@ typedef struct mg_cpu_kernels {
     void (*dequant_q4_0_f32)(const void *w, float *out, int64_t n_blocks);
     void (*dequant_q8_0_bf16)(const void *w, uint16_t *out, int64_t n_blocks);
     void (*dequant_q4_0_bf16)(const void *w, uint16_t *out, int64_t n_blocks);
+    /* n f16 values to f32 (exact; bit for bit mg_f16_to_f32 but for NaN payloads). */
+    void (*f16_to_f32)(const uint16_t *h, float *out, int64_t n);
     /* x[n] to bf16, bit for bit mg_f32_to_bf16. */
     void (*to_bf16)(const float *x, uint16_t *out, int64_t n);
     /* y[i] = x[i] * Phi(x[i]), the exact (erf) GELU, y may equal x. The

@@ -114,6 +114,9 @@ static void mg_dequant_q4_0_bf16_scalar(const void *w, uint16_t *out, int64_t n_
         }
     }
 }
+static void mg_f16_to_f32_scalar(const uint16_t *h, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = mg_f16_to_f32(h[i]);
+}
 static void mg_to_bf16_scalar(const float *x, uint16_t *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = mg_f32_to_bf16(x[i]);
 }
@@ -129,7 +132,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
     mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
-    mg_to_bf16_scalar, mg_gelu_erf_scalar,
+    mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar,
 };
 
 #if defined(__x86_64__)
@@ -329,6 +332,12 @@ MG_DEQUANT_AVX2(mg_dequant_q4_0_f32_avx2, mg_block_q4_0, mg_q4_0_values_avx2, fl
 MG_DEQUANT_AVX2(mg_dequant_q8_0_bf16_avx2, mg_block_q8_0, mg_q8_0_values_avx2, uint16_t, mg_store4_bf16_avx2)
 MG_DEQUANT_AVX2(mg_dequant_q4_0_bf16_avx2, mg_block_q4_0, mg_q4_0_values_avx2, uint16_t, mg_store4_bf16_avx2)
 
+MG_AVX2 static void mg_f16_to_f32_avx2(const uint16_t *h, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
+}
+
 MG_AVX2 static void mg_to_bf16_avx2(const float *x, uint16_t *out, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) mg_store_bf16x16_avx2(out + i, _mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8));
@@ -383,7 +392,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
     mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
-    mg_to_bf16_avx2, mg_gelu_erf_avx2,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -810,7 +819,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_to_bf16_avx512, mg_gelu_erf_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
@@ -820,7 +829,7 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_to_bf16_avx512, mg_gelu_erf_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

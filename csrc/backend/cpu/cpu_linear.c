@@ -22,10 +22,10 @@
 /* q8_0/q4_0 weights stay on the integer kernels longer: they run at
  * ~130-185 GFLOP/s for any M (each L2-sized run of weight rows meets every
  * activation row), about what dequantizing a panel plus oneDNN's bf16 GEMM
- * over it reach at 16-32 rows (2 threads, Zen 4, 4096 x 4096: GEMV 4.0 /
- * 3.0 ms q8_0 / q4_0 at M = 16, 8.1 / 5.8 ms at M = 32; the GEMM ~2.4 /
- * 3.6 ms plus ~1.3 ms to dequantize). */
-#define MG_QGEMV_MAX_ROWS 24
+ * over it reach at ~16 rows (2 threads, Zen 4, 4096 x 4096: GEMV 4.0 / 3.0
+ * ms q8_0 / q4_0 at M = 16, 6.2 / 4.4 ms at M = 24; panels + GEMM 4.9 ms
+ * at M = 32, 7.1 at M = 64). */
+#define MG_QGEMV_MAX_ROWS 16
 /* Bytes of one dequantized weight panel: f32 panels fit a large L2/L3
  * share; bf16 panels are larger, since oneDNN's bf16 matmul runs narrow
  * weights (N well below K) far below its peak: 512 x 4096 x 4096 took 48
@@ -158,6 +158,8 @@ static void mg_panel_rows(void *raw, int64_t begin, int64_t end, int thread_inde
         } else if (job->wtype == MG_Q4_0) {
             if (job->bf16) k->dequant_q4_0_bf16(src, bf16, n_blocks);
             else k->dequant_q4_0_f32(src, f32, n_blocks);
+        } else if (job->wtype == MG_F16) {
+            k->f16_to_f32((const uint16_t *)src, f32, K);
         } else if (mg_dequantize_row(job->wtype, src, f32, K) != MG_OK) {
             job->status = MG_ERR_INTERNAL; /* f16/bf16 rows cannot fail */
         }

@@ -566,7 +566,9 @@ def sdpa(q, k, v, mask=None):
 @pytest.mark.parametrize(
     "tq,tk,hq,hkv,d,dv",
     [(1, 1, 1, 1, 4, 4), (17, 17, 4, 4, 64, 64), (1, 300, 8, 2, 128, 128), (20, 1030, 2, 1, 104, 40),
-     (33, 70, 6, 3, 16, 24)],
+     (33, 70, 6, 3, 16, 24),
+     # tiled P V in chunks of 64 columns then 3 / 1 / 2 vectors of 16 (ViT-bigG's head dim 104)
+     (40, 90, 2, 2, 104, 104), (12, 20, 2, 1, 8, 80), (70, 140, 1, 1, 48, 160)],
 )
 def test_attention_matches_sdpa(threads, tq, tk, hq, hkv, d, dv, rng):
     q = rng.standard_normal((tq, hq, d)).astype(np.float32)

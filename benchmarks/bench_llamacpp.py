@@ -478,6 +478,7 @@ def check(threads: int) -> int:
     print(f"tokens torch     {t['tokens']}\ntokens medground {m['tokens']}\ntokens llama.cpp {l['tokens']}")
     ok = c["corr"] > 0.99 and compare(l["prefill_logits"], t["prefill_logits"])["corr"] > 0.99
     print("check:", "ok" if ok else "FAILED")
+    shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
 

@@ -200,21 +200,23 @@ def ground_image() -> str:
     return str(sorted(folder.iterdir())[0])
 
 
-def qwen_tokenizer_dir() -> str:
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="bench_bird_tok_"))
-    (folder / "qwen.tiktoken").symlink_to(REPO.parent / "shared/data/tokenizers/qwen.tiktoken")
-    return str(folder)
+def qwen_tokenizer():
+    """medground's Qwen tokenizer over ../shared/data's qwen.tiktoken (read at load)."""
+    from medground.tokenizer import Tokenizer
+
+    with tempfile.TemporaryDirectory(prefix="bench_bird_tok_") as folder:
+        (pathlib.Path(folder) / "qwen.tiktoken").symlink_to(REPO.parent / "shared/data/tokenizers/qwen.tiktoken")
+        return Tokenizer.from_pretrained(folder)
 
 
 def run_medground_ground(path: str, threads: int) -> dict:
     """End to end: medground.BiRD(...).ground(image file, phrase) from a fresh load."""
     import medground
     from medground.models.bird import BiRD
-    from medground.tokenizer import Tokenizer
 
     medground.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = BiRD(path, tokenizer=Tokenizer.from_pretrained(qwen_tokenizer_dir()))
+    model = BiRD(path, tokenizer=qwen_tokenizer())
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model.ground(ground_image(), GROUND_PHRASE, max_new_tokens=GROUND_TOKENS, progress=False)
@@ -271,9 +273,8 @@ def ground_prompt_ids(path: str) -> list[int]:
     """The ChatML ids medground's ground() sends for GROUND_PHRASE (the model is
     only opened — a memory map, no weight page read — to build them)."""
     from medground.models.bird import BiRD
-    from medground.tokenizer import Tokenizer
 
-    model = BiRD(path, tokenizer=Tokenizer.from_pretrained(qwen_tokenizer_dir()))
+    model = BiRD(path, tokenizer=qwen_tokenizer())
     ids = model.build_prompt(model.templates["ground"].format(phrase=GROUND_PHRASE))
     del model
     return ids

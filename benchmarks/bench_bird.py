@@ -27,7 +27,6 @@ import json
 import math
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
+
+from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 32
 
@@ -71,18 +72,6 @@ def lm_matrix_elements(cfg: dict) -> int:
 
 
 BYTES_PER_ELEMENT = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
-
-
-def peak_rss_gb() -> float:
-    """This process's peak RSS (VmHWM: per address space, unlike ru_maxrss,
-    which a child inherits from its parent across exec)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 # ------------------------------------------------------------------ children
@@ -132,7 +121,14 @@ def run_torch(path: str, cfg: dict, threads: int) -> dict:
     load_s = time.perf_counter() - t0
     size = cfg["visual"]["image_size"]
     pixels = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
-    model.encode_image(pixels)
+    model.encode_image(pixels)  # warm-up (oneDNN builds its kernels per shape)
+    return dict(load_s=load_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb())
+
+
+def time_torch_parts(model, cfg: dict, pixels) -> dict:
+    """PyTorch reference: image encode, prefill of prompt(cfg), DECODE_STEPS greedy steps (as run_medground)."""
+    import torch
+
     t0 = time.perf_counter()
     _, emb = model.encode_image(pixels)
     encode_s = time.perf_counter() - t0
@@ -146,8 +142,7 @@ def run_torch(path: str, cfg: dict, threads: int) -> dict:
         logits, _, past = model.forward([token], past)
         token = int(torch.argmax(logits[-1]))
     decode_s = time.perf_counter() - t0
-    return dict(load_s=load_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
-                decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
+    return dict(encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s, decode_tok_s=DECODE_STEPS / decode_s)
 
 
 def torch_state_from_gguf(path: str, dtype=None) -> dict:
@@ -227,9 +222,9 @@ def run_medground_ground(path: str, threads: int) -> dict:
 
 def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
     """PyTorch eager bf16 on the mapped weights of our bf16 GGUF: one cold
-    ground() pipeline (PIL preprocessing, encode, prefill of the same ChatML
-    ids medground builds, GROUND_TOKENS greedy steps), then the parts again
-    warm, as run_medground measures them."""
+    ground() pipeline (medground's PIL-equivalent preprocessing, encode,
+    prefill of the same ChatML ids medground builds, GROUND_TOKENS greedy
+    steps), then the parts again warm, as run_medground measures them."""
     import numpy as np
     import torch
 
@@ -243,30 +238,11 @@ def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
     t0 = time.perf_counter()
     pixels, _ = preprocess_qwen(ground_image(), size=cfg["visual"]["image_size"])
     _, emb = model.encode_image(torch.from_numpy(pixels))
-    logits, _, past = model.forward(ids, None, emb)
-    token = int(torch.argmax(logits[-1]))
-    for _ in range(GROUND_TOKENS - 1):
-        logits, _, past = model.forward([token], past)
-        token = int(torch.argmax(logits[-1]))
+    model.greedy(ids, emb, max_new_tokens=GROUND_TOKENS)  # prefill + GROUND_TOKENS - 1 cached steps
     ground_s = time.perf_counter() - t0
-    del past, logits
     size = cfg["visual"]["image_size"]
     pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32))
-    t0 = time.perf_counter()
-    _, emb = model.encode_image(pixels)
-    encode_s = time.perf_counter() - t0
-    ids = prompt(cfg)
-    t0 = time.perf_counter()
-    logits, _, past = model.forward(ids, None, emb)
-    prefill_s = time.perf_counter() - t0
-    token = int(torch.argmax(logits[-1]))
-    t0 = time.perf_counter()
-    for _ in range(DECODE_STEPS):
-        logits, _, past = model.forward([token], past)
-        token = int(torch.argmax(logits[-1]))
-    decode_s = time.perf_counter() - t0
-    return dict(load_s=load_s, ground_s=ground_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
-                decode_tok_s=DECODE_STEPS / decode_s, peak_rss_gb=peak_rss_gb())
+    return dict(load_s=load_s, ground_s=ground_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb())
 
 
 def ground_prompt_ids(path: str) -> list[int]:

@@ -52,16 +52,11 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
+from machine import peak_rss_gb  # noqa: E402
+
 PROMPT_TOKENS = 300
 DECODE_STEPS = 32
 TIKTOKEN = REPO.parent / "shared/data/tokenizers/qwen.tiktoken"
-
-
-def peak_rss_gb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1e6  # kB
-    return float("nan")
 
 
 # --------------------------------------------------------------- vocabulary

@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
+
+from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 16
 SEG = 32000
@@ -73,16 +74,6 @@ def build(cfg: dict, n_experts: int, seed: int = 0):
                            clip_width=cfg["clip_width"], clip_layers=cfg["clip_layers"],
                            clip_heads=cfg["clip_heads"], clip_mlp=cfg["clip_mlp"], n_experts=n_experts,
                            sam_kwargs=cfg["sam"], seed=seed)
-
-
-def peak_rss_gb() -> float:
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def test_image():

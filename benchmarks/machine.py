@@ -8,11 +8,24 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+
+
+def peak_rss_gb() -> float:
+    """This process's peak RSS in GB (VmHWM: per address space, unlike
+    ru_maxrss, which a child inherits from its parent across exec)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def bandwidth(threads: int, doubles: int = 1 << 25) -> dict:

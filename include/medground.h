@@ -316,8 +316,9 @@ mg_status mg_interpolate_bilinear(mg_context *ctx, const mg_tensor *x, bool alig
                                   mg_tensor *out);
 
 /* Diagnostics for benchmarks and bug reports: the instruction set of the CPU
- * kernels ("avx512_vnni", "avx512", "avx2" or "scalar"; capped at context
- * creation by the MG_CPU_ISA environment variable) and whether the GEMM
+ * kernels ("avx512_bf16" (VNNI and BF16), "avx512_vnni", "avx512", "avx2" or
+ * "scalar"; capped at context creation by the MG_CPU_ISA environment
+ * variable, which takes the same names) and whether the GEMM
  * provider multiplies bf16 natively (otherwise bf16 operands are widened to
  * f32 first). *isa is static. MG_ERR_UNSUPPORTED for a non-CPU context. */
 mg_status mg_cpu_kernel_info(mg_context *ctx, const char **isa, bool *native_bf16_gemm);

@@ -122,10 +122,40 @@ def test_linear_half_weights(provider, wdtype, M, rng):
     w_rounded = bf16_round(w) if wdtype == "bf16" else f16_round(w)
     # Above 8 rows a native bf16 GEMM (oneDNN with AVX-512 BF16) also rounds the
     # activations to bf16 (as PyTorch's bf16 Linear does); every other path
-    # keeps x in f32 (oneDNN 2.6 runs AVX2 kernels only on AMD CPUs).
+    # keeps x in f32.
     native = _C.op_kernel_info()["native_bf16_gemm"]
-    x_used = bf16_round(x) if (wdtype == "bf16" and M > 8 and native) else x
+    # Up to 8 rows, AVX-512 BF16 CPUs round them too, whatever the GEMM provider (the decode kernels are ours).
+    rounded = native if M > 8 else rounds_bf16_decode()
+    x_used = bf16_round(x) if (wdtype == "bf16" and rounded) else x
     assert_gemm_close(ours, x_used, w_rounded)
+
+
+def rounds_bf16_decode():
+    """AVX-512 BF16 CPUs run the bf16 decode linear (up to 8 rows) on vdpbf16ps, activations rounded to bf16."""
+    return _C.op_kernel_info()["isa"] == "avx512_bf16"
+
+
+@pytest.mark.parametrize("level", ["avx512", "avx512_vnni", "native"])
+@pytest.mark.parametrize("M", [1, 2, 8])
+def test_linear_bf16_decode_levels(level, M, rng, monkeypatch):
+    """The bf16 decode rows: vdpbf16ps on bf16-rounded activations where the CPU has AVX-512 BF16, f32
+    activations below that level (MG_CPU_ISA caps it); K and N off the 64-element and four-row steps."""
+    if level != "native":
+        monkeypatch.setenv("MG_CPU_ISA", level)
+    medground.set_num_threads(2)
+    try:
+        K, N = 64 * 7 + 45, 4 * 9 + 3
+        x = rng.standard_normal((M, K)).astype(np.float32)
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        ours = _C.op_linear(x, w, b, weight_dtype="bf16")
+        x_used = bf16_round(x) if rounds_bf16_decode() else x
+        assert_gemm_close(ours - b, x_used, bf16_round(w))
+        if not rounds_bf16_decode():
+            # f32 activations: rounding them would be outside the bound
+            assert np.abs((ours - b) - x @ bf16_round(w).T).max() < np.abs((ours - b) - bf16_round(x) @ bf16_round(w).T).max()
+    finally:
+        medground.set_num_threads(0)
 
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
@@ -173,7 +203,8 @@ def test_linear_kernel_isa_levels_agree_with_reference(isa, qdtype, rng):
         assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
     else:
         w_used = {"f32": w, "bf16": bf16_round(w), "f16": f16_round(w)}[qdtype]
-        assert_gemm_close(ours, x, w_used)
+        x_used = bf16_round(x) if qdtype == "bf16" and rounds_bf16_decode() else x
+        assert_gemm_close(ours, x_used, w_used)
 
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])

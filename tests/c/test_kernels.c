@@ -4,6 +4,7 @@
  *  - q8_0 / q4_0 weight rows to f32 and to bf16: bit for bit;
  *  - f16 to f32 (the f16 weight panels): bit for bit mg_f16_to_f32;
  *  - f32 to bf16: bit for bit mg_f32_to_bf16 (ties, NaN, infinities, subnormals);
+ *  - bf16 x bf16 GEMV rows: within the f32 summation bound of the exact dot;
  *  - the exact GELU: within 4 ulp of the libm reference (both are within
  *    a few ulp of x Phi(x); tests/test_ops.py checks them against SciPy),
  *    in place too, with the reference's zeros, infinities and NaN. */
@@ -120,6 +121,49 @@ static void check_f16(const mg_cpu_kernels *k, const char *name) {
     }
 }
 
+/* bf16 x bf16 rows: within the worst-case bound of any f32 summation order
+ * of the exact products, (n + 8) 2^-24 sum |x w|, of the exact (double) dot,
+ * for lengths around the 32- and 64-element steps and 1..9 rows (the
+ * four-row step and its tail), rows padded or not, the weight buffer
+ * exactly as long as the last row's end. */
+static void check_gemv_bf16(const mg_cpu_kernels *k, const char *name) {
+    static const int64_t lengths[] = {1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 95, 96, 97, 130, 1000};
+    int bad = 0;
+    for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+        const int64_t n = lengths[li];
+        for (int64_t n_rows = 1; n_rows <= 9; n_rows++) {
+            const int64_t row_stride = n * 2 + (n_rows % 2 ? 6 : 0);
+            const size_t w_bytes = (size_t)(row_stride * (n_rows - 1) + n * 2);
+            uint16_t *x = malloc((size_t)n * 2);
+            uint8_t *w = malloc(w_bytes);
+            float *y = malloc((size_t)n_rows * 4);
+            for (int64_t i = 0; i < n; i++) x[i] = mg_f32_to_bf16(i % 11 == 5 ? 0.0f : mg_rand_float());
+            for (size_t i = 0; i + 1 < w_bytes; i += 2) {
+                const uint16_t v = mg_f32_to_bf16(mg_rand_float() * 0.01f);
+                memcpy(w + i, &v, 2);
+            }
+            k->gemv_bf16(x, n, w, row_stride, n_rows, y);
+            for (int64_t r = 0; r < n_rows; r++) {
+                double exact = 0.0, magnitude = 0.0;
+                for (int64_t i = 0; i < n; i++) {
+                    uint16_t wi;
+                    memcpy(&wi, w + r * row_stride + 2 * i, 2);
+                    const double p = (double)mg_bf16_to_f32(x[i]) * (double)mg_bf16_to_f32(wi);
+                    exact += p;
+                    magnitude += fabs(p);
+                }
+                const double bound = (double)(n + 8) * ldexp(1.0, -24) * magnitude + 1e-30;
+                if (!(fabs((double)y[r] - exact) <= bound)) bad++;
+            }
+            free(x);
+            free(w);
+            free(y);
+        }
+    }
+    if (bad) fprintf(stderr, "%s: %d bf16 GEMV rows outside the summation bound\n", name, bad);
+    CHECK(bad == 0);
+}
+
 static double mg_ulps(float got, float want) {
     if (got == want) return 0.0;
     if (!isfinite(got) || !isfinite(want)) return INFINITY;
@@ -165,7 +209,7 @@ static void check_gelu(const mg_cpu_kernels *k, const char *name) {
 }
 
 int main(void) {
-    static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni"};
+    static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
     const mg_cpu_kernels *ref = mg_cpu_kernels_for(MG_ISA_SCALAR);
     const mg_cpu_isa top = mg_cpu_detect_isa();
     for (int level = MG_ISA_SCALAR; level <= (int)top; level++) {
@@ -174,6 +218,7 @@ int main(void) {
         check_to_bf16(k, names[level]);
         check_f16(k, names[level]);
         check_gelu(k, names[level]);
+        check_gemv_bf16(k, names[level]);
     }
     return mg_test_finish("test_kernels");
 }

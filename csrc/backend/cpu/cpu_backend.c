@@ -29,7 +29,7 @@ mg_status mg_cpu_kernel_info(mg_context *ctx, const char **isa, bool *native_bf1
     if (ctx->backend != &mg_cpu_backend)
         return mg_error(MG_ERR_UNSUPPORTED, "mg_cpu_kernel_info: the context runs the %s backend",
                         ctx->backend->name);
-    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512_vnni"};
+    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
     if (isa) *isa = names[mg_cpu_context_isa(ctx)];
     if (native_bf16_gemm) *native_bf16_gemm = mg_cpu_gemm_has_bf16(ctx);
     return MG_OK;

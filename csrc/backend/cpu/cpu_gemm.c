@@ -89,6 +89,7 @@ static mg_cpu_isa mg_cpu_isa_from_env(mg_cpu_isa detected) {
     if (strcmp(env, "scalar") == 0) cap = MG_ISA_SCALAR;
     else if (strcmp(env, "avx2") == 0) cap = MG_ISA_AVX2;
     else if (strcmp(env, "avx512") == 0) cap = MG_ISA_AVX512;
+    else if (strcmp(env, "avx512_vnni") == 0) cap = MG_ISA_AVX512_VNNI;
     return cap < detected ? cap : detected;
 }
 

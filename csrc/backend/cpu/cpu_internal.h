@@ -7,12 +7,14 @@
 #include "../backend.h"
 
 /* Kernel instruction-set level, picked once per context from the CPU (and
- * capped by MG_CPU_ISA=scalar|avx2|avx512 so tests can reach every path). */
+ * capped by MG_CPU_ISA=scalar|avx2|avx512|avx512_vnni so tests can reach
+ * every path). */
 typedef enum mg_cpu_isa {
     MG_ISA_SCALAR = 0,
     MG_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
     MG_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ */
     MG_ISA_AVX512_VNNI = 3,
+    MG_ISA_AVX512_BF16 = 4, /* VNNI + AVX-512 BF16 (vdpbf16ps) */
 } mg_cpu_isa;
 
 typedef struct mg_cpu_state mg_cpu_state;
@@ -115,6 +117,15 @@ typedef struct mg_cpu_kernels {
     mg_axpby_fn axpby;
     mg_cpu_qgemv gemv_q8_0;  /* many rows of w q8_0 */
     mg_cpu_qgemv gemv_q4_0;  /* many rows of w q4_0 */
+    /* Many rows of w bf16 against x already rounded to bf16 (as PyTorch's
+     * bf16 nn.Linear rounds its input): y[r] = sum_i x[i] * w_r[i] over n
+     * elements of n_rows rows row_stride bytes apart, products exact, f32
+     * sums (their order, and whether subnormal inputs count, unspecified).
+     * The decode linear of bf16 weights where the level has vdpbf16ps
+     * (MG_ISA_AVX512_BF16); the other levels' entries are the scalar
+     * reference, and their decode keeps x in f32 (dot_bf16). */
+    void (*gemv_bf16)(const uint16_t *x, int64_t n, const uint8_t *w, int64_t row_stride, int64_t n_rows,
+                      float *y);
     /* x[n] (n a multiple of 32) to q8_0 blocks, bit for bit mg_quantize_row. */
     void (*quantize_q8_0)(const float *x, mg_block_q8_0 *out, int64_t n);
     /* n_blocks q8_0 / q4_0 blocks at w (one weight row) to f32, bit for bit

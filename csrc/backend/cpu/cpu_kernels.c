@@ -63,6 +63,20 @@ static float mg_dot_q4_0_scalar(const mg_block_q8_0 *x, const void *w_raw, int64
     return sum;
 }
 
+/* bf16 x bf16 rows: eight partial sums, as MG_SCALAR_DOT. */
+static void mg_gemv_bf16_scalar(const uint16_t *x, int64_t n, const uint8_t *w_raw, int64_t row_stride,
+                                int64_t n_rows, float *y) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint16_t *w = (const uint16_t *)(w_raw + r * row_stride);
+        float acc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += mg_bf16_bits_to_f32(x[i + j]) * mg_bf16_bits_to_f32(w[i + j]);
+        for (; i < n; i++) acc[0] += mg_bf16_bits_to_f32(x[i]) * mg_bf16_bits_to_f32(w[i]);
+        y[r] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+}
+
 static void mg_axpby_scalar(float *y, float scale, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale + a * x[i];
 }
@@ -129,6 +143,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_axpby_scalar,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_scalar},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_scalar},
+    mg_gemv_bf16_scalar,
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
     mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
@@ -389,6 +404,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_axpby_avx2,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx2},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx2},
+    mg_gemv_bf16_scalar,
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
     mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
@@ -689,6 +705,77 @@ MG_AVX512_VNNI static void mg_rows_q8_0_vnni(const void *prep, const mg_block_q8
     }
 }
 
+/* ---- AVX-512 BF16 GEMV over many bf16 rows (the bf16 decode hot loop)
+ *
+ * x is bf16 already, so one vdpbf16ps takes 32 weights (a 64-byte load)
+ * against 32 activations: a third of the instructions of widening each
+ * weight to f32 for an FMA. Four rows at a time share each activation
+ * load. (Software prefetch, which the q4_0 loop needs, did not pay here:
+ * 2 threads, Zen 4, 3.2 GB of Qwen-7B layers from the page cache, 35-36
+ * GB/s with or without, against 28-33 GB/s for the f32-activation dots.) */
+#define MG_AVX512_BF16 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c")))
+
+MG_AVX512_BF16 MG_INLINE __m512bh mg_bh32(const uint16_t *p) { return (__m512bh)_mm512_loadu_si512(p); }
+MG_AVX512_BF16 MG_INLINE __m512bh mg_bh32_masked(__mmask32 m, const uint16_t *p) {
+    return (__m512bh)_mm512_maskz_loadu_epi16(m, p);
+}
+
+MG_AVX512_BF16 static float mg_dot_bf16_bh(const uint16_t *x, const uint16_t *w, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_dpbf16_ps(a0, mg_bh32(x + i), mg_bh32(w + i));
+        a1 = _mm512_dpbf16_ps(a1, mg_bh32(x + i + 32), mg_bh32(w + i + 32));
+    }
+    for (; i + 32 <= n; i += 32) a0 = _mm512_dpbf16_ps(a0, mg_bh32(x + i), mg_bh32(w + i));
+    if (i < n) {
+        const __mmask32 m = (__mmask32)((1u << (n - i)) - 1);
+        a1 = _mm512_dpbf16_ps(a1, mg_bh32_masked(m, x + i), mg_bh32_masked(m, w + i));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+MG_AVX512_BF16 static void mg_gemv_bf16_avx512bf16(const uint16_t *x, int64_t n, const uint8_t *w_raw,
+                                                   int64_t row_stride, int64_t n_rows, float *y) {
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint16_t *w0 = (const uint16_t *)(w_raw + r * row_stride);
+        const uint16_t *w1 = (const uint16_t *)(w_raw + (r + 1) * row_stride);
+        const uint16_t *w2 = (const uint16_t *)(w_raw + (r + 2) * row_stride);
+        const uint16_t *w3 = (const uint16_t *)(w_raw + (r + 3) * row_stride);
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            const __m512bh x0 = mg_bh32(x + i), x1 = mg_bh32(x + i + 32);
+            a0 = _mm512_dpbf16_ps(a0, x0, mg_bh32(w0 + i));
+            a1 = _mm512_dpbf16_ps(a1, x0, mg_bh32(w1 + i));
+            a2 = _mm512_dpbf16_ps(a2, x0, mg_bh32(w2 + i));
+            a3 = _mm512_dpbf16_ps(a3, x0, mg_bh32(w3 + i));
+            b0 = _mm512_dpbf16_ps(b0, x1, mg_bh32(w0 + i + 32));
+            b1 = _mm512_dpbf16_ps(b1, x1, mg_bh32(w1 + i + 32));
+            b2 = _mm512_dpbf16_ps(b2, x1, mg_bh32(w2 + i + 32));
+            b3 = _mm512_dpbf16_ps(b3, x1, mg_bh32(w3 + i + 32));
+        }
+        for (; i < n; i += 32) {
+            /* Tails: whole 32s, then the rest zero-masked (beyond a row's
+             * end nothing is read). */
+            const __mmask32 m = n - i >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (n - i)) - 1);
+            const __m512bh x0 = mg_bh32_masked(m, x + i);
+            a0 = _mm512_dpbf16_ps(a0, x0, mg_bh32_masked(m, w0 + i));
+            a1 = _mm512_dpbf16_ps(a1, x0, mg_bh32_masked(m, w1 + i));
+            a2 = _mm512_dpbf16_ps(a2, x0, mg_bh32_masked(m, w2 + i));
+            a3 = _mm512_dpbf16_ps(a3, x0, mg_bh32_masked(m, w3 + i));
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0));
+        y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1));
+        y[r + 2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2));
+        y[r + 3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3));
+    }
+    for (; r < n_rows; r++) y[r] = mg_dot_bf16_bh(x, (const uint16_t *)(w_raw + r * row_stride), n);
+}
+
 /* q8_0 activation quantization, bit for bit mg_quantize_block_q8_0:
  * d = amax / 127 (stored as f16, round to nearest even like F16C),
  * q = roundf(x / d) with ties away from zero (trunc, then +-1 where the
@@ -816,6 +903,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_axpby_avx512,
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q8_0_avx512},
     {mg_prep_none_bytes, mg_prep_none, mg_rows_q4_0_avx512},
+    mg_gemv_bf16_scalar,
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
@@ -826,6 +914,19 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_axpby_avx512,
     {mg_prep_q8_0_bytes, mg_prep_q8_0, mg_rows_q8_0_vnni},
     {mg_prep_q4_0_bytes, mg_prep_q4_0, mg_rows_q4_0_vnni},
+    mg_gemv_bf16_scalar,
+    mg_quantize_q8_0_avx512,
+    mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
+    mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
+};
+
+static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
+    mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
+    mg_axpby_avx512,
+    {mg_prep_q8_0_bytes, mg_prep_q8_0, mg_rows_q8_0_vnni},
+    {mg_prep_q4_0_bytes, mg_prep_q4_0, mg_rows_q4_0_vnni},
+    mg_gemv_bf16_avx512bf16,
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
@@ -839,11 +940,13 @@ mg_cpu_isa mg_cpu_detect_isa(void) {
         !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
         return MG_ISA_AVX2;
     if (!__builtin_cpu_supports("avx512vnni")) return MG_ISA_AVX512;
-    return MG_ISA_AVX512_VNNI;
+    if (!__builtin_cpu_supports("avx512bf16")) return MG_ISA_AVX512_VNNI;
+    return MG_ISA_AVX512_BF16;
 }
 
 const mg_cpu_kernels *mg_cpu_kernels_for(mg_cpu_isa isa) {
     switch (isa) {
+    case MG_ISA_AVX512_BF16: return &mg_kernels_avx512_bf16;
     case MG_ISA_AVX512_VNNI: return &mg_kernels_avx512_vnni;
     case MG_ISA_AVX512: return &mg_kernels_avx512;
     case MG_ISA_AVX2: return &mg_kernels_avx2;

@@ -7,7 +7,9 @@
  *    each weight row once for all M activation rows. That is the
  *    bandwidth-bound case where BLAS libraries fall far below the memory
  *    roofline. q8_0/q4_0 weights meet activations quantized to q8_0 on the
- *    fly, as llama.cpp does.
+ *    fly, as llama.cpp does; bf16 weights, where the CPU has AVX-512 BF16,
+ *    activations rounded to bf16 (as the bf16 GEMM path and PyTorch's bf16
+ *    nn.Linear do), four rows a step through vdpbf16ps.
  *  - f32 (and bf16 with oneDNN) weights, larger M: one GEMM call.
  *  - other weights, larger M: weight row panels are dequantized and fed
  *    to the GEMM: q8_0/q4_0 to bf16 for a native bf16 GEMM (activations
@@ -51,6 +53,7 @@ typedef struct {
     const mg_cpu_qgemv *qgemv; /* its many-row kernel, */
     const uint8_t *prep;      /* and x in that kernel's layout, prep_stride bytes a row */
     size_t prep_stride;
+    const uint16_t *xb;       /* [M, K] bf16: bf16 weights through gemv_bf16 */
     int64_t M, K, N;
     const float *bias;
     float *y;
@@ -59,6 +62,19 @@ typedef struct {
 static void mg_gemv_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
     const mg_gemv_job *job = raw;
     const int64_t K = job->K, N = job->N, n_blocks = job->K / MG_QK8_0;
+    if (job->xb) {
+        const int64_t run = job->M == 1 ? end - begin : 32;
+        for (int64_t n0 = begin; n0 < end; n0 += run) {
+            const int64_t rows = end - n0 < run ? end - n0 : run;
+            for (int64_t m = 0; m < job->M; m++) {
+                float *y = job->y + m * N + n0;
+                job->kernels->gemv_bf16(job->xb + m * K, K, job->w + n0 * job->w_row_stride, job->w_row_stride, rows, y);
+                if (job->bias)
+                    for (int64_t r = 0; r < rows; r++) y[r] += job->bias[n0 + r];
+            }
+        }
+        return;
+    }
     if (job->qgemv) {
         /* Quantized: runs of rows small enough to stay in L2 while every
          * activation row passes over them. */
@@ -107,7 +123,13 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
         .y = y,
     };
     mg_block_q8_0 *xq = NULL;
-    if (mg_dtype_is_quantized(weight->dtype)) {
+    uint16_t *xb = NULL;
+    if (weight->dtype == MG_BF16 && mg_cpu_context_isa(ctx) >= MG_ISA_AVX512_BF16 && weight->strides[0] % 2 == 0) {
+        xb = mg_aligned_alloc((size_t)(M * K) * 2);
+        if (!xb) return mg_error(MG_ERR_NO_MEMORY, "mg_linear: no memory to round %lld activation rows to bf16", (long long)M);
+        job.kernels->to_bf16(x, xb, M * K);
+        job.xb = xb;
+    } else if (mg_dtype_is_quantized(weight->dtype)) {
         const int64_t n_blocks = K / MG_QK8_0;
         const mg_cpu_qgemv *qgemv = weight->dtype == MG_Q8_0 ? &job.kernels->gemv_q8_0 : &job.kernels->gemv_q4_0;
         /* One allocation: the q8_0 rows, then the kernel's prepared copy. */
@@ -129,6 +151,7 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
      * sharing lines of y. */
     mg_cpu_parallel_for(ctx, job.N, 16, mg_gemv_rows, &job);
     mg_aligned_free(xq);
+    mg_aligned_free(xb);
     return MG_OK;
 }
 

@@ -158,8 +158,14 @@ def test_linear_bf16_decode_levels(level, M, rng, monkeypatch):
         medground.set_num_threads(0)
 
 
+def runs_int8_gemm():
+    """AVX-512 VNNI CPUs run the q8_0/q4_0 linear beyond 4 rows as an int8 GEMM (cpu_qgemm.c) with the
+    decode kernels' semantics (activations quantized to q8_0) instead of bf16 weight panels."""
+    return _C.op_kernel_info()["isa"] in ("avx512_vnni", "avx512_bf16")
+
+
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
-@pytest.mark.parametrize("M", [1, 3, 16, 17, 33])
+@pytest.mark.parametrize("M", [1, 3, 5, 16, 17, 33])
 def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
     K, N = 256, 67
     x = rng.standard_normal((M, K)).astype(np.float32)
@@ -167,7 +173,7 @@ def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
     b = rng.standard_normal(N).astype(np.float32)
     ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
     w_deq = gguf_dequantized(w, qdtype)
-    if M > 16:
+    if M > 16 and not runs_int8_gemm():
         if provider == "onednn" and _C.op_kernel_info()["native_bf16_gemm"]:
             # Prefill path with a native bf16 GEMM: weight panels are the
             # dequantized values rounded to bf16, activations rounded to bf16.
@@ -176,7 +182,8 @@ def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
             # Otherwise exact dequantized weights through the f32 GEMM.
             assert_gemm_close(ours, x, w_deq)
         return
-    # Decode path, up to 16 rows (llama.cpp's vec_dot_q*_q8_0): activations are quantized to
+    # Decode path, up to 16 rows (llama.cpp's vec_dot_q*_q8_0), and with AVX-512 VNNI the int8 GEMM
+    # beyond 4 rows, whatever the BLAS provider: activations are quantized to
     # q8_0 blocks too, then integer dots are scaled by d_x * d_w. Against
     # x and w both dequantized by gguf this is exact up to f32 rounding:
     x_deq = gguf_dequantized(x, "q8_0")
@@ -212,8 +219,8 @@ def test_linear_kernel_isa_levels_agree_with_reference(isa, qdtype, rng):
 def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, rng):
     """The many-row decode kernels: block counts around their 2- and 4-block
     steps (tails), runs of rows longer than one L2 run (32) split across two
-    threads, several activation rows and a bias."""
-    K, N, M = 32 * n_blocks, 101, 5
+    threads, several activation rows and a bias (4: more go to the int8 GEMM with AVX-512 VNNI)."""
+    K, N, M = 32 * n_blocks, 101, 4
     x = rng.standard_normal((M, K)).astype(np.float32) * 3.0
     w = rng.standard_normal((N, K)).astype(np.float32)
     b = rng.standard_normal(N).astype(np.float32)
@@ -225,9 +232,13 @@ def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, r
 def test_linear_quantized_prefill_panels_every_isa(qdtype, rng):
     """The prefill path's weight panels (vector dequantization to bf16 or
     f32, and bf16 activations) are bit for bit the scalar reference's at
-    every ISA level, on a shape with several panels and a ragged last one,
-    and within the bound of their rounding model. Scales span f16 subnormal
-    to large, so the rounding to bf16 is exercised across exponents."""
+    every ISA level up to AVX-512 (MG_CPU_ISA caps it), on a shape with
+    several panels and a ragged last one, and within the bound of their
+    rounding model. With AVX-512 VNNI the same shape runs the int8 GEMM
+    (4 K pieces of 128 blocks, a ragged last column tile): activations
+    quantized to q8_0, against gguf-dequantized x and w. Scales span f16
+    subnormal to large, so the rounding to bf16 is exercised across
+    exponents."""
     M, K, N = 40, 32 * 512, 1100  # > 16 rows: the GEMM path; 32 MiB panels of bf16 rows: 1024 + 76 rows
     x = rng.standard_normal((M, K)).astype(np.float32)
     w = rng.standard_normal((N, K)).astype(np.float32)
@@ -235,24 +246,29 @@ def test_linear_quantized_prefill_panels_every_isa(qdtype, rng):
     w_deq = gguf_dequantized(w, qdtype)
     outs = {}
     try:
-        for level in ("scalar", "avx2", "native"):
+        for level in ("scalar", "avx2", "avx512", "native"):
             os.environ["MG_CPU_ISA"] = level
             medground.set_num_threads(2)
             outs[level] = _C.op_linear(x, w, weight_dtype=qdtype)
+            int8 = runs_int8_gemm()
     finally:
         os.environ.pop("MG_CPU_ISA", None)
         medground.set_num_threads(0)
     np.testing.assert_array_equal(outs["avx2"], outs["scalar"])
-    np.testing.assert_array_equal(outs["native"], outs["scalar"])
+    np.testing.assert_array_equal(outs["avx512"], outs["scalar"])
     if _C.op_kernel_info()["native_bf16_gemm"]:
-        assert_gemm_close(outs["native"], bf16_round(x), bf16_round(w_deq))
+        assert_gemm_close(outs["avx512"], bf16_round(x), bf16_round(w_deq))
         # and the rounding is really there (f32 rounding alone stays below ~1e-7)
         exact = (f64(x) @ f64(w_deq).T).numpy()
         scale = (np.abs(x) @ np.abs(w_deq).T).astype(np.float64)
         live = scale > 0
-        assert np.max(np.abs(outs["native"] - exact)[live] / scale[live]) > 1e-5
+        assert np.max(np.abs(outs["avx512"] - exact)[live] / scale[live]) > 1e-5
     else:
-        assert_gemm_close(outs["native"], x, w_deq)
+        assert_gemm_close(outs["avx512"], x, w_deq)
+    if int8:
+        assert_gemm_close(outs["native"], gguf_dequantized(x, "q8_0"), w_deq, rtol=2e-5)
+    else:
+        np.testing.assert_array_equal(outs["native"], outs["scalar"])
 
 
 def test_linear_quantized_decode_extreme_quants(isa, rng):

@@ -153,6 +153,19 @@ float mg_cpu_gelu_erf_ref(float x);
 const mg_cpu_kernels *mg_cpu_kernels_for(mg_cpu_isa isa);
 mg_cpu_isa mg_cpu_detect_isa(void);
 
+/* ------------------------------------------- int8 GEMM (cpu_qgemm.c) */
+
+/* Whether the context's ISA level runs the int8 (AVX-512 VNNI) GEMM. */
+bool mg_cpu_qgemm_available(mg_context *ctx);
+/* y[M, N] = x[M, K] · weight^T (+ bias) for a q8_0 / q4_0 weight [N, K]
+ * (rows strides[0] bytes apart), with x quantized to q8_0 per 32-block by
+ * the kernel table's quantizer: per block d_x * d_w * (exact int32 dot),
+ * accumulated in f32, the decode GEMV's semantics. K a multiple of 32;
+ * bias f32 or NULL; y contiguous [M, N], overwritten. MG_ERR_UNSUPPORTED
+ * when not available, MG_ERR_NO_MEMORY naming the scratch size. */
+mg_status mg_cpu_qgemm(mg_context *ctx, const float *x, int64_t M, int64_t K, const mg_tensor *weight,
+                       const float *bias, float *y);
+
 /* Internal linear used by mg_linear and mg_patch_embed on validated,
  * contiguous f32 x[M, K]; weight rows contiguous, bias f32 or NULL. */
 mg_status mg_cpu_linear_rows(mg_context *ctx, const float *x, int64_t M, int64_t K,

@@ -11,6 +11,9 @@
  *    activations rounded to bf16 (as the bf16 GEMM path and PyTorch's bf16
  *    nn.Linear do), four rows a step through vdpbf16ps.
  *  - f32 (and bf16 with oneDNN) weights, larger M: one GEMM call.
+ *  - q8_0/q4_0 weights, larger M, with AVX-512 VNNI (MG_QGEMV_MAX_ROWS_VNNI):
+ *    the int8 GEMM of cpu_qgemm.c, activations quantized to q8_0 as for
+ *    the decode kernels (same semantics), ~1.6x the bf16 panel route.
  *  - other weights, larger M: weight row panels are dequantized and fed
  *    to the GEMM: q8_0/q4_0 to bf16 for a native bf16 GEMM (activations
  *    rounded to bf16, as for bf16 weights), so quantized prefill and vision
@@ -28,6 +31,13 @@
  * ms q8_0 / q4_0 at M = 16, 6.2 / 4.4 ms at M = 24; panels + GEMM 4.9 ms
  * at M = 32, 7.1 at M = 64). */
 #define MG_QGEMV_MAX_ROWS 16
+/* With AVX-512 VNNI the many-row q8_0/q4_0 linear is the int8 GEMM
+ * (cpu_qgemm.c), whose fixed cost is packing the weight (~10 ms for a
+ * DRAM-resident 4096 x 44032 on 2 threads): the GEMV wins up to 4 rows
+ * (q8_0 / q4_0: 11.6 / 9.1 ms at M = 4 against 9.7-12.3 / 9.7-11.0), the
+ * GEMM from 5 or 6 (M = 6: 16.5 / 12.8 ms GEMV, ~12 / 11 GEMM; M = 16: 41
+ * / 31 against 15 / 14). */
+#define MG_QGEMV_MAX_ROWS_VNNI 4
 /* Bytes of one dequantized weight panel: f32 panels fit a large L2/L3
  * share; bf16 panels are larger, since oneDNN's bf16 matmul runs narrow
  * weights (N well below K) far below its peak: 512 x 4096 x 4096 took 48
@@ -221,6 +231,10 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
                                 const mg_tensor *weight, const float *bias, float *y) {
     const int64_t N = weight->shape[0];
     const int64_t row_stride = weight->strides[0];
+    /* q8_0/q4_0 with AVX-512 VNNI: the int8 GEMM (cpu_qgemm.c), the decode
+     * kernels' semantics (activations quantized to q8_0 per block). */
+    if (mg_dtype_is_quantized(weight->dtype) && mg_cpu_qgemm_available(ctx))
+        return mg_cpu_qgemm(ctx, x, M, K, weight, bias, y);
     if (weight->dtype == MG_F32 && row_stride % 4 == 0) {
         MG_TRY(mg_cpu_gemm(ctx, MG_F32, M, N, K, x, K, weight->data, row_stride / 4, true, y, N));
     } else if (weight->dtype == MG_BF16 && row_stride % 2 == 0 && mg_cpu_gemm_has_bf16(ctx)) {
@@ -275,7 +289,9 @@ static mg_status mg_linear_gemm(mg_context *ctx, const float *x, int64_t M, int6
 
 mg_status mg_cpu_linear_rows(mg_context *ctx, const float *x, int64_t M, int64_t K,
                              const mg_tensor *weight, const float *bias, float *y) {
-    const int64_t gemv_rows = mg_dtype_is_quantized(weight->dtype) ? MG_QGEMV_MAX_ROWS : MG_GEMV_MAX_ROWS;
+    const int64_t gemv_rows = !mg_dtype_is_quantized(weight->dtype) ? MG_GEMV_MAX_ROWS
+                              : mg_cpu_qgemm_available(ctx)       ? MG_QGEMV_MAX_ROWS_VNNI
+                                                                  : MG_QGEMV_MAX_ROWS;
     if (M <= gemv_rows) return mg_linear_kernels(ctx, x, M, K, weight, bias, y);
     return mg_linear_gemm(ctx, x, M, K, weight, bias, y);
 }

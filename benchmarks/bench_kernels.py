@@ -13,6 +13,11 @@
   bf16 matmul). The peak is oneDNN's own matmul on the same shapes, the best
   of plain and pre-reordered (blocked) weights (benchmarks/gemm_peak.c);
   beside it PyTorch's f32 / bf16 ``F.linear``.
+* Int8 GEMM (q8_0 / q4_0 weights with AVX-512 VNNI: prefill of M = 256 / 512
+  / 1024 tokens, K = 4096, N = 4096 and 11008): GOP/s of the int8 route
+  beside the bf16-panel route it replaces (the same linear capped at
+  MG_CPU_ISA=avx512: weight panels dequantised to bf16 into oneDNN's bf16
+  matmul) and oneDNN's bf16 peak at the shape, as ratios.
 * GELU (erf): ns per element, the scalar libm reference and the vector kernel.
 * Attention (a ViT layer's non-causal self-attention, 1024 tokens x 16 heads
   x 64): ms and GFLOP/s beside PyTorch's ``scaled_dot_product_attention``.
@@ -64,10 +69,45 @@ def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3
     return max(result["plain_gflops"], result["blocked_gflops"])
 
 
+QGEMM_SHAPES = [(m, 4096, n) for n in (4096, 11008) for m in (256, 512, 1024)]  # M, K, N
+
+
+def qgemm_rows(threads: int, rng, repeats: int) -> None:
+    """The int8 GEMM (native level, AVX-512 VNNI) against the bf16-panel route (MG_CPU_ISA=avx512) and
+    oneDNN's bf16 peak, same shapes, same run."""
+    import medground
+    from medground import _C
+
+    if _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
+        print("int8 GEMM: this CPU has no AVX-512 VNNI (the q8_0/q4_0 prefill runs the bf16 panels)")
+        return
+    print(f"{'int8 GEMM (q8_0/q4_0)':<26} {'int8':>8} {'panels':>8} {'bf16 pk':>8} {'int8/':>7} {'int8/':>7}")
+    print(f"{'M x K -> N':<17}{'':<9} {'GOP/s':>8} {'GFLOP/s':>8} {'GFLOP/s':>8} {'panels':>7} {'peak':>7}")
+    for m, k, n in QGEMM_SHAPES:
+        peak = gemm_peak(m, n, k, "bf16", threads)
+        w = (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float32)
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        flops = 2 * m * n * k
+        for dtype in ("q8_0", "q4_0"):
+            rates = {}
+            for route, level in (("int8", None), ("panels", "avx512")):
+                if level:
+                    os.environ["MG_CPU_ISA"] = level
+                medground.set_num_threads(threads)  # a new context reads MG_CPU_ISA
+                try:
+                    _, seconds = _C.op_linear_timed(x, w, weight_dtype=dtype, repeats=repeats)
+                finally:
+                    os.environ.pop("MG_CPU_ISA", None)
+                rates[route] = flops / seconds / 1e9
+            medground.set_num_threads(threads)
+            print(f"  {m}x{k} -> {n} {dtype:<6} {rates['int8']:8.0f} {rates['panels']:8.0f} {peak:8.0f} "
+                  f"{rates['int8'] / rates['panels']:6.2f}x {rates['int8'] / peak:6.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="more repeats")
-    parser.add_argument("--only", choices=("gemv", "gemm", "attention"), help="one section (GEMM includes GELU)")
+    parser.add_argument("--only", choices=("gemv", "gemm", "qgemm", "attention"), help="one section (GEMM includes GELU)")
     parser.add_argument("--threads", type=int, help="this thread count only (default: 1 and all cores)")
     args = parser.parse_args()
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
@@ -146,6 +186,8 @@ def main() -> int:
             tx = torch.from_numpy(gelu_x)
             seconds = torch_best(lambda: F.gelu(tx), max(2, repeats // 2))
             print(f"  PyTorch f32 gelu{'':<10} {seconds / gelu_x.size * 1e9:8.2f}")
+        if args.only in (None, "qgemm"):
+            qgemm_rows(threads, rng, repeats=3 if args.full else 2)
         if args.only in (None, "attention"):
             print(f"{'attention 1024x16x64':<26} {'ms':>8} {'GFLOP/s':>8}")
             q, k, v = (rng.standard_normal((1024, 16, 64)).astype(np.float32) for _ in range(3))

@@ -247,6 +247,17 @@ static void mg_qgemm_columns(void *raw, int64_t begin, int64_t end, int thread_i
     }
 }
 
+/* One task: one chunk of column tiles, handed out one at a time (fine
+ * tasks balance the threads to the end; each column is packed once
+ * whatever the split). */
+static void mg_qgemm_chunk(void *raw, int64_t task, int thread_index) {
+    const mg_qgemm_job *job = raw;
+    const int64_t n_tiles = (job->N + MG_QGEMM_NR - 1) / MG_QGEMM_NR;
+    const int64_t begin = task * MG_QGEMM_CHUNK_TILES;
+    mg_qgemm_columns(raw, begin, begin + MG_QGEMM_CHUNK_TILES < n_tiles ? begin + MG_QGEMM_CHUNK_TILES : n_tiles,
+                     thread_index);
+}
+
 mg_status mg_cpu_qgemm(mg_context *ctx, const float *x, int64_t M, int64_t K, const mg_tensor *weight,
                        const float *bias, float *y) {
     static const char op[] = "mg_linear (int8 GEMM)";
@@ -294,7 +305,8 @@ mg_status mg_cpu_qgemm(mg_context *ctx, const float *x, int64_t M, int64_t K, co
     job.wpack = wbuf;
     mg_cpu_parallel_for(ctx, job.m_tiles, 4, mg_qgemm_pack_x, &job);
     const int64_t n_tiles = (job.N + MG_QGEMM_NR - 1) / MG_QGEMM_NR;
-    mg_cpu_parallel_for(ctx, n_tiles, 1, mg_qgemm_columns, &job);
+    mg_threadpool_run(mg_context_threadpool(ctx), (n_tiles + MG_QGEMM_CHUNK_TILES - 1) / MG_QGEMM_CHUNK_TILES,
+                      mg_qgemm_chunk, &job);
     mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_PANEL, wbuf, w_capacity);
     mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_ACTIVATIONS, xbuf, x_capacity);
     return MG_OK;

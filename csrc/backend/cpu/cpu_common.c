@@ -145,3 +145,14 @@ void mg_cpu_parallel_for(mg_context *ctx, int64_t n, int64_t grain, mg_cpu_range
     mg_cpu_range_job job = {fn, arg, n, chunk};
     mg_threadpool_run(mg_context_threadpool(ctx), (n + chunk - 1) / chunk, mg_cpu_range_task, &job);
 }
+
+void mg_cpu_parallel_chunks(mg_context *ctx, int64_t n, int64_t chunk, mg_cpu_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    if (chunk < 1) chunk = 1;
+    if (mg_context_n_threads(ctx) <= 1 || n <= chunk) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    mg_cpu_range_job job = {fn, arg, n, chunk};
+    mg_threadpool_run(mg_context_threadpool(ctx), (n + chunk - 1) / chunk, mg_cpu_range_task, &job);
+}

@@ -59,6 +59,11 @@ mg_status mg_cpu_broadcast_strides(const char *op, const char *what, const mg_te
  * grain items; runs inline when one chunk covers everything. */
 typedef void (*mg_cpu_range_fn)(void *arg, int64_t begin, int64_t end, int thread_index);
 void mg_cpu_parallel_for(mg_context *ctx, int64_t n, int64_t grain, mg_cpu_range_fn fn, void *arg);
+/* The same over chunks of exactly `chunk` items (the last one shorter),
+ * handed out one at a time: for memory-bound loops, where fine chunks keep
+ * both threads busy to the end instead of one waiting on the other's last
+ * multi-MB chunk. */
+void mg_cpu_parallel_chunks(mg_context *ctx, int64_t n, int64_t chunk, mg_cpu_range_fn fn, void *arg);
 
 /* ------------------------------------------------------------ scratch */
 

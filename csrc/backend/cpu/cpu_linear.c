@@ -24,6 +24,8 @@
 #include <string.h>
 
 #define MG_GEMV_MAX_ROWS 8
+/* Weight bytes per task of the GEMV. */
+#define MG_GEMV_CHUNK_BYTES ((int64_t)256 << 10)
 /* q8_0/q4_0 weights stay on the integer kernels longer: they run at
  * ~130-185 GFLOP/s for any M (each L2-sized run of weight rows meets every
  * activation row), about what dequantizing a panel plus oneDNN's bf16 GEMM
@@ -157,9 +159,13 @@ static mg_status mg_linear_kernels(mg_context *ctx, const float *x, int64_t M, i
                 qgemv->prepare(xq + m * n_blocks, n_blocks, (uint8_t *)xq + xq_bytes + m * prep_stride);
         }
     }
-    /* Chunks of whole cache lines of output per task keep threads from
-     * sharing lines of y. */
-    mg_cpu_parallel_for(ctx, job.N, 16, mg_gemv_rows, &job);
+    /* Chunks of about MG_GEMV_CHUNK_BYTES of weight rows, handed out one at
+     * a time, in multiples of 32 rows: whole cache lines of output per task
+     * keep threads from sharing lines of y, and the quantized runs stay
+     * whole. */
+    int64_t chunk = MG_GEMV_CHUNK_BYTES / (job.w_row_stride > 0 ? job.w_row_stride : 1);
+    chunk = chunk < 32 ? 32 : chunk - chunk % 32;
+    mg_cpu_parallel_chunks(ctx, job.N, chunk, mg_gemv_rows, &job);
     mg_aligned_free(xq);
     mg_aligned_free(xb);
     return MG_OK;

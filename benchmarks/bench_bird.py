@@ -313,25 +313,6 @@ def write_full_gguf(path: pathlib.Path, cfg: dict, dtype: str) -> None:
 # ------------------------------------------------------------------- parent
 
 
-def warm_page_cache(path: str, others: list[str] = ()) -> None:
-    """Read the file once so every variant starts with its weights in the page
-    cache (a first run would otherwise also time the disk), after asking the
-    kernel to drop the run's other files from it: three full-size files (35 GB)
-    do not fit this machine's RAM together, and reclaiming them while a variant
-    decodes (kswapd) slowed its decode by up to a third."""
-    for other in others:
-        if other != path and os.path.isfile(other):
-            fd = os.open(other, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-    buffer = bytearray(1 << 24)
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buffer):
-            pass
-
-
 def child(args) -> int:
     cfg = json.loads(args.config)
     if args.variant == "torch-f32":
@@ -390,7 +371,7 @@ def main() -> int:
     probes = [bandwidth]
     for variant, dtype, path in runs:
         if args.full:
-            warm_page_cache(path, [p for _, _, p in runs])
+            machine.read_into_page_cache(path, evict=[p for _, _, p in runs])
             # re-measured before every variant: the roofline uses the best probe of the run, so a
             # probe that read low (another process on the machine) cannot inflate the fractions
             probes.append(machine.bandwidth(args.threads, 1 << 24)["read_gb_s"])

@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
+import machine  # noqa: E402
 from machine import peak_rss_gb  # noqa: E402
 
 PROMPT_TOKENS = 300
@@ -347,6 +348,7 @@ def run_torch(path: str, ids: list[int], steps: int, cfg: dict) -> dict:
 
 
 SNAPSHOT: str | None = None  # folder holding a copy of python/medground (with _C) for every child
+RUN_FILES: list[str] = []  # the weights files of this run, dropped from the page cache while another one runs
 
 
 def snapshot_medground(work: pathlib.Path) -> dict:
@@ -365,21 +367,11 @@ def snapshot_medground(work: pathlib.Path) -> dict:
                 extension_mtime=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ext.stat().st_mtime)) if ext else None)
 
 
-def warm_page_cache(path: str) -> float:
-    """Read the weights file once (into the page cache, not this process's
-    RSS) so that neither engine's first forward pays for disk reads: medground
-    maps tensors lazily, llama.cpp reads (or repacks) them at load."""
-    t0 = time.perf_counter()
-    buf = bytearray(1 << 24)
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buf):
-            pass
-    return time.perf_counter() - t0
-
-
 def spawn(engine: str, path: str, ids: list[int], steps: int, threads: int, keep_logits: bool = False,
           cfg: dict | None = None, warm: bool = False, repeats: int = 1) -> dict:
-    warm_s = warm_page_cache(path) if warm else None
+    # medground maps tensors lazily, llama.cpp reads (or repacks) them at load: both start from a page
+    # cache holding this file and not the run's others
+    warm_s = machine.read_into_page_cache(path, evict=RUN_FILES) if warm else None
     spec = dict(engine=engine, path=path, ids=ids, steps=steps, threads=threads, keep_logits=keep_logits, cfg=cfg,
                 repeats=repeats, pythonpath=SNAPSHOT)
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
@@ -482,6 +474,7 @@ def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: 
     import gguf
 
     results = {}
+    RUN_FILES[:] = [str(bird) for _, bird in birds]
     for label, bird in birds:
         reader = gguf.GGUFReader(str(bird))
         eot = int(_field(reader, "config.visual.image_start_id")) - 214
@@ -489,6 +482,7 @@ def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: 
         qwen = work / (bird.stem + ".llamacpp.gguf")
         t0 = time.perf_counter()
         summary = write_llamacpp_gguf(bird, qwen)
+        RUN_FILES.append(str(qwen))
         print(f"{label}: wrote {qwen.name} ({summary['bytes'] / 1e9:.2f} GB, {summary['tensors']} tensors, "
               f"{summary['file_type']}, vocab {summary['n_vocab']}) in {time.perf_counter() - t0:.0f} s", flush=True)
         ids = prompt_ids(eot)

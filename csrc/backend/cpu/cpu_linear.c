@@ -1,7 +1,7 @@
 /* mg_linear and mg_matmul.
  *
- * Linear picks one of three paths by the number of activation rows M and
- * the weight type:
+ * Linear picks its path by the number of activation rows M, the weight
+ * type and the CPU:
  *  - M <= MG_GEMV_MAX_ROWS (decode; MG_QGEMV_MAX_ROWS for q8_0/q4_0
  *    weights): our own row-parallel dot kernels read
  *    each weight row once for all M activation rows. That is the

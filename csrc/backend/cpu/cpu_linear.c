@@ -74,29 +74,20 @@ typedef struct {
 static void mg_gemv_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
     const mg_gemv_job *job = raw;
     const int64_t K = job->K, N = job->N, n_blocks = job->K / MG_QK8_0;
-    if (job->xb) {
+    if (job->xb || job->qgemv) {
+        /* The many-row kernels (bf16 x bf16, quantized): runs of rows small
+         * enough to stay in L2 while every activation row passes over them. */
         const int64_t run = job->M == 1 ? end - begin : 32;
         for (int64_t n0 = begin; n0 < end; n0 += run) {
             const int64_t rows = end - n0 < run ? end - n0 : run;
+            const uint8_t *w = job->w + n0 * job->w_row_stride;
             for (int64_t m = 0; m < job->M; m++) {
                 float *y = job->y + m * N + n0;
-                job->kernels->gemv_bf16(job->xb + m * K, K, job->w + n0 * job->w_row_stride, job->w_row_stride, rows, y);
-                if (job->bias)
-                    for (int64_t r = 0; r < rows; r++) y[r] += job->bias[n0 + r];
-            }
-        }
-        return;
-    }
-    if (job->qgemv) {
-        /* Quantized: runs of rows small enough to stay in L2 while every
-         * activation row passes over them. */
-        const int64_t run = job->M == 1 ? end - begin : 32;
-        for (int64_t n0 = begin; n0 < end; n0 += run) {
-            const int64_t rows = end - n0 < run ? end - n0 : run;
-            for (int64_t m = 0; m < job->M; m++) {
-                float *y = job->y + m * N + n0;
-                job->qgemv->rows(job->prep ? job->prep + m * job->prep_stride : NULL, job->xq + m * n_blocks,
-                                 n_blocks, job->w + n0 * job->w_row_stride, job->w_row_stride, rows, y);
+                if (job->xb)
+                    job->kernels->gemv_bf16(job->xb + m * K, K, w, job->w_row_stride, rows, y);
+                else
+                    job->qgemv->rows(job->prep ? job->prep + m * job->prep_stride : NULL, job->xq + m * n_blocks,
+                                     n_blocks, w, job->w_row_stride, rows, y);
                 if (job->bias)
                     for (int64_t r = 0; r < rows; r++) y[r] += job->bias[n0 + r];
             }

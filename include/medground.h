@@ -228,10 +228,24 @@ typedef enum mg_blas {
     MG_BLAS_OPENBLAS = 2,
 } mg_blas;
 
+/* Where f32 ops may take their products in bf16 (sums stay f32), as
+ * torch.set_float32_matmul_precision and oneDNN's fpmath_mode allow. Today
+ * this governs mg_attention of >= 8 query rows on CPUs with AVX-512 BF16
+ * (twice the multiply-adds per instruction); elsewhere it changes nothing. */
+typedef enum mg_fpmath {
+    MG_FPMATH_DEFAULT = 0, /* MG_FPMATH environment variable (auto | strict | bf16), else auto */
+    MG_FPMATH_AUTO = 1,    /* the model decides: a ViT vision tower (BiRD's ViT-bigG, MedPLIB's
+                              CLIP) whose weights are bf16, f16, q8_0 or q4_0 takes bf16 products
+                              in attention; f32 towers, SAM and the language models do not */
+    MG_FPMATH_STRICT = 2,  /* f32 products everywhere */
+    MG_FPMATH_BF16 = 3,    /* bf16 products in every attention that has a bf16 kernel */
+} mg_fpmath;
+
 typedef struct mg_context_options {
     mg_device device;  /* MG_DEVICE_CPU (default) or MG_DEVICE_CUDA         */
     int n_threads;     /* <= 0: number of cores                             */
     mg_blas blas;      /* CPU GEMM provider                                 */
+    mg_fpmath fpmath;  /* precision of f32 products (above)                 */
 } mg_context_options;
 
 /* Caller frees with mg_context_destroy. options may be NULL (defaults). */
@@ -241,6 +255,11 @@ mg_threadpool *mg_context_threadpool(mg_context *ctx);
 int mg_context_n_threads(const mg_context *ctx);
 mg_blas mg_context_blas(const mg_context *ctx);
 const char *mg_context_backend_name(const mg_context *ctx);
+/* The mode in force (never MG_FPMATH_DEFAULT: that resolves at creation). */
+mg_fpmath mg_context_fpmath(const mg_context *ctx);
+/* MG_FPMATH_DEFAULT re-reads the environment; an unknown value is
+ * MG_ERR_INVALID_ARGUMENT. */
+mg_status mg_context_set_fpmath(mg_context *ctx, mg_fpmath mode);
 
 /* ======================================================================== */
 /* == backend ops (CPU now, CUDA behind the same interface)               == */

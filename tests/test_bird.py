@@ -165,6 +165,28 @@ def test_vision_and_resampler(runs, fmt):
     assert rel_err(r["c_emb"], r["r_emb"]) <= tol
 
 
+@pytest.mark.parametrize("fmt", ["gguf-f32", "gguf-bf16", "gguf-q4_0"])
+def test_vision_attention_precision_follows_the_weights(runs, fmt):
+    """medground.set_fpmath: under "auto" (the default) a tower with rounded
+    weights takes its attention products in bf16 where the CPU has AVX-512
+    BF16; an f32 tower never does; "strict" keeps f32 products everywhere."""
+    r, tol = runs[fmt], TOL[FORMATS[fmt]]
+    pixels = image()
+    assert medground.get_fpmath() == "auto"
+    try:
+        medground.set_fpmath("strict")
+        strict_emb, strict_feat = _C.bird_encode_image(r["handle"], pixels, return_features=True)
+    finally:
+        medground.set_fpmath("default")
+    auto_feat = r["c_feat"]  # computed under "auto" by the fixture
+    assert rel_err(strict_feat, r["r_feat"]) <= tol
+    assert rel_err(auto_feat, r["r_feat"]) <= tol
+    if FORMATS[fmt] == "f32" or _C.op_kernel_info()["isa"] != "avx512_bf16":
+        np.testing.assert_array_equal(auto_feat, strict_feat)
+    else:
+        assert rel_err(auto_feat, strict_feat) > 1e-6, "bf16 attention was not taken"
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_prefill_hidden_states_and_logits(runs, fmt):
     r, tol = runs[fmt], TOL[FORMATS[fmt]]

@@ -693,6 +693,124 @@ def test_attention_errors():
         _C.op_attention(q, np.zeros((5, 2, 8), np.float32), np.zeros((5, 2, 8), np.float16))
 
 
+@pytest.fixture
+def fpmath_bf16(threads):
+    medground.set_fpmath("bf16")
+    yield
+    medground.set_fpmath("default")
+
+
+def attention_f64(q, k, v, scale, causal=False, mask=None):
+    """Exact attention (f64) on [T, H, D] layouts, GQA by repeated kv heads;
+    rows that see no key are zero (as ours)."""
+    tq, hq, _ = q.shape
+    tk, hk, _ = v.shape
+    qq = q.astype(np.float64).transpose(1, 0, 2)
+    kk = np.repeat(k.astype(np.float64).transpose(1, 0, 2), hq // hk, 0)
+    vv = np.repeat(v.astype(np.float64).transpose(1, 0, 2), hq // hk, 0)
+    s = qq @ kk.transpose(0, 2, 1) * scale
+    if mask is not None:
+        s = s + mask
+    if causal:
+        seen = np.arange(tk)[None, :] <= np.arange(tq)[:, None] + (tk - tq)
+        s = np.where(seen[None], s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    p = np.exp(s - np.where(np.isfinite(m), m, 0.0))
+    total = p.sum(-1, keepdims=True)
+    return ((p @ vv) / np.where(total > 0, total, 1.0)).transpose(1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    "tq,tk,hq,hkv,d,dv,causal",
+    [(1025, 1025, 2, 2, 104, 104, False),  # ViT-bigG at 448 px: 17 key blocks, the last of one key
+     (40, 90, 2, 2, 104, 104, True), (33, 71, 6, 3, 41, 24, False),  # odd head dim, odd key count, GQA
+     (8, 8, 1, 1, 16, 16, False), (150, 150, 3, 3, 40, 24, True), (20, 131, 2, 1, 64, 160, True)],
+)
+def test_attention_bf16_products(fpmath_bf16, tq, tk, hq, hkv, d, dv, causal, rng):
+    """fpmath "bf16": scale*q, k, p and v are rounded to bf16 and their products
+    summed in f32. Against exact attention on the rounded q, k, v, what remains
+    is the rounding of p (2^-9 relative per weight): at most 2^-8 of max |v|,
+    and a mean error far below it; the f32 path (strict) differs by the rounding
+    of q, k and v too, so the bf16 kernel must differ from it where it runs."""
+    q = rng.standard_normal((tq, hq, d)).astype(np.float32)
+    k = rng.standard_normal((tk, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((tk, hkv, dv)).astype(np.float32)
+    scale = np.float32(1.0 / np.sqrt(d))
+    ours = _C.op_attention(q, k, v, causal=causal)
+    exact = attention_f64(bf16_round(q * scale), bf16_round(k), bf16_round(v), 1.0, causal)
+    err = np.abs(ours - exact)
+    assert err.max() <= 2.0**-8 * np.abs(v).max()
+    assert err.mean() <= 5e-4
+    medground.set_fpmath("strict")
+    strict = _C.op_attention(q, k, v, causal=causal)
+    np.testing.assert_allclose(strict, attention_f64(q, k, v, float(scale), causal), rtol=1e-5, atol=2e-6)
+    if _C.op_kernel_info()["isa"] == "avx512_bf16":
+        assert np.abs(ours - strict).max() > 1e-4, "the bf16 kernel did not run"
+    else:  # no vdpbf16ps: "bf16" changes nothing
+        np.testing.assert_array_equal(ours, strict)
+
+
+def test_attention_bf16_mask_and_rows_seeing_nothing(fpmath_bf16, rng):
+    T, H, D = 150, 3, 40
+    q = rng.standard_normal((T, H, D)).astype(np.float32)
+    k = rng.standard_normal((T, H, D)).astype(np.float32)
+    v = rng.standard_normal((T, H, 24)).astype(np.float32)
+    mask = np.zeros((H, T, T), np.float32)
+    mask[:, :50, :128] = -np.inf  # rows 0..49 see only keys 128..149
+    mask[1, 60:, 64:] = -np.inf
+    mask[2] += rng.standard_normal((T, T)).astype(np.float32)
+    ours = _C.op_attention(q, k, v, mask=mask, scale=0.3)
+    exact = attention_f64(bf16_round(q * np.float32(0.3)), bf16_round(k), bf16_round(v), 1.0, mask=mask)
+    assert np.abs(ours - exact).max() <= 2.0**-8 * np.abs(v).max()
+    tq, tk = 40, 10
+    causal = _C.op_attention(q[:tq], k[:tk], v[:tk], causal=True)
+    assert np.all(causal[: tq - tk] == 0.0)  # these rows see no key
+    exact = attention_f64(bf16_round(q[:tq] / np.sqrt(np.float32(D))), bf16_round(k[:tk]), bf16_round(v[:tk]),
+                          1.0, causal=True)
+    assert np.abs(causal - exact).max() <= 2.0**-8 * np.abs(v).max()
+
+
+def test_attention_bf16_mode_below_avx512_bf16_is_the_f32_path(monkeypatch, rng):
+    """Capped below AVX-512 BF16 (MG_CPU_ISA), "bf16" keeps f32 products."""
+    q = rng.standard_normal((70, 2, 40)).astype(np.float32)
+    monkeypatch.setenv("MG_CPU_ISA", "avx512_vnni")
+    try:
+        medground.set_num_threads(2)
+        medground.set_fpmath("bf16")
+        capped = _C.op_attention(q, q, q, causal=True)
+        medground.set_fpmath("strict")
+        np.testing.assert_array_equal(capped, _C.op_attention(q, q, q, causal=True))
+    finally:
+        monkeypatch.delenv("MG_CPU_ISA")
+        medground.set_fpmath("default")
+        medground.set_num_threads(0)
+
+
+def test_fpmath_modes_and_errors(monkeypatch):
+    assert medground.get_fpmath() == "auto"
+    q = np.random.default_rng(0).standard_normal((16, 2, 8)).astype(np.float32)
+    auto = _C.op_attention(q, q, q)  # no model says "rounded weights": f32 products
+    try:
+        medground.set_fpmath("strict")
+        assert medground.get_fpmath() == "strict"
+        np.testing.assert_array_equal(_C.op_attention(q, q, q), auto)
+        medground.set_num_threads(1)  # a new shared context keeps the mode
+        assert medground.get_fpmath() == "strict"
+        with pytest.raises(medground.InvalidArgumentError, match="fpmath 'fast': expected 'auto', 'strict', 'bf16'"):
+            medground.set_fpmath("fast")
+        monkeypatch.setenv("MG_FPMATH", "bf16")
+        medground.set_fpmath("default")
+        assert medground.get_fpmath() == "bf16"
+        monkeypatch.setenv("MG_FPMATH", "fast")
+        with pytest.raises(medground.InvalidArgumentError, match="MG_FPMATH=fast: expected 'auto', 'strict' or 'bf16'"):
+            medground.set_fpmath("default")
+    finally:
+        monkeypatch.delenv("MG_FPMATH", raising=False)
+        medground.set_fpmath("default")
+        medground.set_num_threads(0)
+    assert medground.get_fpmath() == "auto"
+
+
 # ---------------------------------------------------------------- patch embed
 
 

@@ -45,6 +45,8 @@ struct mg_context {
     int n_threads;
     mg_blas blas;
     mg_device device;
+    mg_fpmath fpmath; /* resolved: AUTO, STRICT or BF16 */
+    bool hint_bf16;   /* the running model's say under AUTO */
 };
 
 extern const mg_backend mg_cpu_backend;

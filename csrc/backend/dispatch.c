@@ -4,9 +4,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* MG_FPMATH_DEFAULT -> the MG_FPMATH environment variable, else AUTO. */
+static mg_status mg_resolve_fpmath(mg_fpmath mode, mg_fpmath *out) {
+    if (mode == MG_FPMATH_DEFAULT) {
+        const char *env = getenv("MG_FPMATH");
+        if (!env || !*env || strcmp(env, "auto") == 0) mode = MG_FPMATH_AUTO;
+        else if (strcmp(env, "strict") == 0) mode = MG_FPMATH_STRICT;
+        else if (strcmp(env, "bf16") == 0) mode = MG_FPMATH_BF16;
+        else return mg_error(MG_ERR_INVALID_ARGUMENT, "MG_FPMATH=%s: expected 'auto', 'strict' or 'bf16'", env);
+    }
+    if (mode != MG_FPMATH_AUTO && mode != MG_FPMATH_STRICT && mode != MG_FPMATH_BF16)
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "unknown fpmath mode %d (expected MG_FPMATH_DEFAULT, _AUTO, "
+                        "_STRICT or _BF16)", (int)mode);
+    *out = mode;
+    return MG_OK;
+}
+
 mg_status mg_context_create(const mg_context_options *options, mg_context **out) {
     *out = NULL;
-    mg_context_options defaults = {MG_DEVICE_CPU, 0, MG_BLAS_DEFAULT};
+    mg_context_options defaults = {MG_DEVICE_CPU, 0, MG_BLAS_DEFAULT, MG_FPMATH_DEFAULT};
     if (!options) options = &defaults;
     mg_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return mg_error(MG_ERR_NO_MEMORY, "context: out of memory");
@@ -26,6 +42,11 @@ mg_status mg_context_create(const mg_context_options *options, mg_context **out)
     if (ctx->blas != MG_BLAS_ONEDNN && ctx->blas != MG_BLAS_OPENBLAS) {
         free(ctx);
         return mg_error(MG_ERR_INVALID_ARGUMENT, "unknown BLAS choice %d", (int)options->blas);
+    }
+    mg_status fp = mg_resolve_fpmath(options->fpmath, &ctx->fpmath);
+    if (fp != MG_OK) {
+        free(ctx);
+        return fp;
     }
     if (options->device == MG_DEVICE_CPU) {
         ctx->backend = &mg_cpu_backend;
@@ -68,6 +89,22 @@ mg_threadpool *mg_context_threadpool(mg_context *ctx) { return ctx->pool; }
 int mg_context_n_threads(const mg_context *ctx) { return ctx->n_threads; }
 mg_blas mg_context_blas(const mg_context *ctx) { return ctx->blas; }
 const char *mg_context_backend_name(const mg_context *ctx) { return ctx->backend->name; }
+mg_fpmath mg_context_fpmath(const mg_context *ctx) { return ctx->fpmath; }
+
+mg_status mg_context_set_fpmath(mg_context *ctx, mg_fpmath mode) {
+    if (!ctx) return mg_error(MG_ERR_INVALID_ARGUMENT, "mg_context_set_fpmath: context is NULL");
+    return mg_resolve_fpmath(mode, &ctx->fpmath);
+}
+
+bool mg_context_fpmath_bf16(const mg_context *ctx) {
+    return ctx->fpmath == MG_FPMATH_BF16 || (ctx->fpmath == MG_FPMATH_AUTO && ctx->hint_bf16);
+}
+
+bool mg_context_hint_bf16(mg_context *ctx, bool allow) {
+    const bool previous = ctx->hint_bf16;
+    ctx->hint_bf16 = allow;
+    return previous;
+}
 
 #define MG_NEED_CONTEXT(ctx, op)                                                 \
     do {                                                                         \

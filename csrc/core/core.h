@@ -24,6 +24,12 @@ mg_status mg_error_prefix(mg_status status, const char *fmt, ...) MG_PRINTF(2, 3
 /* Sends a diagnostic to the log callback, if any. */
 void mg_log(int level, const char *fmt, ...) MG_PRINTF(2, 3);
 
+/* Whether f32 products may be taken in bf16 here: MG_FPMATH_BF16, or
+ * MG_FPMATH_AUTO while the running model has said so with
+ * mg_context_hint_bf16 (which returns the previous say, to restore). */
+bool mg_context_fpmath_bf16(const mg_context *ctx);
+bool mg_context_hint_bf16(mg_context *ctx, bool allow);
+
 /* Propagate a failure unchanged. */
 #define MG_TRY(expr)                        \
     do {                                    \

@@ -334,10 +334,18 @@ mg_status mg_vit_forward(mg_context *ctx, mg_vit *vit, const mg_tensor *image, m
 
     /* 3. ln_pre, then the blocks */
     MG_TRY(mg_layer_norm(ctx, &x, &vit->ln_pre_weight, &vit->ln_pre_bias, c->norm_eps, &x));
+    /* Under MG_FPMATH_AUTO a tower whose weights are already rounded takes
+     * its attention products in bf16 (the error is of the weights' order). */
+    const bool rounded = vit->layers[0].fc1_weight.dtype != MG_F32;
+    const bool hint = mg_context_hint_bf16(ctx, rounded);
     for (int l = 0; l < c->n_layers_run; l++) {
         mg_status status = mg_vit_block(ctx, vit, &vit->layers[l], &x, &h, &qkv, &attn, &mlp);
-        if (status != MG_OK) return mg_error_prefix(status, "vit block %d", l);
+        if (status != MG_OK) {
+            mg_context_hint_bf16(ctx, hint);
+            return mg_error_prefix(status, "vit block %d", l);
+        }
     }
+    mg_context_hint_bf16(ctx, hint);
 
     /* 4. output rows (class token dropped on request) */
     int64_t skip = c->class_token && c->drop_class_token ? 1 : 0;

@@ -134,7 +134,8 @@ static mg_device mg_py_device = MG_DEVICE_CPU;
 /* Selects the device of the shared context (takes effect now). */
 int mg_py_set_device(mg_device device) {
     mg_context_options options = {device, mg_py_context ? mg_context_n_threads(mg_py_context) : 0,
-                                  mg_py_context ? mg_context_blas(mg_py_context) : MG_BLAS_DEFAULT};
+                                  mg_py_context ? mg_context_blas(mg_py_context) : MG_BLAS_DEFAULT,
+                                  mg_py_context ? mg_context_fpmath(mg_py_context) : MG_FPMATH_DEFAULT};
     mg_context *ctx = NULL;
     mg_status status = mg_context_create(&options, &ctx);
     if (status != MG_OK) return mg_py_raise_int(status);
@@ -146,7 +147,7 @@ int mg_py_set_device(mg_device device) {
 
 mg_context *mg_py_default_context(void) {
     if (!mg_py_context) {
-        mg_context_options options = {mg_py_device, 0, MG_BLAS_DEFAULT};
+        mg_context_options options = {mg_py_device, 0, MG_BLAS_DEFAULT, MG_FPMATH_DEFAULT};
         const char *env = getenv("MG_NUM_THREADS");
         if (env) options.n_threads = atoi(env);
         mg_status status = mg_context_create(&options, &mg_py_context);
@@ -160,7 +161,8 @@ mg_context *mg_py_default_context(void) {
 
 /* Replaces the shared context (thread count / BLAS choice). */
 int mg_py_reset_default_context(int n_threads, int blas) {
-    mg_context_options options = {mg_py_device, n_threads, (mg_blas)blas};
+    mg_context_options options = {mg_py_device, n_threads, (mg_blas)blas,
+                                  mg_py_context ? mg_context_fpmath(mg_py_context) : MG_FPMATH_DEFAULT};
     mg_context *ctx = NULL;
     mg_status status = mg_context_create(&options, &ctx);
     if (status != MG_OK) return mg_py_raise_int(status);

@@ -28,6 +28,34 @@ static PyObject *py_get_blas(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(mg_context_blas(ctx) == MG_BLAS_OPENBLAS ? "openblas" : "onednn");
 }
 
+static const char *const mg_py_fpmath_names[] = {"default", "auto", "strict", "bf16"};
+
+static PyObject *py_set_fpmath(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_fpmath: mode must be a str");
+        return NULL;
+    }
+    int mode = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, mg_py_fpmath_names[i]) == 0) mode = i;
+    if (mode < 0)
+        return mg_py_raise(mg_error(MG_ERR_INVALID_ARGUMENT,
+                                    "fpmath '%s': expected 'auto', 'strict', 'bf16' or 'default'", name));
+    mg_context *ctx = mg_py_default_context();
+    if (!ctx) return NULL;
+    mg_status status = mg_context_set_fpmath(ctx, (mg_fpmath)mode);
+    if (status != MG_OK) return mg_py_raise(status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_fpmath(PyObject *self, PyObject *unused) {
+    mg_context *ctx = mg_py_default_context();
+    if (!ctx) return NULL;
+    const int mode = (int)mg_context_fpmath(ctx);
+    return PyUnicode_FromString(mode >= 0 && mode < 4 ? mg_py_fpmath_names[mode] : "unknown");
+}
+
 static PyObject *py_cpu_count(PyObject *self, PyObject *unused) { return PyLong_FromLong(mg_cpu_count()); }
 
 /* quantize(array f32 2-D/1-D, dtype name) -> uint8 array of the block bytes, rows kept. */
@@ -155,7 +183,7 @@ static PyObject *py_get_device(PyObject *self, PyObject *unused) {
 
 /* (available, reason): whether a CUDA context can be made here, and why not. */
 static PyObject *py_cuda_status(PyObject *self, PyObject *unused) {
-    mg_context_options options = {MG_DEVICE_CUDA, 1, MG_BLAS_DEFAULT};
+    mg_context_options options = {MG_DEVICE_CUDA, 1, MG_BLAS_DEFAULT, MG_FPMATH_DEFAULT};
     mg_context *ctx = NULL;
     mg_status status = mg_context_create(&options, &ctx);
     if (status == MG_OK) {
@@ -182,6 +210,9 @@ static PyMethodDef mg_core_methods[] = {
      "set_num_threads(n_threads=0, blas=None): threads for medground's shared context (0 = all cores)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads of the shared context."},
     {"get_blas", py_get_blas, METH_NOARGS, "GEMM provider of the shared context ('onednn'/'openblas')."},
+    {"set_fpmath", py_set_fpmath, METH_O,
+     "set_fpmath(mode): 'auto' (models decide), 'strict' (f32 products) or 'bf16'; 'default' re-reads MG_FPMATH."},
+    {"get_fpmath", py_get_fpmath, METH_NOARGS, "Precision mode of the shared context: 'auto', 'strict' or 'bf16'."},
     {"cpu_count", py_cpu_count, METH_NOARGS, "Online CPU cores."},
     {"quantize", py_quantize, METH_VARARGS, "quantize(f32 array, dtype) -> uint8 [rows, row_bytes] (GGUF blocks)."},
     {"dequantize", py_dequantize, METH_VARARGS, "dequantize(uint8 [rows, row_bytes], dtype, n) -> f32 [rows, n]."},

@@ -190,6 +190,9 @@ def get_blas(*args: Any, **kwargs: Any) -> Any:
 def get_device(*args: Any, **kwargs: Any) -> Any:
     """Backend name of the shared context."""
     ...
+def get_fpmath(*args: Any, **kwargs: Any) -> Any:
+    """Precision mode of the shared context: 'auto', 'strict' or 'bf16'."""
+    ...
 def get_num_threads(*args: Any, **kwargs: Any) -> Any:
     """Threads of the shared context."""
     ...
@@ -354,6 +357,9 @@ def sam_upscale_masks(*args: Any, **kwargs: Any) -> Any:
     ...
 def set_device(*args: Any, **kwargs: Any) -> Any:
     """set_device('cpu'|'cuda'): device of the shared context."""
+    ...
+def set_fpmath(*args: Any, **kwargs: Any) -> Any:
+    """set_fpmath(mode): 'auto' (models decide), 'strict' (f32 products) or 'bf16'; 'default' re-reads MG_FPMATH."""
     ...
 def set_num_threads(*args: Any, **kwargs: Any) -> Any:
     """set_num_threads(n_threads=0, blas=None): threads for medground's shared context (0 = all cores)."""

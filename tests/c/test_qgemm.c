@@ -188,7 +188,8 @@ static void check_errors(mg_context *ctx) {
 
 int main(void) {
     mg_context *one = NULL, *two = NULL;
-    mg_context_options o1 = {MG_DEVICE_CPU, 1, MG_BLAS_DEFAULT}, o2 = {MG_DEVICE_CPU, 2, MG_BLAS_DEFAULT};
+    mg_context_options o1 = {MG_DEVICE_CPU, 1, MG_BLAS_DEFAULT, MG_FPMATH_DEFAULT},
+                       o2 = {MG_DEVICE_CPU, 2, MG_BLAS_DEFAULT, MG_FPMATH_DEFAULT};
     CHECK_OK(mg_context_create(&o1, &one));
     CHECK_OK(mg_context_create(&o2, &two));
     if (!one || !two) return mg_test_finish("test_qgemm");

@@ -313,6 +313,270 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
         for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
     }
 }
+
+/* ------------------------------------------- blocked path, bf16 products
+ *
+ * The same tiles with the products taken in bf16 (sums in f32), for
+ * contexts whose fpmath mode allows it (mg_context_fpmath_bf16): scale*q,
+ * k, p and v are rounded to bf16 (round to nearest even) and each
+ * vdpbf16ps takes two of them per lane, twice the multiply-adds of an f32
+ * FMA at the same issue rate. The product of two bf16 values is exact in
+ * f32, so the only differences from the f32 path are the roundings of the
+ * four operands; the softmax statistics (max, sum, the rescaling) stay f32.
+ * K and V are packed once per call for every head (all query tasks of a
+ * head share them) into the operand order of vdpbf16ps: for a block of 64
+ * keys, K^T as [D/2][64] words of two consecutive d, V as [32][Dv'] words of
+ * two consecutive keys (Dv' = Dv rounded up to 16, zero-padded). */
+
+/* Head dimensions up to this take the bf16 path (a stack row of words). */
+#define MG_FA16_MAX_D 1024
+#define MG_AVX512_BF16_FA \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+
+typedef struct {
+    const mg_attention_job *job;
+    uint32_t *kpack, *vpack; /* [Hkv][key blocks][...] words of two bf16 */
+    int64_t n_key_blocks, d_pairs, dv_padded, k_block_words, v_block_words;
+} mg_fa16_job;
+
+/* Sixteen f32 to bf16 (vcvtneps2bf16: nearest even, denormals to zero). */
+MG_AVX512_BF16_FA MG_FA_INLINE __m256i mg_fa16_round(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+
+/* One task per (kv head, key block): pack that block's K^T and V. */
+MG_AVX512_BF16_FA static void mg_fa16_pack(void *raw, int64_t task, int thread_index) {
+    (void)thread_index;
+    const mg_fa16_job *fj = raw;
+    const mg_attention_job *job = fj->job;
+    const int64_t hk = task / fj->n_key_blocks, kb = task % fj->n_key_blocks, k0 = kb * MG_FA_BK;
+    const int64_t nk = job->Tk - k0 < MG_FA_BK ? job->Tk - k0 : MG_FA_BK;
+    const int64_t D = job->D, Dv = job->Dv, P = fj->d_pairs, Dvp = fj->dv_padded;
+    uint32_t *kt = fj->kpack + task * fj->k_block_words;
+    uint32_t *vt = fj->vpack + task * fj->v_block_words;
+    /* K^T: row j of K to D/2 words, then those words down column j. */
+    uint32_t words[MG_FA16_MAX_D / 2];
+    for (int64_t j = 0; j < MG_FA_BK; j++) {
+        if (j < nk) {
+            const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
+            for (int64_t d = 0; d < 2 * P; d += 16) {
+                const int64_t left = D - d;
+                const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d)));
+            }
+            for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = words[p];
+        } else {
+            for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = 0;
+        }
+    }
+    /* V: keys 2i and 2i + 1 interleaved per column. */
+    for (int64_t i = 0; i < MG_FA_BK / 2; i++) {
+        const int64_t j0 = 2 * i, j1 = 2 * i + 1;
+        const float *v0 = j0 < nk ? (const float *)(job->v + (k0 + j0) * job->v_strides[0] + hk * job->v_strides[1]) : NULL;
+        const float *v1 = j1 < nk ? (const float *)(job->v + (k0 + j1) * job->v_strides[0] + hk * job->v_strides[1]) : NULL;
+        for (int64_t c = 0; c < Dvp; c += 16) {
+            const int64_t left = Dv - c;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __m512 a = v0 ? _mm512_maskz_loadu_ps(m, v0 + c) : _mm512_setzero_ps();
+            const __m512 b = v1 ? _mm512_maskz_loadu_ps(m, v1 + c) : _mm512_setzero_ps();
+            const __m512i lo = _mm512_cvtepu16_epi32(mg_fa16_round(a));
+            const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(mg_fa16_round(b)), 16);
+            _mm512_storeu_si512(vt + i * Dvp + c, _mm512_or_si512(lo, hi));
+        }
+    }
+}
+
+/* S[r][0..64) = q_r . K^T for R rows: q as words of two bf16 (P pairs). */
+MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_scores(const int R, const uint32_t *q, int64_t P, const uint32_t *kt,
+                                                   float *s) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < P; p++) {
+        const uint32_t *kp = kt + p * MG_FA_BK;
+        const __m512bh k0 = (__m512bh)_mm512_load_si512(kp), k1 = (__m512bh)_mm512_load_si512(kp + 16);
+        const __m512bh k2 = (__m512bh)_mm512_load_si512(kp + 32), k3 = (__m512bh)_mm512_load_si512(kp + 48);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512bh qv = (__m512bh)_mm512_set1_epi32((int)q[r * P + p]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], qv, k0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], qv, k1);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], qv, k2);
+            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], qv, k3);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) _mm512_store_ps(s + r * MG_FA_BK + 16 * c, acc[r][c]);
+}
+
+/* o_r[c0 .. c0 + 16 NV) = o_r * corr_r + sum_j p_r[j] v_j over key pairs
+ * (np of them); p as 32 words of two bf16 per row. */
+MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_pv(const int R, const int NV, float *const *orows, const float *corr,
+                                               const uint32_t *p, const uint32_t *vt, int64_t Dvp, int64_t np,
+                                               int64_t c0, const __mmask16 cmask[4]) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        const __m512 c = _mm512_set1_ps(corr[r]);
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++)
+            acc[r][k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cmask[k], orows[r] + c0 + 16 * k), c);
+    }
+    for (int64_t i = 0; i < np; i++) {
+        const uint32_t *vi = vt + i * Dvp + c0;
+        __m512bh vv[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++) vv[k] = (__m512bh)_mm512_loadu_si512(vi + 16 * k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512bh pv = (__m512bh)_mm512_set1_epi32((int)p[r * (MG_FA_BK / 2) + i]);
+#pragma GCC unroll 4
+            for (int k = 0; k < NV; k++) acc[r][k] = _mm512_dpbf16_ps(acc[r][k], pv, vv[k]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int k = 0; k < NV; k++) _mm512_mask_storeu_ps(orows[r] + c0 + 16 * k, cmask[k], acc[r][k]);
+}
+
+#define MG_FA16_PV_NV(R, nv, ...)                                       \
+    do {                                                                \
+        switch (nv) {                                                   \
+        case 1: mg_fa16_pv(R, 1, __VA_ARGS__); break;                   \
+        case 2: mg_fa16_pv(R, 2, __VA_ARGS__); break;                   \
+        case 3: mg_fa16_pv(R, 3, __VA_ARGS__); break;                   \
+        default: mg_fa16_pv(R, 4, __VA_ARGS__); break;                  \
+        }                                                               \
+    } while (0)
+
+/* Scratch floats per thread of the bf16 blocked path: scores, q words,
+ * p words, max / sum / correction. */
+static int64_t mg_fa16_scratch_floats(int64_t D) {
+    return MG_FA_BQ * MG_FA_BK + MG_FA_BQ * ((D + 1) / 2) + MG_FA_BQ * (MG_FA_BK / 2) + 3 * MG_FA_BQ + 16;
+}
+
+MG_AVX512_BF16_FA static void mg_attention_task_bf16(void *raw, int64_t task, int thread_index) {
+    const mg_fa16_job *fj = raw;
+    const mg_attention_job *job = fj->job;
+    const int64_t h = task / job->n_query_blocks;
+    const int64_t q0 = (task % job->n_query_blocks) * MG_FA_BQ;
+    const int64_t q1 = q0 + MG_FA_BQ < job->Tq ? q0 + MG_FA_BQ : job->Tq;
+    const int64_t nq = q1 - q0, hk = h / job->group, D = job->D, Dv = job->Dv, P = fj->d_pairs;
+    const int64_t offset = job->Tk - job->Tq; /* query i sees keys j <= i + offset */
+    float *s = job->scratch + (int64_t)thread_index * job->scratch_per_thread; /* 64-byte aligned */
+    uint32_t *qw = (uint32_t *)(s + MG_FA_BQ * MG_FA_BK);
+    uint32_t *pw = qw + MG_FA_BQ * P;
+    float *row_max = (float *)(pw + MG_FA_BQ * (MG_FA_BK / 2)), *row_sum = row_max + MG_FA_BQ;
+    float *corr = row_sum + MG_FA_BQ;
+    float *orows[MG_FA_BQ];
+    const __m512 vscale = _mm512_set1_ps(job->scale);
+    for (int64_t i = 0; i < nq; i++) {
+        const float *qi = (const float *)(job->q + (q0 + i) * job->q_strides[0] + h * job->q_strides[1]);
+        for (int64_t d = 0; d < 2 * P; d += 16) {
+            const int64_t left = D - d;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __m256i r = mg_fa16_round(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, qi + d), vscale));
+            /* 2P - d words may be fewer than 8 at the tail: store only those. */
+            const int64_t words = (2 * P - d) / 2 < 8 ? (2 * P - d) / 2 : 8;
+            _mm256_mask_storeu_epi32(qw + i * P + d / 2, (__mmask8)((1u << words) - 1), r);
+        }
+        orows[i] = job->out + ((q0 + i) * job->Hq + h) * Dv;
+        memset(orows[i], 0, (size_t)Dv * sizeof(float));
+        row_max[i] = -INFINITY;
+        row_sum[i] = 0.0f;
+    }
+    int64_t key_end = job->Tk;
+    if (job->causal) {
+        key_end = q1 - 1 + offset + 1;
+        if (key_end > job->Tk) key_end = job->Tk;
+    }
+    for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
+        const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
+        const int64_t block = hk * fj->n_key_blocks + k0 / MG_FA_BK;
+        const uint32_t *kt = fj->kpack + block * fj->k_block_words;
+        const uint32_t *vt = fj->vpack + block * fj->v_block_words;
+        int64_t i = 0;
+        for (; i + 4 <= nq; i += 4) mg_fa16_scores(4, qw + i * P, P, kt, s + i * MG_FA_BK);
+        for (; i < nq; i++) mg_fa16_scores(1, qw + i * P, P, kt, s + i * MG_FA_BK);
+        for (i = 0; i < nq; i++) {
+            float *si = s + i * MG_FA_BK;
+            int64_t visible = nk;
+            if (job->causal && q0 + i + offset + 1 - k0 < visible) visible = q0 + i + offset + 1 - k0;
+            if (visible < 0) visible = 0;
+            if (job->mask) {
+                const uint8_t *mrow = job->mask + h * job->mask_strides[0] + (q0 + i) * job->mask_strides[1];
+                for (int64_t j = 0; j < visible; j++) {
+                    float add;
+                    memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
+                    si[j] += add;
+                }
+            }
+            for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+            __m512 vmax = _mm512_load_ps(si);
+            for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
+            const float block_max = _mm512_reduce_max_ps(vmax);
+            const float old_max = row_max[i];
+            const float new_max = block_max > old_max ? block_max : old_max;
+            uint32_t *pi = pw + i * (MG_FA_BK / 2);
+            if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
+                corr[i] = 1.0f;
+                memset(pi, 0, (MG_FA_BK / 2) * sizeof(uint32_t));
+                continue;
+            }
+            corr[i] = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+            const __m512 vm = _mm512_set1_ps(new_max);
+            __m512 vsum = _mm512_setzero_ps();
+            for (int c = 0; c < MG_FA_BK; c += 16) {
+                const __m512 pc = mg_exp512(_mm512_sub_ps(_mm512_load_ps(si + c), vm));
+                _mm256_storeu_si256((__m256i *)((uint16_t *)pi + c), mg_fa16_round(pc));
+                vsum = _mm512_add_ps(vsum, pc);
+            }
+            row_sum[i] = row_sum[i] * corr[i] + _mm512_reduce_add_ps(vsum);
+            row_max[i] = new_max;
+        }
+        const int64_t np = (nk + 1) / 2; /* the odd key's partner is a zero V row */
+        for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
+            __mmask16 cmask[4];
+            for (int k = 0; k < 4; k++) {
+                const int64_t left = Dv - c0 - 16 * k;
+                cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+            }
+            const int nv = Dv - c0 >= 64 ? 4 : (int)((Dv - c0 + 15) / 16);
+            for (i = 0; i + 4 <= nq; i += 4)
+                MG_FA16_PV_NV(4, nv, orows + i, corr + i, pw + i * (MG_FA_BK / 2), vt, fj->dv_padded, np, c0, cmask);
+            for (; i < nq; i++)
+                MG_FA16_PV_NV(1, nv, orows + i, corr + i, pw + i * (MG_FA_BK / 2), vt, fj->dv_padded, np, c0, cmask);
+        }
+    }
+    for (int64_t i = 0; i < nq; i++) {
+        if (row_sum[i] <= 0.0f) continue;
+        const float inv = 1.0f / row_sum[i];
+        for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
+    }
+}
+
+/* Packs K and V, then runs the query tasks; false when memory is short
+ * (the caller falls back to the f32 path). */
+static bool mg_attention_bf16(mg_context *ctx, const mg_attention_job *job) {
+    const int64_t Hkv = job->Hq / job->group;
+    mg_fa16_job fj;
+    fj.job = job;
+    fj.n_key_blocks = (job->Tk + MG_FA_BK - 1) / MG_FA_BK;
+    fj.d_pairs = (job->D + 1) / 2;
+    fj.dv_padded = (job->Dv + 15) / 16 * 16;
+    fj.k_block_words = fj.d_pairs * MG_FA_BK;
+    fj.v_block_words = (MG_FA_BK / 2) * fj.dv_padded;
+    const size_t blocks = (size_t)(Hkv * fj.n_key_blocks);
+    fj.kpack = mg_aligned_alloc(blocks * (size_t)(fj.k_block_words + fj.v_block_words) * sizeof(uint32_t));
+    if (!fj.kpack) return false;
+    fj.vpack = fj.kpack + blocks * (size_t)fj.k_block_words;
+    mg_threadpool *pool = mg_context_threadpool(ctx);
+    mg_threadpool_run(pool, (int64_t)blocks, mg_fa16_pack, &fj);
+    mg_threadpool_run(pool, job->Hq * job->n_query_blocks, mg_attention_task_bf16, &fj);
+    mg_aligned_free(fj.kpack);
+    return true;
+}
 #endif
 
 /* ------------------------------------------- one query row (decode)
@@ -494,13 +758,20 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         status = mg_attention_view(names[made], inputs[made], &copies[made], &bases[made], strides[made]);
     const int n_threads = mg_context_n_threads(ctx);
     /* The blocked tiles pay for packing K once several query rows share it. */
-    bool blocked = false;
+    bool blocked = false, bf16 = false;
 #if defined(__x86_64__)
     blocked = mg_cpu_context_isa(ctx) >= MG_ISA_AVX512 && Tq >= 8;
+    bf16 = blocked && mg_context_fpmath_bf16(ctx) && mg_cpu_context_isa(ctx) >= MG_ISA_AVX512_BF16 &&
+           D <= MG_FA16_MAX_D;
 #endif
     job.scratch_per_thread = MG_ATTN_QUERY_BLOCK * MG_ATTN_KEY_BLOCK + 2 * MG_ATTN_QUERY_BLOCK;
 #if defined(__x86_64__)
-    if (blocked) job.scratch_per_thread = (mg_fa_scratch_floats(D) + 15) / 16 * 16;
+    if (blocked) {
+        /* Room for either blocked path: the bf16 one falls back to f32 when its K/V packs find no memory. */
+        int64_t floats = mg_fa_scratch_floats(D);
+        if (bf16 && mg_fa16_scratch_floats(D) > floats) floats = mg_fa16_scratch_floats(D);
+        job.scratch_per_thread = (floats + 15) / 16 * 16;
+    }
 #endif
     if (status == MG_OK) {
         job.scratch = mg_aligned_alloc((size_t)(job.scratch_per_thread * n_threads) * sizeof(float));
@@ -534,10 +805,15 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         }
 #endif
         job.n_query_blocks = (Tq + rows_per_task - 1) / rows_per_task;
-        if (Tq == 1 && !job.mask && Tk > 0)
+        if (Tq == 1 && !job.mask && Tk > 0) {
             status = mg_attention_decode(ctx, &job);
-        else
-            mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, task, &job);
+        } else {
+            bool done = false;
+#if defined(__x86_64__)
+            if (bf16) done = mg_attention_bf16(ctx, &job);
+#endif
+            if (!done) mg_threadpool_run(mg_context_threadpool(ctx), Hq * job.n_query_blocks, task, &job);
+        }
     }
     mg_aligned_free(job.scratch);
     for (int i = 0; i < made; i++) mg_cpu_f32_release(&copies[i]);

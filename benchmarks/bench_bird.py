@@ -75,6 +75,44 @@ def lm_matrix_elements(cfg: dict) -> int:
 BYTES_PER_ELEMENT = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
+def encode_flops(cfg: dict) -> float:
+    """Multiply-adds x 2 of one image encode: ViT (patch embedding, every block's linears and
+    attention) and the 256-query resampler (kv_proj, its attention and projections)."""
+    v = cfg["visual"]
+    width, layers, patch = v["width"], v["layers"], v["patch_size"]
+    mlp, out, tokens = int(width * v["mlp_ratio"]), v["output_dim"], (v["image_size"] // patch) ** 2
+    vit = 2 * tokens * 3 * patch * patch * width
+    vit += layers * (2 * tokens * (4 * width * width + 2 * width * mlp) + 4 * tokens * tokens * width)
+    queries = 256
+    resampler = 2 * tokens * width * out + 2 * (queries + 2 * tokens) * out * out  # kv_proj, q / k / v
+    resampler += 4 * queries * tokens * out + 2 * 2 * queries * out * out  # attention, out_proj + proj
+    return float(vit + resampler)
+
+
+def prefill_flops(cfg: dict, n_tokens: int) -> float:
+    """Multiply-adds x 2 of a prefill of n_tokens: every block's linears for every row, causal attention
+    (query i sees i + 1 keys), lm_head for the last row only."""
+    h, ff, layers = cfg["hidden_size"], cfg["intermediate_size"] // 2, cfg["num_hidden_layers"]
+    linears = layers * 2 * n_tokens * (4 * h * h + 3 * h * ff)
+    attention = layers * 2 * 2 * h * n_tokens * (n_tokens + 1) / 2
+    return float(linears + attention + 2 * cfg["vocab_size"] * h)
+
+
+# The GEMM each variant's encode / prefill linears run as (int8 needs AVX-512 VNNI; see peak_dtype).
+GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
+# Shapes whose oneDNN peak is taken (M, K, N): a prefill's MLP and the ViT-bigG MLP.
+PEAK_SHAPES = ((308, 4096, 11008), (1024, 1664, 8192))
+
+
+def peak_dtype(dtype: str) -> str:
+    from medground import _C
+
+    chosen = GEMM_DTYPE[dtype]
+    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
+        return "bf16"  # without VNNI the quantized prefill runs bf16 panels
+    return chosen
+
+
 # ------------------------------------------------------------------ children
 
 
@@ -364,9 +402,14 @@ def main() -> int:
         for dtype in ("f32", "bf16", "q8_0", "q4_0"):
             runs.append((f"medground-{dtype}", dtype, str(work / "st")))
     n_params = lm_matrix_elements(cfg)
+    peaks = machine.gemm_peaks(PEAK_SHAPES, args.threads)
+    enc_flops, pre_flops = encode_flops(cfg), prefill_flops(cfg, len(prompt(cfg)))
     print(f"model: {'full' if args.full else 'quarter'}; LM matrix elements per decode step {n_params / 1e6:.0f} M; "
           f"{args.threads} threads; read bandwidth {bandwidth:.1f} GB/s; prompt {len(prompt(cfg))} tokens; "
           f"{DECODE_STEPS} decode steps")
+    print(f"oneDNN GEMM peak (best of {len(PEAK_SHAPES)} shapes): f32 {peaks['f32']:.0f}, bf16 {peaks['bf16']:.0f} "
+          f"GFLOP/s, int8 {peaks['int8']:.0f} GOP/s; work: encode {enc_flops / 1e12:.2f} TFLOP, "
+          f"prefill {pre_flops / 1e12:.2f} TFLOP")
     results = {}
     probes = [bandwidth]
     for variant, dtype, path in runs:
@@ -392,11 +435,17 @@ def main() -> int:
         roofline = bandwidth * 1e9 / (n_params * BYTES_PER_ELEMENT[dtype])
         r["decode_roofline_fraction"] = r["decode_tok_s"] / roofline
         r["bandwidth_gb_s"] = bandwidth
+        gemm = "bf16" if variant.startswith("torch-bf16") else peak_dtype(dtype)
+        r["encode_gflops"] = enc_flops / r["encode_s"] / 1e9
+        r["prefill_gflops"] = pre_flops * r["prefill_tok_s"] / len(prompt(cfg)) / 1e9
+        r["gemm_dtype"], r["gemm_peak_gflops"] = gemm, peaks[gemm]
         extra = f"  ground() {r['ground_s']:.1f} s" if "ground_s" in r else ""
         print(f"{variant:16s} {dtype:5s} encode {r['encode_s']:.3f} s  prefill {r['prefill_tok_s']:8.1f} tok/s  "
               f"decode {r['decode_tok_s']:7.2f} tok/s ({100 * r['decode_roofline_fraction']:.0f}% of "
               f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s)  peak RSS {r['peak_rss_gb']:.2f} GB  "
               f"load {r['load_s']:.1f} s{extra}")
+        print(f"{'':22s} encode {r['encode_gflops']:.0f} / prefill {r['prefill_gflops']:.0f} GFLOP/s: "
+              f"{r['encode_gflops'] / peaks[gemm]:.0%} / {r['prefill_gflops'] / peaks[gemm]:.0%} of the {gemm} GEMM peak")
     base_key = "torch-bf16:bf16" if args.full else "torch-f32:f32"
     base = results.get(base_key)
     if base:
@@ -410,8 +459,9 @@ def main() -> int:
                       f"decode {r['decode_tok_s'] / base['decode_tok_s']:.2f}x, "
                       f"peak RSS {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x")
     (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "bench_bird.json").write_text(json.dumps({"bandwidth_gb_s": bandwidth, "bandwidth_probes_gb_s": probes, "results": results},
-                                                             indent=2))
+    (HERE / "out" / "bench_bird.json").write_text(json.dumps({"bandwidth_gb_s": bandwidth, "bandwidth_probes_gb_s": probes,
+                                                              "gemm_peak_gflops": peaks, "threads": args.threads,
+                                                              "results": results}, indent=2))
     return 0
 
 

@@ -17,10 +17,12 @@
   / 1024 tokens, K = 4096, N = 4096 and 11008): GOP/s of the int8 route
   beside the bf16-panel route it replaces (the same linear capped at
   MG_CPU_ISA=avx512: weight panels dequantised to bf16 into oneDNN's bf16
-  matmul) and oneDNN's bf16 peak at the shape, as ratios.
+  matmul), oneDNN's bf16 peak and oneDNN's int8 (u8 x s8 -> s32, no
+  per-block scaling) peak at the shape, as ratios.
 * GELU (erf): ns per element, the scalar libm reference and the vector kernel.
 * Attention (a ViT layer's non-causal self-attention, 1024 tokens x 16 heads
-  x 64): ms and GFLOP/s beside PyTorch's ``scaled_dot_product_attention``.
+  x 64 and x 104): ms and GFLOP/s with f32 and with bf16 products (fpmath
+  "bf16"), beside PyTorch's ``scaled_dot_product_attention`` in f32 and bf16.
 
 Timings of ours come from ``_C.op_linear_timed`` (best of N inside C, the
 weight converted once beforehand); PyTorch's from the best of N calls.
@@ -51,22 +53,10 @@ GEMM_SHAPES = ((512, 4096, 4096), (1024, 1664, 8192))  # M, K, N
 
 
 def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3) -> float:
-    """oneDNN's best matmul GFLOP/s at this shape (benchmarks/gemm_peak.c)."""
-    import json
-    import os
-    import pathlib
-    import subprocess
-    import tempfile
+    """oneDNN's best matmul GFLOP/s at this shape (machine.gemm_peak, benchmarks/gemm_peak.c)."""
+    import machine
 
-    source = pathlib.Path(__file__).resolve().parent / "gemm_peak.c"
-    binary = pathlib.Path(tempfile.gettempdir()) / "medground_gemm_peak"
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", str(source), "-ldnnl", "-o", str(binary)], check=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([str(binary), str(m), str(n), str(k), dtype, str(repeats)], check=True,
-                         capture_output=True, text=True, env=env)
-    result = json.loads(out.stdout)
-    return max(result["plain_gflops"], result["blocked_gflops"])
+    return machine.gemm_peak(m, n, k, dtype, threads, repeats)
 
 
 QGEMM_SHAPES = [(m, 4096, n) for n in (4096, 11008) for m in (256, 512, 1024)]  # M, K, N
@@ -81,10 +71,13 @@ def qgemm_rows(threads: int, rng, repeats: int) -> None:
     if _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
         print("int8 GEMM: this CPU has no AVX-512 VNNI (the q8_0/q4_0 prefill runs the bf16 panels)")
         return
-    print(f"{'int8 GEMM (q8_0/q4_0)':<26} {'int8':>8} {'panels':>8} {'bf16 pk':>8} {'int8/':>7} {'int8/':>7}")
-    print(f"{'M x K -> N':<17}{'':<9} {'GOP/s':>8} {'GFLOP/s':>8} {'GFLOP/s':>8} {'panels':>7} {'peak':>7}")
+    print(f"{'int8 GEMM (q8_0/q4_0)':<26} {'int8':>8} {'panels':>8} {'bf16 pk':>8} {'int8 pk':>8} {'int8/':>7} "
+          f"{'int8/':>7} {'int8/':>7}")
+    print(f"{'M x K -> N':<17}{'':<9} {'GOP/s':>8} {'GFLOP/s':>8} {'GFLOP/s':>8} {'GOP/s':>8} {'panels':>7} "
+          f"{'bf16 pk':>7} {'int8 pk':>7}")
     for m, k, n in QGEMM_SHAPES:
         peak = gemm_peak(m, n, k, "bf16", threads)
+        int8_peak = gemm_peak(m, n, k, "int8", threads)  # oneDNN u8 x s8 -> s32: no per-block scaling
         w = (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float32)
         x = rng.standard_normal((m, k)).astype(np.float32)
         flops = 2 * m * n * k
@@ -101,7 +94,8 @@ def qgemm_rows(threads: int, rng, repeats: int) -> None:
                 rates[route] = flops / seconds / 1e9
             medground.set_num_threads(threads)
             print(f"  {m}x{k} -> {n} {dtype:<6} {rates['int8']:8.0f} {rates['panels']:8.0f} {peak:8.0f} "
-                  f"{rates['int8'] / rates['panels']:6.2f}x {rates['int8'] / peak:6.2f}x")
+                  f"{int8_peak:8.0f} {rates['int8'] / rates['panels']:6.2f}x {rates['int8'] / peak:6.2f}x "
+                  f"{rates['int8'] / int8_peak:6.0%}")
 
 
 def main() -> int:
@@ -189,14 +183,19 @@ def main() -> int:
         if args.only in (None, "qgemm"):
             qgemm_rows(threads, rng, repeats=3 if args.full else 2)
         if args.only in (None, "attention"):
-            print(f"{'attention 1024x16x64':<26} {'ms':>8} {'GFLOP/s':>8}")
-            q, k, v = (rng.standard_normal((1024, 16, 64)).astype(np.float32) for _ in range(3))
-            flops = 4 * 1024 * 1024 * 16 * 64
-            seconds = torch_best(lambda: _C.op_attention(q, k, v), max(2, repeats // 2))
-            print(f"  medground f32{'':<13} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
-            tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous() for a in (q, k, v))
-            seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
-            print(f"  PyTorch sdpa f32{'':<10} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+            for tokens, heads, dim in ((1024, 16, 64), (1024, 16, 104)):  # a CLIP-like and the ViT-bigG layer
+                print(f"{f'attention {tokens}x{heads}x{dim}':<26} {'ms':>8} {'GFLOP/s':>8}")
+                q, k, v = (rng.standard_normal((tokens, heads, dim)).astype(np.float32) for _ in range(3))
+                flops = 4 * tokens * tokens * heads * dim
+                for mode, label in (("strict", "f32"), ("bf16", "bf16 products")):
+                    medground.set_fpmath(mode)
+                    seconds = torch_best(lambda: _C.op_attention(q, k, v), max(2, repeats // 2))
+                    print(f"  medground {label:<15} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+                medground.set_fpmath("default")
+                for torch_dtype, label in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
+                    tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous().to(torch_dtype) for a in (q, k, v))
+                    seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
+                    print(f"  PyTorch sdpa {label:<12} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
     medground.set_num_threads(0)
     return 0
 

@@ -1,10 +1,12 @@
 /* Peak GEMM FLOP/s of this machine's oneDNN: C[M, N] = A[M, K] B, f32 or
- * bf16 inputs (f32 output), best of `repeats` runs after a warm-up, on
+ * bf16 inputs (f32 output), or int8 (u8 A, s8 B, s32 output: the
+ * vpdpbusd GEMM without any per-block scaling, the ceiling our q8_0/q4_0
+ * GEMM is held to), best of `repeats` runs after a warm-up, on
  * OMP_NUM_THREADS threads. B is timed twice: as a row-major [N, K] weight
  * read transposed (the layout mg_linear hands oneDNN) and in oneDNN's own
  * blocked layout, reordered once beforehand (the kernel's best case).
  * Prints one JSON object. Built by benchmarks/machine.py:
- *   gcc -O2 gemm_peak.c -ldnnl -o gemm_peak; gemm_peak M N K f32|bf16 repeats */
+ *   gcc -O2 gemm_peak.c -ldnnl -o gemm_peak; gemm_peak M N K f32|bf16|int8 repeats */
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +33,12 @@ static double time_matmul(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_data_
                           long N, long K, int blocked, int repeats) {
     dnnl_dims_t a_dims = {M, K}, b_dims = {K, N}, c_dims = {M, N};
     dnnl_dims_t a_strides = {K, 1}, b_strides = {1, K}, c_strides = {N, 1};
+    const int int8 = type == dnnl_s8;
+    const dnnl_data_type_t a_type = int8 ? dnnl_u8 : type, c_type = int8 ? dnnl_s32 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_plain, b_md, c_md;
-    CHECK(dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, type, a_strides));
+    CHECK(dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, a_type, a_strides));
     CHECK(dnnl_memory_desc_init_by_strides(&b_plain, 2, b_dims, type, b_strides));
-    CHECK(dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_strides));
+    CHECK(dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, c_type, c_strides));
     if (blocked) CHECK(dnnl_memory_desc_init_by_tag(&b_md, 2, b_dims, type, dnnl_format_tag_any));
     else b_md = b_plain;
     dnnl_matmul_desc_t desc;
@@ -53,15 +57,17 @@ static double time_matmul(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_data_
     void *pa, *pb;
     CHECK(dnnl_memory_get_data_handle(a, &pa));
     CHECK(dnnl_memory_get_data_handle(b_src, &pb));
-    size_t elem = type == dnnl_bf16 ? 2 : 4;
+    size_t elem = int8 ? 1 : type == dnnl_bf16 ? 2 : 4;
     for (long i = 0; i < M * K; i++) {
         float v = (float)(i % 7 - 3);
-        if (elem == 4) memcpy((char *)pa + i * 4, &v, 4);
+        if (elem == 1) ((unsigned char *)pa)[i] = (unsigned char)(i % 7);
+        else if (elem == 4) memcpy((char *)pa + i * 4, &v, 4);
         else { unsigned u; memcpy(&u, &v, 4); unsigned short h = (unsigned short)(u >> 16); memcpy((char *)pa + i * 2, &h, 2); }
     }
     for (long i = 0; i < N * K; i++) {
         float v = (float)(i % 5 - 2);
-        if (elem == 4) memcpy((char *)pb + i * 4, &v, 4);
+        if (elem == 1) ((signed char *)pb)[i] = (signed char)(i % 5 - 2);
+        else if (elem == 4) memcpy((char *)pb + i * 4, &v, 4);
         else { unsigned u; memcpy(&u, &v, 4); unsigned short h = (unsigned short)(u >> 16); memcpy((char *)pb + i * 2, &h, 2); }
     }
     /* B into the primitive's layout (a plain copy when it is the plain one). */
@@ -94,11 +100,11 @@ static double time_matmul(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_data_
 
 int main(int argc, char **argv) {
     if (argc != 6) {
-        fprintf(stderr, "usage: gemm_peak M N K f32|bf16 repeats\n");
+        fprintf(stderr, "usage: gemm_peak M N K f32|bf16|int8 repeats\n");
         return 2;
     }
     long M = atol(argv[1]), N = atol(argv[2]), K = atol(argv[3]);
-    dnnl_data_type_t type = strcmp(argv[4], "bf16") == 0 ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t type = strcmp(argv[4], "bf16") == 0 ? dnnl_bf16 : strcmp(argv[4], "int8") == 0 ? dnnl_s8 : dnnl_f32;
     int repeats = atoi(argv[5]);
     if (M <= 0 || N <= 0 || K <= 0 || repeats < 1) return 2;
     dnnl_engine_t engine;

@@ -74,6 +74,26 @@ def gemm_gflops(size: int = 1024, threads: int | None = None) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3) -> float:
+    """oneDNN's best matmul GFLOP/s (GOP/s for int8) at this shape, plain or pre-reordered weights
+    (benchmarks/gemm_peak.c): dtype f32, bf16, or int8 (u8 x s8 -> s32, the vpdpbusd GEMM with no
+    per-block scaling)."""
+    binary = pathlib.Path(tempfile.gettempdir()) / "medground_gemm_peak"
+    source = HERE / "gemm_peak.c"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", str(source), "-ldnnl", "-o", str(binary)], check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([str(binary), str(m), str(n), str(k), dtype, str(repeats)], check=True,
+                         capture_output=True, text=True, env=env)
+    result = json.loads(out.stdout)
+    return max(result["plain_gflops"], result["blocked_gflops"])
+
+
+def gemm_peaks(shapes, threads: int, dtypes=("f32", "bf16", "int8")) -> dict:
+    """Best oneDNN GFLOP/s per dtype over (M, K, N) shapes."""
+    return {d: max(gemm_peak(m, n, k, d, threads) for m, k, n in shapes) for d in dtypes}
+
+
 def describe(quick: bool = True) -> dict:
     cores = os.cpu_count() or 1
     doubles = 1 << (24 if quick else 26)

@@ -467,6 +467,25 @@ def test_activations_match_torch(threads, kind, rng):
     np.testing.assert_allclose(_C.op_activate(x[:, ::3], kind), ref[:, ::3], rtol=2e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind,alpha", [("silu", 1.0), ("quick_gelu", 1.702)])
+def test_sigmoid_activations_every_isa_within_ulps_of_exact(isa, kind, alpha, rng):
+    """SiLU / QuickGELU = x / (1 + e^(-alpha x)): the scalar (libm) entry and the
+    AVX-512 one (vector exp, a division) within 4 ulp of float64's value over
+    the f32 range; below 1e-30 in magnitude (where e^(-alpha x) overflows and
+    libm, PyTorch and ours give a signed zero), absolutely."""
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([rng.standard_normal(4001).astype(np.float32) * 6,
+                        np.linspace(-120, 120, 2001, dtype=np.float32),
+                        np.array([0.0, -0.0, 1e-30, -1e-30, 3e38, -3e38, -88.0, -89.0, -52.0, -53.0], np.float32)])
+    ours = _C.op_activate(x, kind)
+    t = (np.float32(alpha) * x).astype(np.float64)  # alpha x rounded to f32, as every f32 QuickGELU has it
+    exact = (x.astype(np.float64) * special.expit(t)).astype(np.float32)
+    tiny = np.abs(exact) < 1e-30
+    assert np.all(np.abs(ours[tiny]) <= 1e-30)
+    ulps = np.abs(ours[~tiny].astype(np.float64) - exact[~tiny]) / np.spacing(np.abs(exact[~tiny]))
+    assert ulps.max() <= 4, f"{kind}: {ulps.max()} ulp at x={x[~tiny][np.argmax(ulps)]}"
+
+
 def test_activation_error():
     with pytest.raises(medground.InvalidArgumentError, match="unknown activation 'gelu2'"):
         _C.op_activate(np.zeros(3, np.float32), "gelu2")

@@ -4,6 +4,7 @@
  * and an unnormalised output row per query, so a Tq x Tk score matrix is
  * never built. Grouped-query heads read key/value head h / (Hq / Hkv). */
 #include "cpu_internal.h"
+#include "cpu_vmath.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -119,27 +120,6 @@ static void mg_attention_task(void *raw, int64_t task, int thread_index) {
 #define MG_FA_BK 64
 #define MG_AVX512_FA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define MG_FA_INLINE static inline __attribute__((always_inline))
-
-/* e^x for x <= 88.7, about 1 ulp (Cephes expf: Cody-Waite reduction by
- * ln 2, degree-6 polynomial, 2^n through scalef); exactly 0 below -87.3
- * (so masked -inf scores vanish) and for -inf. */
-MG_AVX512_FA MG_FA_INLINE __m512 mg_exp512(__m512 x) {
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
-}
 
 /* S[r][0..BK) = q_r . K^T for R rows (R = 4 or 1). */
 MG_AVX512_FA MG_FA_INLINE void mg_fa_scores(const int R, const float *const *qrows, const float *kt, int64_t D,

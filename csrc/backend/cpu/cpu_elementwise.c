@@ -138,7 +138,7 @@ static float mg_apply_activation(int kind, float x) {
         double u = beta * ((double)x + kappa * (double)x * x * x);
         return (float)((double)x / (1.0 + exp(-2.0 * u)));
     }
-    case MG_ACT_QUICK_GELU: return x * (1.0f / (1.0f + expf(-1.702f * x)));
+    case MG_ACT_QUICK_GELU: return x / (1.0f + expf(-1.702f * x));
     case MG_ACT_SILU: return x / (1.0f + expf(-x));
     case MG_ACT_RELU: return x > 0.0f ? x : 0.0f;
     default: return x;
@@ -156,14 +156,14 @@ static void mg_unary_rows(void *raw, int64_t begin, int64_t end, int thread_inde
             for (int64_t i = 0; i < n; i++) o[i] = fx[i] * job->factor;
             continue;
         }
-        if (job->kind == MG_ACT_GELU_ERF) {
-            if (sx == 4) {
-                job->kernels->gelu_erf((const float *)px, o, n);
-                continue;
+        if (job->kind == MG_ACT_GELU_ERF || job->kind == MG_ACT_SILU || job->kind == MG_ACT_QUICK_GELU) {
+            const float *in = (const float *)px;
+            if (sx != 4) { /* strided: gathered into o, so every layout rounds the same */
+                for (int64_t i = 0; i < n; i++) memcpy(&o[i], px + i * sx, 4);
+                in = o;
             }
-            /* Strided: gathered into o, so every layout rounds the same. */
-            for (int64_t i = 0; i < n; i++) memcpy(&o[i], px + i * sx, 4);
-            job->kernels->gelu_erf(o, o, n);
+            if (job->kind == MG_ACT_GELU_ERF) job->kernels->gelu_erf(in, o, n);
+            else job->kernels->sigmoid_mul(in, o, n, job->kind == MG_ACT_SILU ? 1.0f : 1.702f);
             continue;
         }
         for (int64_t i = 0; i < n; i++) {

@@ -149,6 +149,10 @@ typedef struct mg_cpu_kernels {
      * scalar entry is the libm reference mg_cpu_gelu_erf_ref; the vector
      * ones evaluate in double and stay within 1 ulp of the exact value. */
     void (*gelu_erf)(const float *x, float *y, int64_t n);
+    /* y[i] = x[i] / (1 + e^(-alpha x[i])), y may equal x: SiLU (alpha 1) and
+     * QuickGELU (1.702). The scalar entry is libm's expf; the AVX-512 one a
+     * ~1 ulp vector exp and a division (a few ulp from the scalar). */
+    void (*sigmoid_mul)(const float *x, float *y, int64_t n, float alpha);
 } mg_cpu_kernels;
 
 /* The scalar GELU reference (cpu_elementwise.c): cancellation-free libm. */

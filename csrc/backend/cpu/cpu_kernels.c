@@ -7,8 +7,10 @@
  * versions compiled with target attributes, so the library builds for the
  * baseline x86-64 and picks the widest set at run time. */
 #include "cpu_internal.h"
+#include "cpu_vmath.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ scalar */
@@ -138,6 +140,10 @@ static void mg_gelu_erf_scalar(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = mg_cpu_gelu_erf_ref(x[i]);
 }
 
+static void mg_sigmoid_mul_scalar(const float *x, float *y, int64_t n, float alpha) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-alpha * x[i]));
+}
+
 static const mg_cpu_kernels mg_kernels_scalar = {
     mg_dot_f32_scalar, mg_dot_f16_scalar, mg_dot_bf16_scalar, mg_dot_q8_0_scalar, mg_dot_q4_0_scalar,
     mg_axpby_scalar,
@@ -147,7 +153,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
     mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
-    mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar,
+    mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar, mg_sigmoid_mul_scalar,
 };
 
 #if defined(__x86_64__)
@@ -408,7 +414,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
     mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2, mg_sigmoid_mul_scalar,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -898,6 +904,16 @@ MG_AVX512 static void mg_gelu_erf_avx512(const float *x, float *y, int64_t n) {
     }
 }
 
+MG_AVX512 static void mg_sigmoid_mul_avx512(const float *x, float *y, int64_t n, float alpha) {
+    const __m512 a = _mm512_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, mg_sigmoid_mul512(_mm512_loadu_ps(x + i), a));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, mg_sigmoid_mul512(_mm512_maskz_loadu_ps(m, x + i), a));
+    }
+}
+
 static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_avx2, mg_dot_q4_0_avx2,
     mg_axpby_avx512,
@@ -907,7 +923,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
@@ -918,7 +934,7 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
 };
 
 static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
@@ -930,7 +946,7 @@ static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

@@ -235,8 +235,8 @@ typedef enum mg_blas {
 typedef enum mg_fpmath {
     MG_FPMATH_DEFAULT = 0, /* MG_FPMATH environment variable (auto | strict | bf16), else auto */
     MG_FPMATH_AUTO = 1,    /* the model decides: a ViT vision tower (BiRD's ViT-bigG, MedPLIB's
-                              CLIP) whose weights are bf16, f16, q8_0 or q4_0 takes bf16 products
-                              in attention; f32 towers, SAM and the language models do not */
+                              CLIP) whose weights are bf16, q8_0 or q4_0 takes bf16 products in
+                              attention; f32 / f16 towers, SAM and the language models do not */
     MG_FPMATH_STRICT = 2,  /* f32 products everywhere */
     MG_FPMATH_BF16 = 3,    /* bf16 products in every attention that has a bf16 kernel */
 } mg_fpmath;
@@ -1258,11 +1258,19 @@ const mg_decoder_config *mg_decoder_get_config(const mg_decoder *decoder);
 /* Replaces the dense FFN of every layer (required when external_ffn). */
 void mg_decoder_set_ffn_hook(mg_decoder *decoder, mg_decoder_ffn_fn fn, void *user_data);
 
-/* K/V for `capacity` positions. Caller frees with mg_kv_cache_free. */
+/* K/V for `capacity` positions. Caller frees with mg_kv_cache_free. The
+ * cache holds f16 (llama.cpp's default) when the decoder's linears round
+ * their activations anyway (bf16, q8_0, q4_0 weights): half the bytes every
+ * decode step reads; f32 for f32 and f16 weights. */
 mg_status mg_kv_cache_create(const mg_decoder *decoder, int capacity, mg_kv_cache **out);
+/* The same with the element type chosen: MG_F32 or MG_F16 (values past
+ * +-65504 become infinities there). */
+mg_status mg_kv_cache_create_typed(const mg_decoder *decoder, int capacity, mg_dtype dtype,
+                                   mg_kv_cache **out);
 void mg_kv_cache_free(mg_kv_cache *cache);
 int mg_kv_cache_length(const mg_kv_cache *cache);
 int mg_kv_cache_capacity(const mg_kv_cache *cache);
+mg_dtype mg_kv_cache_dtype(const mg_kv_cache *cache);
 /* Forget positions >= length (reuse a shared prefix across turns). */
 mg_status mg_kv_cache_truncate(mg_kv_cache *cache, int length);
 

@@ -187,6 +187,53 @@ def test_vision_attention_precision_follows_the_weights(runs, fmt):
         assert rel_err(auto_feat, strict_feat) > 1e-6, "bf16 attention was not taken"
 
 
+@pytest.mark.parametrize("fmt", ["gguf-f32", "gguf-bf16", "gguf-q8_0", "gguf-q4_0"])
+def test_kv_cache_holds_f16_for_rounded_weights(runs, fmt):
+    """The default KV cache is f16 (llama.cpp's default) for bf16 / q8_0 / q4_0
+    weights and f32 for f32 ones; an explicit f32 cache of the same model gives
+    the same prefill and, from the cached K/V, nearly the same decode steps
+    (the cache rounds K and V to f16: 2^-11 relative)."""
+    r = runs[fmt]
+    ids = prompt_ids()
+    default = _C.bird_kv_cache_new(r["handle"], 512)
+    assert _C.kv_cache_dtype(default) == ("f32" if FORMATS[fmt] == "f32" else "f16")
+    wide = _C.bird_kv_cache_new(r["handle"], 512, "f32")
+    assert _C.kv_cache_dtype(wide) == "f32"
+    half = _C.bird_kv_cache_new(r["handle"], 512, "f16")
+    out = {}
+    for name, cache in (("f32", wide), ("f16", half)):
+        prefill, _ = _C.bird_forward(r["handle"], cache, ids, r["c_emb"], all_logits=True)
+        steps = [_C.bird_forward(r["handle"], cache, [t])[0][0] for t in r["r_tokens"][:4]]
+        out[name] = (prefill, np.stack(steps))
+    # The prefill reads this step's K/V back from the cache, so the f16 rounding shows: 7e-4 relative
+    # on the f32 model; where the kernels round activations (bf16 GEMMs, q8_0-quantised activations of
+    # the int8 GEMM) that perturbation moves their rounding too: 6e-3 (bf16), 2-3e-2 (q8_0 / q4_0),
+    # under a third of each format's own distance to the reference (TOL).
+    bound = 2e-3 if FORMATS[fmt] == "f32" else TOL[FORMATS[fmt]] / 3
+    assert 0 < rel_err(out["f16"][0], out["f32"][0]) <= bound
+    assert 0 < rel_err(out["f16"][1], out["f32"][1]) <= bound
+    with pytest.raises(medground.DTypeError, match=r"kv cache: element type bf16 \(expected f32 or f16\)"):
+        _C.bird_kv_cache_new(r["handle"], 8, "bf16")
+    with pytest.raises(medground.DTypeError, match="unknown dtype 'f8'"):
+        _C.bird_kv_cache_new(r["handle"], 8, "f8")
+
+
+def test_f16_kv_cache_overflow_is_an_error(tmp_path):
+    """K or V past f16's range would become infinities in an f16 cache: the
+    forward fails naming the layer and the way out (an f32 cache) instead."""
+    state = ref.random_state_dict(CFG, seed=1)
+    state["transformer.h.1.attn.c_attn.weight"] = state["transformer.h.1.attn.c_attn.weight"] * 1e6
+    source = ref.save_checkpoint(tmp_path / "st", CFG, state)
+    medground.convert(source, tmp_path / "big.gguf", type="bf16", progress=False)
+    handle = open_model(tmp_path / "big.gguf", strict=True)
+    ids = prompt_ids()[:12]
+    cache = _C.bird_kv_cache_new(handle, 64)
+    assert _C.kv_cache_dtype(cache) == "f16"
+    with pytest.raises(medground.UnsupportedError, match=r"decoder layer 1: a key value is beyond f16's range.*f32"):
+        _C.bird_forward(handle, cache, ids)
+    _C.bird_forward(handle, _C.bird_kv_cache_new(handle, 64, "f32"), ids)  # no such limit in f32
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_prefill_hidden_states_and_logits(runs, fmt):
     r, tol = runs[fmt], TOL[FORMATS[fmt]]

@@ -700,6 +700,27 @@ def test_attention_one_query_over_key_chunks(threads, rng):
     np.testing.assert_allclose(_C.op_attention(q, k, v, causal=True), sdpa(q, k, v), rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("tq,tk,causal,masked", [(1, 1030, True, False), (1, 37, False, False), (1, 70, False, True),
+                                                (9, 80, True, False), (70, 70, False, True)])
+def test_attention_f16_kv_is_the_f32_path_on_widened_values(isa, tq, tk, causal, masked, rng):
+    """An f16 K/V (the half-precision KV cache): the decode path (one query,
+    no mask) reads it in place with f16 dot / axpby kernels, every other path
+    on widened copies; either way bit for bit the f32 path on the widened
+    values, at every ISA level, also for K/V with an inner stride."""
+    hq, hkv, d = 8, 2, 40
+    q = rng.standard_normal((tq, hq, d)).astype(np.float32)
+    k16 = rng.standard_normal((tk, hkv, d)).astype(np.float16)
+    v16 = rng.standard_normal((tk, hkv, 24)).astype(np.float16)
+    mask = rng.standard_normal((hq, tq, tk)).astype(np.float32) if masked else None
+    ours = _C.op_attention(q, k16, v16, mask=mask, causal=causal)
+    wide = _C.op_attention(q, k16.astype(np.float32), v16.astype(np.float32), mask=mask, causal=causal)
+    np.testing.assert_array_equal(ours, wide)
+    ref = attention_f64(q, k16, v16, 1.0 / np.sqrt(d), causal=causal, mask=mask)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=2e-6)
+    strided_k = np.repeat(k16, 2, axis=-1)[..., ::2]  # inner stride 4 bytes: copied to f32
+    np.testing.assert_array_equal(_C.op_attention(q, strided_k, v16, mask=mask, causal=causal), wide)
+
+
 def test_attention_errors():
     q = np.zeros((3, 4, 8), np.float32)
     with pytest.raises(medground.ShapeError, match=r"q f32\[3, 4, 8\] has 4 heads, not a multiple of the 3 heads"):
@@ -708,8 +729,12 @@ def test_attention_errors():
         _C.op_attention(q, np.zeros((5, 2, 7), np.float32), np.zeros((5, 2, 8), np.float32))
     with pytest.raises(medground.ShapeError, match=r"mask f32\[2, 5\] does not broadcast to f32\[4, 3, 5\]"):
         _C.op_attention(q, np.zeros((5, 2, 8), np.float32), np.zeros((5, 2, 8), np.float32), mask=np.zeros((2, 5), np.float32))
-    with pytest.raises(medground.DTypeError, match=r"v f16\[5, 2, 8\] must be f32"):
+    with pytest.raises(medground.DTypeError, match=r"k f32\[5, 2, 8\] and v f16\[5, 2, 8\] must have one dtype"):
         _C.op_attention(q, np.zeros((5, 2, 8), np.float32), np.zeros((5, 2, 8), np.float16))
+    with pytest.raises(medground.DTypeError, match=r"q f16\[3, 4, 8\] must be f32"):
+        _C.op_attention(q.astype(np.float16), np.zeros((5, 2, 8), np.float16), np.zeros((5, 2, 8), np.float16))
+    with pytest.raises(medground.DTypeError, match=r"k f64\[5, 2, 8\] must be f32 or f16"):
+        _C.op_attention(q, np.zeros((5, 2, 8)), np.zeros((5, 2, 8)))
 
 
 @pytest.fixture

@@ -293,6 +293,44 @@ uint16_t mg_f32_to_bf16(float f) {
     return (uint16_t)((bits + rounding) >> 16);
 }
 
+/* f32 <-> f16 rows with F16C where the CPU has it: bit for bit the scalar
+ * conversions (vcvtps2ph rounds to nearest even, subnormals and overflow
+ * included, NaN lanes rewritten as mg_f32_to_f16 writes them), but that
+ * vcvtph2ps quiets a signalling f16 NaN, which mg_f16_to_f32 keeps. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+static bool mg_cpu_has_f16c(void) {
+    static int cached = -1; /* a benign race: every thread stores the same value */
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    return cached != 0;
+}
+
+__attribute__((target("avx2,f16c"))) static void mg_f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(src + i);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        int nan = _mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        while (nan) { /* NaN as mg_f32_to_f16 writes it (sign | 0x7e00), payload dropped */
+            const int lane = __builtin_ctz((unsigned)nan);
+            dst[i + lane] = mg_f32_to_f16(src[i + lane]);
+            nan &= nan - 1;
+        }
+    }
+    for (; i < n; i++) dst[i] = mg_f32_to_f16(src[i]);
+}
+
+__attribute__((target("avx2,f16c"))) static void mg_f16_to_f32_f16c(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = mg_f16_to_f32(src[i]);
+}
+#endif
+
 /* ----------------------------------------------------- GGUF quantizers */
 
 /* Bit-for-bit ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d). */
@@ -333,6 +371,12 @@ mg_status mg_quantize_row(mg_dtype dtype, const float *src, void *dst, int64_t n
     switch (dtype) {
     case MG_F32: memcpy(dst, src, (size_t)n * 4); return MG_OK;
     case MG_F16:
+#if defined(__x86_64__)
+        if (mg_cpu_has_f16c()) {
+            mg_f32_to_f16_f16c(src, dst, n);
+            return MG_OK;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = mg_f32_to_f16(src[i]);
         return MG_OK;
     case MG_BF16:
@@ -357,6 +401,12 @@ mg_status mg_dequantize_row(mg_dtype dtype, const void *src, float *dst, int64_t
     switch (dtype) {
     case MG_F32: memcpy(dst, src, (size_t)n * 4); return MG_OK;
     case MG_F16:
+#if defined(__x86_64__)
+        if (mg_cpu_has_f16c()) {
+            mg_f16_to_f32_f16c(src, dst, n);
+            return MG_OK;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) dst[i] = mg_f16_to_f32(((const uint16_t *)src)[i]);
         return MG_OK;
     case MG_BF16:

@@ -6,7 +6,7 @@
  * w2 (gate, the SiLU branch) and c_proj (down); LLaMA has separate bias-free
  * q/k/v and gate/up/down. Qwen adds dynamic NTK rotary scaling and logn
  * query scaling past its training length (modeling_qwen.py). K (after rope)
- * and V are cached per layer as [positions, kv_heads, head_dim] f32. */
+ * and V are cached per layer as [positions, kv_heads, head_dim], f32 or f16. */
 #include "models.h"
 
 #include <math.h>
@@ -38,8 +38,9 @@ struct mg_decoder {
 
 struct mg_kv_cache {
     int n_layers, capacity, length;
-    int64_t row; /* kv_heads * head_dim floats per position */
-    float *k, *v;
+    int64_t row; /* kv_heads * head_dim values per position */
+    mg_dtype dtype; /* MG_F32 or MG_F16 */
+    uint8_t *k, *v;
     float ntk_alpha; /* chosen by the first forward on an empty cache */
 };
 
@@ -237,17 +238,21 @@ void mg_decoder_set_ffn_hook(mg_decoder *d, mg_decoder_ffn_fn fn, void *user_dat
 
 /* ---------------------------------------------------------------- KV cache */
 
-mg_status mg_kv_cache_create(const mg_decoder *d, int capacity, mg_kv_cache **out) {
+mg_status mg_kv_cache_create_typed(const mg_decoder *d, int capacity, mg_dtype dtype, mg_kv_cache **out) {
     *out = NULL;
     if (!d || capacity <= 0) return mg_error(MG_ERR_INVALID_ARGUMENT, "kv cache: capacity %d must be positive", capacity);
+    if (dtype != MG_F32 && dtype != MG_F16)
+        return mg_error(MG_ERR_DTYPE, "kv cache: element type %s (expected f32 or f16)", mg_dtype_name(dtype));
     mg_kv_cache *cache = calloc(1, sizeof *cache);
     if (!cache) return mg_error(MG_ERR_NO_MEMORY, "kv cache: out of memory");
     cache->n_layers = d->config.n_layers;
     cache->capacity = capacity;
     cache->row = (int64_t)d->config.n_kv_heads * d->config.head_dim;
+    cache->dtype = dtype;
     cache->ntk_alpha = 1.0f;
     size_t bytes;
-    if (!mg_mul_size((size_t)cache->n_layers * (size_t)capacity, (size_t)cache->row * 4, &bytes)) {
+    if (!mg_mul_size((size_t)cache->n_layers * (size_t)capacity, (size_t)cache->row * (dtype == MG_F16 ? 2 : 4),
+                     &bytes)) {
         free(cache);
         return mg_error(MG_ERR_NO_MEMORY, "kv cache: %d positions overflow the address space", capacity);
     }
@@ -260,6 +265,19 @@ mg_status mg_kv_cache_create(const mg_decoder *d, int capacity, mg_kv_cache **ou
     *out = cache;
     return MG_OK;
 }
+
+mg_status mg_kv_cache_create(const mg_decoder *d, int capacity, mg_kv_cache **out) {
+    if (!d) return mg_error(MG_ERR_INVALID_ARGUMENT, "kv cache: decoder is NULL");
+    /* Where the linears round their activations (bf16 GEMMs, the int8 GEMM
+     * of q8_0 / q4_0), an f16 cache's rounding is of the same order; f32 and
+     * f16 weights (widened exactly, f32 GEMMs) keep an f32 cache. The o
+     * projection is in every layer of both namings. */
+    const mg_dtype wt = d->config.n_layers > 0 ? d->layers[0].o_weight.dtype : MG_F32;
+    const bool rounded = wt == MG_BF16 || wt == MG_Q8_0 || wt == MG_Q4_0;
+    return mg_kv_cache_create_typed(d, capacity, rounded ? MG_F16 : MG_F32, out);
+}
+
+mg_dtype mg_kv_cache_dtype(const mg_kv_cache *cache) { return cache->dtype; }
 
 void mg_kv_cache_free(mg_kv_cache *cache) {
     if (!cache) return;
@@ -308,6 +326,18 @@ typedef struct mg_decoder_buffers {
     int32_t *positions;
 } mg_decoder_buffers;
 
+/* An f16 cache entry with an all-ones exponent: a value past +-65504 (or a
+ * NaN) that the f16 rounding would pass on silently. */
+static mg_status mg_kv_check_f16(const mg_tensor *t, const char *what, int layer) {
+    const uint16_t *h = t->data;
+    const int64_t n = mg_tensor_numel(t);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (h[i] & 0x7c00) == 0x7c00;
+    if (!bad) return MG_OK;
+    return mg_error(MG_ERR_UNSUPPORTED, "decoder layer %d: a %s value is beyond f16's range (+-65504) or NaN; "
+                    "use an f32 KV cache (mg_kv_cache_create_typed with MG_F32, dtype='f32' in Python)", layer, what);
+}
+
 static mg_status mg_decoder_attention(mg_context *ctx, mg_decoder *d, mg_kv_cache *cache, int l,
                                       mg_decoder_buffers *b, int64_t T, int64_t P) {
     const mg_decoder_config *c = &d->config;
@@ -333,18 +363,29 @@ static mg_status mg_decoder_attention(mg_context *ctx, mg_decoder *d, mg_kv_cach
         k = mg_view3_f32(qkv + T * q_dim, T, KVH, D, kv_dim, D, 1);
         v = mg_view3_f32(qkv + T * (q_dim + kv_dim), T, KVH, D, kv_dim, D, 1);
     }
-    float *k_layer = cache->k + (size_t)l * cache->capacity * cache->row;
-    float *v_layer = cache->v + (size_t)l * cache->capacity * cache->row;
+    const size_t elem = cache->dtype == MG_F16 ? 2 : 4;
+    uint8_t *k_layer = cache->k + (size_t)l * cache->capacity * cache->row * elem;
+    uint8_t *v_layer = cache->v + (size_t)l * cache->capacity * cache->row * elem;
     mg_tensor q_rot = mg_view3_f32(b->q.data, T, H, D, q_dim, D, 1);
-    mg_tensor k_new = mg_view3_f32(k_layer + P * kv_dim, T, KVH, D, kv_dim, D, 1);
-    mg_tensor v_new = mg_view3_f32(v_layer + P * kv_dim, T, KVH, D, kv_dim, D, 1);
+    const int64_t new_shape[3] = {T, KVH, D}, all_shape[3] = {P + T, KVH, D};
+    mg_tensor k_new, v_new, k_all, v_all;
+    MG_TRY(mg_tensor_init(&k_new, k_layer + (size_t)P * kv_dim * elem, cache->dtype, 3, new_shape));
+    MG_TRY(mg_tensor_init(&v_new, v_layer + (size_t)P * kv_dim * elem, cache->dtype, 3, new_shape));
+    MG_TRY(mg_tensor_init(&k_all, k_layer, cache->dtype, 3, all_shape));
+    MG_TRY(mg_tensor_init(&v_all, v_layer, cache->dtype, 3, all_shape));
     MG_TRY(mg_rope(ctx, &q, b->positions, b->inv_freq, c->rotary_dim, &q_rot));
-    MG_TRY(mg_rope(ctx, &k, b->positions, b->inv_freq, c->rotary_dim, &k_new));
+    if (cache->dtype == MG_F32) {
+        MG_TRY(mg_rope(ctx, &k, b->positions, b->inv_freq, c->rotary_dim, &k_new));
+    } else { /* rope into the attention output buffer (free until the attention), then round into the cache */
+        mg_tensor k_rot = mg_view3_f32(b->attn.data, T, KVH, D, kv_dim, D, 1);
+        MG_TRY(mg_rope(ctx, &k, b->positions, b->inv_freq, c->rotary_dim, &k_rot));
+        MG_TRY(mg_tensor_convert(&k_rot, &k_new));
+        MG_TRY(mg_kv_check_f16(&k_new, "key", l));
+    }
     MG_TRY(mg_tensor_convert(&v, &v_new));
+    if (cache->dtype == MG_F16) MG_TRY(mg_kv_check_f16(&v_new, "value", l));
     if (b->factors.data) MG_TRY(mg_mul(ctx, &q_rot, &b->factors, &q_rot));
 
-    mg_tensor k_all = mg_view3_f32(k_layer, P + T, KVH, D, kv_dim, D, 1);
-    mg_tensor v_all = mg_view3_f32(v_layer, P + T, KVH, D, kv_dim, D, 1);
     mg_tensor out3 = mg_view3_f32(b->attn.data, T, H, D, q_dim, D, 1);
     MG_TRY(mg_attention(ctx, &q_rot, &k_all, &v_all, NULL, true, 1.0f / sqrtf((float)D), &out3));
     return mg_linear(ctx, &b->attn, &layer->o_weight, NULL, &b->h2);

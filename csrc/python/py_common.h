@@ -40,6 +40,8 @@ PyObject *mg_py_array_from_tensor(const mg_tensor *t);
 /* The shared mg_context used by module-level functions (created lazily;
  * thread count from medground.set_num_threads or MG_NUM_THREADS). */
 mg_context *mg_py_default_context(void);
+/* The decoder cache of a MedPLIB cache capsule; NULL with an error set. */
+mg_kv_cache *mg_py_medplib_cache_of(PyObject *capsule);
 /* Replace it (n_threads <= 0: all cores; blas: mg_blas value). -1 on error. */
 int mg_py_reset_default_context(int n_threads, int blas);
 /* Switch the shared context to another device. -1 with an exception on error. */

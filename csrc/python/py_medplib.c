@@ -48,6 +48,11 @@ typedef struct mg_py_medplib_cache {
     mg_kv_cache *cache;
 } mg_py_medplib_cache;
 
+mg_kv_cache *mg_py_medplib_cache_of(PyObject *capsule) {
+    mg_py_medplib_cache *c = PyCapsule_GetPointer(capsule, MG_PY_MEDPLIB_CACHE); /* sets the error */
+    return c ? c->cache : NULL;
+}
+
 static void mg_py_medplib_destroy(PyObject *capsule) {
     mg_py_medplib *m = PyCapsule_GetPointer(capsule, MG_PY_MEDPLIB);
     if (!m) return;
@@ -308,12 +313,19 @@ static PyObject *py_medplib_region_feature(PyObject *self, PyObject *args) {
 static PyObject *py_medplib_cache_new(PyObject *self, PyObject *args) {
     PyObject *capsule;
     int capacity;
-    if (!PyArg_ParseTuple(args, "Oi", &capsule, &capacity)) return NULL;
+    const char *dtype_name = NULL;
+    if (!PyArg_ParseTuple(args, "Oi|z", &capsule, &capacity, &dtype_name)) return NULL;
+    mg_dtype dtype = MG_F32;
+    if (dtype_name) {
+        mg_status parsed = mg_dtype_from_name(dtype_name, &dtype);
+        if (parsed != MG_OK) return mg_py_raise(parsed);
+    }
     mg_py_medplib *m = mg_py_medplib_get(capsule);
     if (!m) return NULL;
     mg_py_medplib_cache *c = calloc(1, sizeof *c);
     if (!c) return PyErr_NoMemory();
-    mg_status status = mg_kv_cache_create(mg_medplib_decoder(m->model), capacity, &c->cache);
+    mg_status status = dtype_name ? mg_kv_cache_create_typed(mg_medplib_decoder(m->model), capacity, dtype, &c->cache)
+                                  : mg_kv_cache_create(mg_medplib_decoder(m->model), capacity, &c->cache);
     if (status != MG_OK) {
         free(c);
         return mg_py_raise(status);
@@ -866,7 +878,8 @@ static PyMethodDef mg_py_medplib_methods[] = {
      "medplib_region_sample(features [g*g, C], grid, grid_mask [g, g], max_points=512) -> (mean [C], n_points)"},
     {"medplib_region_feature", py_medplib_region_feature, METH_VARARGS,
      "medplib_region_feature(model, clip_features, grid_mask, max_points=512) -> (row [D], n_points)"},
-    {"medplib_cache_new", py_medplib_cache_new, METH_VARARGS, "medplib_cache_new(model, capacity) -> KV cache"},
+    {"medplib_cache_new", py_medplib_cache_new, METH_VARARGS,
+     "medplib_cache_new(model, capacity, dtype=None) -> KV cache ('f32' / 'f16'; None: f16 for bf16 / q8_0 / q4_0 weights)"},
     {"medplib_forward", (PyCFunction)(void (*)(void))py_medplib_forward, METH_VARARGS | METH_KEYWORDS,
      "medplib_forward(model, cache, tokens, image_embeddings=None, region_embeddings=None, all_logits=False) -> (logits, hidden)"},
     {"medplib_generate", (PyCFunction)(void (*)(void))py_medplib_generate, METH_VARARGS | METH_KEYWORDS,

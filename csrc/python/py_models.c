@@ -445,12 +445,19 @@ static PyObject *py_bird_encode_image(PyObject *self, PyObject *args, PyObject *
 static PyObject *py_bird_kv_cache_new(PyObject *self, PyObject *args) {
     PyObject *capsule;
     int capacity;
-    if (!PyArg_ParseTuple(args, "Oi", &capsule, &capacity)) return NULL;
+    const char *dtype_name = NULL;
+    if (!PyArg_ParseTuple(args, "Oi|z", &capsule, &capacity, &dtype_name)) return NULL;
+    mg_dtype dtype = MG_F32;
+    if (dtype_name) {
+        mg_status parsed = mg_dtype_from_name(dtype_name, &dtype);
+        if (parsed != MG_OK) return mg_py_raise(parsed);
+    }
     mg_py_bird *m = mg_py_bird_get(capsule);
     if (!m) return NULL;
     mg_py_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return PyErr_NoMemory();
-    mg_status status = mg_kv_cache_create(mg_bird_decoder(m->bird), capacity, &c->cache);
+    mg_status status = dtype_name ? mg_kv_cache_create_typed(mg_bird_decoder(m->bird), capacity, dtype, &c->cache)
+                                  : mg_kv_cache_create(mg_bird_decoder(m->bird), capacity, &c->cache);
     if (status != MG_OK) {
         free(c);
         return mg_py_raise(status);
@@ -464,6 +471,19 @@ static PyObject *py_bird_kv_cache_new(PyObject *self, PyObject *args) {
         free(c);
     }
     return handle;
+}
+
+/* kv_cache_dtype(cache) -> "f32" | "f16" (for BiRD and MedPLIB caches) */
+static PyObject *py_kv_cache_dtype(PyObject *self, PyObject *capsule) {
+    const mg_kv_cache *cache = NULL;
+    if (PyCapsule_IsValid(capsule, MG_PY_KV_CACHE)) {
+        cache = ((mg_py_kv_cache *)PyCapsule_GetPointer(capsule, MG_PY_KV_CACHE))->cache;
+    } else {
+        mg_kv_cache *medplib = mg_py_medplib_cache_of(capsule);
+        if (!medplib) return NULL;
+        cache = medplib;
+    }
+    return PyUnicode_FromString(mg_dtype_name(mg_kv_cache_dtype(cache)));
 }
 
 /* bird_forward(model, cache, tokens, image_embeddings=None, all_logits=False,
@@ -790,7 +810,9 @@ static PyMethodDef mg_py_bird_methods[] = {
      "label_start, label_length, span_start, span_length)] (byte offsets)."},
     {"bird_encode_image", (PyCFunction)(void (*)(void))py_bird_encode_image, METH_VARARGS | METH_KEYWORDS,
      "bird_encode_image(model, pixels, return_features=False) -> embeddings (, vit features)."},
-    {"bird_kv_cache_new", py_bird_kv_cache_new, METH_VARARGS, "bird_kv_cache_new(model, capacity) -> KV cache handle."},
+    {"bird_kv_cache_new", py_bird_kv_cache_new, METH_VARARGS,
+     "bird_kv_cache_new(model, capacity, dtype=None) -> KV cache handle ('f32' / 'f16'; None: f16 for bf16 / q8_0 / q4_0 weights)."},
+    {"kv_cache_dtype", py_kv_cache_dtype, METH_O, "kv_cache_dtype(cache) -> 'f32' or 'f16' (BiRD or MedPLIB cache)."},
     {"bird_forward", (PyCFunction)(void (*)(void))py_bird_forward, METH_VARARGS | METH_KEYWORDS,
      "bird_forward(model, cache, tokens, image_embeddings=None, all_logits=False, layer_hidden=False) -> (logits, layer_hidden)."},
     {"bird_session_new", py_bird_session_new, METH_VARARGS, "bird_session_new(model, capacity) -> session handle."},

@@ -74,7 +74,7 @@ def bird_info(*args: Any, **kwargs: Any) -> Any:
     """bird_info(model) -> dict of hyper-parameters."""
     ...
 def bird_kv_cache_new(*args: Any, **kwargs: Any) -> Any:
-    """bird_kv_cache_new(model, capacity) -> KV cache handle."""
+    """bird_kv_cache_new(model, capacity, dtype=None) -> KV cache handle ('f32' / 'f16'; None: f16 for bf16 / q8_0 / q4_0 weights)."""
     ...
 def bird_load(*args: Any, **kwargs: Any) -> Any:
     """bird_load(path, dtype=None, strict=False) -> handle. Load a Qwen-VL/BiRD checkpoint (HF folder, safetensors, GGUF; GPTQ int4 accepted)."""
@@ -223,8 +223,11 @@ def image_to_rgb8(*args: Any, **kwargs: Any) -> Any:
 def image_window(*args: Any, **kwargs: Any) -> Any:
     """image_window(array, slope, intercept, lower, upper) -> uint8 linear window."""
     ...
+def kv_cache_dtype(*args: Any, **kwargs: Any) -> Any:
+    """kv_cache_dtype(cache) -> 'f32' or 'f16' (BiRD or MedPLIB cache)."""
+    ...
 def medplib_cache_new(*args: Any, **kwargs: Any) -> Any:
-    """medplib_cache_new(model, capacity) -> KV cache"""
+    """medplib_cache_new(model, capacity, dtype=None) -> KV cache ('f32' / 'f16'; None: f16 for bf16 / q8_0 / q4_0 weights)"""
     ...
 def medplib_check_tensors(*args: Any, **kwargs: Any) -> Any:
     """medplib_check_tensors(specs, metadata, strict=True, load_sam=True) -> info (metadata-only load)"""

@@ -20,6 +20,7 @@ typedef struct {
     int64_t Tq, Tk, Hq, group, D, Dv;
     float scale;
     bool causal;
+    bool kv_f16; /* k and v hold f16 (the decode path only) */
     const uint8_t *mask;
     int64_t mask_strides[3]; /* bytes over [Hq, Tq, Tk], 0 = broadcast */
     float *out;
@@ -564,10 +565,12 @@ static bool mg_attention_bf16(mg_context *ctx, const mg_attention_job *job) {
  * Per head the keys of a [T, H, D] cache lie H*D floats apart, so walking
  * one head over all keys touches a new page per key and defeats the
  * hardware prefetchers. With a single query row the work is split over
- * chunks of keys instead (flash-decoding): a task runs the online softmax
- * for every head over its chunk, reading each key's heads contiguously,
- * and leaves (max, sum, unnormalised output) per head; the chunks are then
- * merged exactly (rescaled by e^(m_c - M)). */
+ * chunks of keys instead (flash-decoding): a task reads its chunk's keys in
+ * order (each key's heads contiguously) for every head's score, takes the
+ * chunk's max and e^(s - max) per head once, then reads the values in order
+ * for the unnormalised output, and leaves (max, sum, output) per head; the
+ * chunks are then merged exactly (rescaled by e^(m_c - M)). An f16 K/V (a
+ * half-precision KV cache) is read in place. */
 
 /* Keys per chunk: at most 256, fewer for short caches so that every
  * thread gets about four chunks. */
@@ -578,6 +581,7 @@ typedef struct {
     const mg_attention_job *job;
     int64_t chunk_keys, n_chunks;
     float *partial; /* [n_chunks][Hq][Dv + 2]: output, max, sum */
+    float *scores;  /* [n_chunks][Hq][chunk_keys]: scores, then e^(s - max) */
 } mg_decode_job;
 
 static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index) {
@@ -586,32 +590,39 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
     const mg_attention_job *job = dj->job;
     const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
     float *part = dj->partial + chunk * Hq * stride;
-    for (int64_t h = 0; h < Hq; h++) {
-        memset(part + h * stride, 0, (size_t)Dv * sizeof(float));
-        part[h * stride + Dv] = -INFINITY;
-        part[h * stride + Dv + 1] = 0.0f;
-    }
+    float *scores = dj->scores + chunk * Hq * dj->chunk_keys; /* [Hq][chunk_keys] */
     const int64_t j0 = chunk * dj->chunk_keys;
     const int64_t j1 = j0 + dj->chunk_keys < job->Tk ? j0 + dj->chunk_keys : job->Tk;
+    const int64_t n = j1 - j0;
+    /* Pass 1, keys in order: every head's score. */
     for (int64_t j = j0; j < j1; j++) {
         for (int64_t h = 0; h < Hq; h++) {
-            const int64_t hk = h / job->group;
             const float *qh = (const float *)(job->q + h * job->q_strides[1]);
-            const float *kj = (const float *)(job->k + j * job->k_strides[0] + hk * job->k_strides[1]);
-            const float *vj = (const float *)(job->v + j * job->v_strides[0] + hk * job->v_strides[1]);
-            const float sc = job->kernels->dot_f32(qh, kj, job->D) * job->scale;
-            float *o = part + h * stride;
-            float *m = o + Dv, *l = o + Dv + 1;
-            if (sc > *m) {
-                const float corr = *m == -INFINITY ? 0.0f : expf(*m - sc);
-                job->kernels->axpby(o, corr, 1.0f, vj, Dv);
-                *l = *l * corr + 1.0f;
-                *m = sc;
-            } else {
-                const float pj = expf(sc - *m);
-                job->kernels->axpby(o, 1.0f, pj, vj, Dv);
-                *l += pj;
-            }
+            const uint8_t *kj = job->k + j * job->k_strides[0] + (h / job->group) * job->k_strides[1];
+            scores[h * dj->chunk_keys + (j - j0)] =
+                (job->kv_f16 ? job->kernels->dot_f16(qh, kj, job->D) : job->kernels->dot_f32(qh, kj, job->D)) *
+                job->scale;
+        }
+    }
+    /* The chunk's max per head is known now: p = e^(s - max) once, no rescaling within the chunk. */
+    for (int64_t h = 0; h < Hq; h++) {
+        float *s = scores + h * dj->chunk_keys, m = -INFINITY, l = 0.0f;
+        for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+        for (int64_t j = 0; j < n; j++) {
+            s[j] = expf(s[j] - m);
+            l += s[j];
+        }
+        memset(part + h * stride, 0, (size_t)Dv * sizeof(float));
+        part[h * stride + Dv] = m;
+        part[h * stride + Dv + 1] = l;
+    }
+    /* Pass 2, keys in order: o_h += p_hj v_j. */
+    for (int64_t j = j0; j < j1; j++) {
+        for (int64_t h = 0; h < Hq; h++) {
+            const uint8_t *vj = job->v + j * job->v_strides[0] + (h / job->group) * job->v_strides[1];
+            const float pj = scores[h * dj->chunk_keys + (j - j0)];
+            if (job->kv_f16) job->kernels->axpby_f16(part + h * stride, 1.0f, pj, (const uint16_t *)vj, Dv);
+            else job->kernels->axpby(part + h * stride, 1.0f, pj, (const float *)vj, Dv);
         }
     }
 }
@@ -623,10 +634,11 @@ static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *jo
     int64_t chunk_keys = (job->Tk + 4 * n_threads - 1) / (4 * n_threads);
     if (chunk_keys > MG_DECODE_KEY_CHUNK) chunk_keys = MG_DECODE_KEY_CHUNK;
     if (chunk_keys < MG_DECODE_MIN_CHUNK) chunk_keys = MG_DECODE_MIN_CHUNK;
-    mg_decode_job dj = {job, chunk_keys, (job->Tk + chunk_keys - 1) / chunk_keys, NULL};
+    mg_decode_job dj = {job, chunk_keys, (job->Tk + chunk_keys - 1) / chunk_keys, NULL, NULL};
     const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
-    dj.partial = mg_aligned_alloc((size_t)(dj.n_chunks * Hq * stride) * sizeof(float));
+    dj.partial = mg_aligned_alloc((size_t)(dj.n_chunks * Hq * (stride + chunk_keys)) * sizeof(float));
     if (!dj.partial) return mg_error(MG_ERR_NO_MEMORY, "mg_attention: no memory for %lld key chunks", (long long)dj.n_chunks);
+    dj.scores = dj.partial + dj.n_chunks * Hq * stride;
     mg_threadpool_run(mg_context_threadpool(ctx), dj.n_chunks, mg_attention_decode_chunk, &dj);
     for (int64_t h = 0; h < Hq; h++) {
         float *out = job->out + h * Dv;
@@ -652,18 +664,20 @@ static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *jo
     return MG_OK;
 }
 
-/* A [T, H, D] view whose last axis is contiguous, or a contiguous copy. */
-static mg_status mg_attention_view(const char *what, const mg_tensor *t, mg_cpu_f32 *copy,
+/* A [T, H, D] view whose last axis is contiguous, or a contiguous f32 copy;
+ * an f16 tensor stays f16 only where keep_f16 (the decode path reads it). */
+static mg_status mg_attention_view(const char *what, const mg_tensor *t, bool keep_f16, mg_cpu_f32 *copy,
                                    const uint8_t **base, int64_t strides[2]) {
     copy->data = NULL;
     copy->owned = NULL;
-    if (t->strides[2] == 4 || t->shape[2] == 1) {
+    const int64_t elem = t->dtype == MG_F16 ? 2 : 4;
+    if ((t->dtype == MG_F32 || keep_f16) && (t->strides[2] == elem || t->shape[2] == 1)) {
         *base = t->data;
         strides[0] = t->strides[0];
         strides[1] = t->strides[1];
         return MG_OK;
     }
-    MG_TRY(mg_cpu_f32_input("mg_attention", what, t, false, copy));
+    MG_TRY(mg_cpu_f32_input("mg_attention", what, t, true, copy));
     *base = (const uint8_t *)copy->data;
     strides[0] = t->shape[1] * t->shape[2] * 4;
     strides[1] = t->shape[2] * 4;
@@ -682,9 +696,15 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         if (inputs[i]->n_dims != 3)
             return mg_error(MG_ERR_SHAPE, "%s: %s %s must be [tokens, heads, head_dim]", op, names[i],
                             mg_cpu_describe(inputs[i], a));
-        if (inputs[i]->dtype != MG_F32)
-            return mg_error(MG_ERR_DTYPE, "%s: %s %s must be f32", op, names[i], mg_cpu_describe(inputs[i], a));
     }
+    /* k and v may be f16 (a half-precision KV cache), both or neither. */
+    if (q->dtype != MG_F32) return mg_error(MG_ERR_DTYPE, "%s: q %s must be f32", op, mg_cpu_describe(q, a));
+    for (int i = 1; i < 3; i++)
+        if (inputs[i]->dtype != MG_F32 && inputs[i]->dtype != MG_F16)
+            return mg_error(MG_ERR_DTYPE, "%s: %s %s must be f32 or f16", op, names[i], mg_cpu_describe(inputs[i], a));
+    if (k->dtype != v->dtype)
+        return mg_error(MG_ERR_DTYPE, "%s: k %s and v %s must have one dtype", op, mg_cpu_describe(k, a),
+                        mg_cpu_describe(v, b));
     const int64_t Tq = q->shape[0], Hq = q->shape[1], D = q->shape[2];
     const int64_t Tk = k->shape[0], Hkv = k->shape[1], Dv = v->shape[2];
     if (k->shape[2] != D)
@@ -734,8 +754,23 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
     int64_t strides[3][2];
     mg_status status = MG_OK;
     int made = 0;
+    /* One query row without a mask: the flash-decoding path, which reads an
+     * f16 K/V in place; every other path takes f32 copies of f16 K/V. */
+    const bool decode = Tq == 1 && !job.mask && Tk > 0;
     for (; made < 3 && status == MG_OK; made++)
-        status = mg_attention_view(names[made], inputs[made], &copies[made], &bases[made], strides[made]);
+        status = mg_attention_view(names[made], inputs[made], decode, &copies[made], &bases[made], strides[made]);
+    job.kv_f16 = status == MG_OK && k->dtype == MG_F16 && !copies[1].owned;
+    if (status == MG_OK && k->dtype == MG_F16 && !copies[1].owned != !copies[2].owned) {
+        /* one of them was copied to f32 (an inner stride): copy the other too */
+        const int kept = copies[1].owned ? 2 : 1;
+        status = mg_cpu_f32_input(op, names[kept], inputs[kept], true, &copies[kept]);
+        if (status == MG_OK) {
+            bases[kept] = (const uint8_t *)copies[kept].data;
+            strides[kept][0] = inputs[kept]->shape[1] * inputs[kept]->shape[2] * 4;
+            strides[kept][1] = inputs[kept]->shape[2] * 4;
+        }
+        job.kv_f16 = false;
+    }
     const int n_threads = mg_context_n_threads(ctx);
     /* The blocked tiles pay for packing K once several query rows share it. */
     bool blocked = false, bf16 = false;
@@ -785,7 +820,7 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         }
 #endif
         job.n_query_blocks = (Tq + rows_per_task - 1) / rows_per_task;
-        if (Tq == 1 && !job.mask && Tk > 0) {
+        if (decode) {
             status = mg_attention_decode(ctx, &job);
         } else {
             bool done = false;

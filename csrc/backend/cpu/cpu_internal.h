@@ -153,6 +153,9 @@ typedef struct mg_cpu_kernels {
      * QuickGELU (1.702). The scalar entry is libm's expf; the AVX-512 one a
      * ~1 ulp vector exp and a division (a few ulp from the scalar). */
     void (*sigmoid_mul)(const float *x, float *y, int64_t n, float alpha);
+    /* axpby with x in f16 (an f16 KV cache's values), bit for bit axpby on
+     * the widened x. */
+    void (*axpby_f16)(float *y, float scale, float a, const uint16_t *x, int64_t n);
 } mg_cpu_kernels;
 
 /* The scalar GELU reference (cpu_elementwise.c): cancellation-free libm. */

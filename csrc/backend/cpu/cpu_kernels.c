@@ -83,6 +83,10 @@ static void mg_axpby_scalar(float *y, float scale, float a, const float *x, int6
     for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale + a * x[i];
 }
 
+static void mg_axpby_f16_scalar(float *y, float scale, float a, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale + a * mg_f16_to_f32(x[i]);
+}
+
 /* Quantized GEMV through the per-row dot kernel (no prepared layout). */
 static size_t mg_prep_none_bytes(int64_t n_blocks) {
     (void)n_blocks;
@@ -154,6 +158,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
     mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
     mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar, mg_sigmoid_mul_scalar,
+    mg_axpby_f16_scalar,
 };
 
 #if defined(__x86_64__)
@@ -256,6 +261,15 @@ MG_AVX2 static void mg_axpby_avx2(float *y, float scale, float a, const float *x
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vs),
                                               _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
     for (; i < n; i++) y[i] = y[i] * scale + a * x[i];
+}
+
+MG_AVX2 static void mg_axpby_f16_avx2(float *y, float scale, float a, const uint16_t *x, int64_t n) {
+    const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vs),
+                                              _mm256_mul_ps(va, mg_load8_f16(x + i))));
+    for (; i < n; i++) y[i] = y[i] * scale + a * mg_f16_to_f32(x[i]);
 }
 
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_avx2, mg_dot_q8_0_avx2)
@@ -415,6 +429,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
     mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
     mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2, mg_sigmoid_mul_scalar,
+    mg_axpby_f16_avx2,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -534,6 +549,19 @@ MG_AVX512 static void mg_axpby_avx512(float *y, float scale, float a, const floa
     if (i < n) {
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         __m512 vy = _mm512_maskz_loadu_ps(m, y + i), vx = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(vy, vs), _mm512_mul_ps(va, vx)));
+    }
+}
+
+MG_AVX512 static void mg_axpby_f16_avx512(float *y, float scale, float a, const uint16_t *x, int64_t n) {
+    const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(y + i), vs),
+                                              _mm512_mul_ps(va, mg_load16_f16(x + i))));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 vy = _mm512_maskz_loadu_ps(m, y + i), vx = mg_masked16_f16(m, x + i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(vy, vs), _mm512_mul_ps(va, vx)));
     }
 }
@@ -924,6 +952,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
     mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_axpby_f16_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
@@ -935,6 +964,7 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
     mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_axpby_f16_avx512,
 };
 
 static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
@@ -947,6 +977,7 @@ static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
     mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_axpby_f16_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

@@ -801,8 +801,29 @@ mg_status op_rope(mg_context *ctx, const mg_tensor *x, const int32_t *positions,
     return finish_output(s, out, dop);
 }
 
+static mg_status attention_f32(mg_context *ctx, const mg_tensor *q, const mg_tensor *k, const mg_tensor *v,
+                               const mg_tensor *mask, bool causal, float scale, mg_tensor *out);
+
+/* An f16 K/V (a half-precision KV cache) is widened on the host first. */
 mg_status op_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor *k, const mg_tensor *v,
                        const mg_tensor *mask, bool causal, float scale, mg_tensor *out) {
+    if (!k || !v || (k->dtype != MG_F16 && v->dtype != MG_F16))
+        return attention_f32(ctx, q, k, v, mask, causal, scale, out);
+    mg_tensor k32, v32;
+    memset(&k32, 0, sizeof k32);
+    memset(&v32, 0, sizeof v32);
+    mg_status status = mg_tensor_alloc(&k32, MG_F32, k->n_dims, k->shape);
+    if (status == MG_OK) status = mg_tensor_convert(k, &k32);
+    if (status == MG_OK) status = mg_tensor_alloc(&v32, MG_F32, v->n_dims, v->shape);
+    if (status == MG_OK) status = mg_tensor_convert(v, &v32);
+    if (status == MG_OK) status = attention_f32(ctx, q, &k32, &v32, mask, causal, scale, out);
+    mg_tensor_free_data(&k32);
+    mg_tensor_free_data(&v32);
+    return status;
+}
+
+static mg_status attention_f32(mg_context *ctx, const mg_tensor *q, const mg_tensor *k, const mg_tensor *v,
+                               const mg_tensor *mask, bool causal, float scale, mg_tensor *out) {
     cuda_state *s = state_of(ctx);
     MG_TRY(need_f32(q, "mg_attention", "q"));
     MG_TRY(need_f32(k, "mg_attention", "k"));

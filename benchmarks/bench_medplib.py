@@ -22,7 +22,8 @@ flattened as medplib.*, tokenizer.model and added_tokens.json embedded), plus a 
 q4_0 q8_0; bf16 runs the dense twin only unless `--bf16-moe`), each variant in its own
 process (under `--lock FILE` with flock): load, CLIP and SAM-Med2D encode, prefill and decode
 of the segment prompt (MoE and dense; decode also as a fraction of the bandwidth roofline,
-benchmarks/machine.py re-probed before each variant), then lm_head[<SEG>] is set in the file
+benchmarks/machine.py re-probed before each variant; each variant's file read into the page cache
+first, the other's dropped from it), then lm_head[<SEG>] is set in the file
 to 2x the row of the first greedy token and segment() is timed end to end (best of 2).
 PyTorch eager runs only from a bf16 file (parameters are views of its memory map): the MoE's
 weights are 46.7 GB in f32 and 23.4 GB in bf16, more than a 24 GiB machine holds next to
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
+import machine  # noqa: E402
 from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 16
@@ -652,6 +654,9 @@ def main_gguf(args, cfg: dict) -> int:
                 results.setdefault("bandwidth_probes_gb_s", []).append(probe["read_gb_s"])
                 bandwidth = max(bandwidth if bandwidth == bandwidth else 0.0, probe["read_gb_s"])
                 results["bandwidth_gb_s"] = bandwidth
+            # this variant's file read once into the page cache, the run's other files dropped from it
+            # (as bench_bird does): a variant that ran on a half-evicted file timed the disk
+            entry[f"{kind}_cache_read_s"] = machine.read_into_page_cache(path, evict=list(files.values()))
             parts = run_child("gguf-parts", path, cfg, args.threads, args.lock)
             if parts is None:
                 return 1

@@ -830,6 +830,23 @@ def test_attention_bf16_mode_below_avx512_bf16_is_the_f32_path(monkeypatch, rng)
         medground.set_num_threads(0)
 
 
+def test_cpu_isa_names_and_unknown_value(monkeypatch):
+    """MG_CPU_ISA takes the level names op_kernel_info reports; a typo is an
+    error at context creation (not silently the CPU's own level)."""
+    native = _C.op_kernel_info()["isa"]
+    try:
+        monkeypatch.setenv("MG_CPU_ISA", native)
+        medground.set_num_threads(1)
+        assert _C.op_kernel_info()["isa"] == native
+        monkeypatch.setenv("MG_CPU_ISA", "avx512bf16")
+        with pytest.raises(medground.InvalidArgumentError,
+                           match="MG_CPU_ISA=avx512bf16: expected native, scalar, avx2, avx512, avx512_vnni or avx512_bf16"):
+            medground.set_num_threads(1)
+    finally:
+        monkeypatch.delenv("MG_CPU_ISA", raising=False)
+        medground.set_num_threads(0)
+
+
 def test_fpmath_modes_and_errors(monkeypatch):
     assert medground.get_fpmath() == "auto"
     q = np.random.default_rng(0).standard_normal((16, 2, 8)).astype(np.float32)

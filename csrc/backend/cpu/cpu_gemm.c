@@ -82,22 +82,33 @@ mg_cpu_isa mg_cpu_context_isa(mg_context *ctx) {
     return state ? state->isa : MG_ISA_SCALAR;
 }
 
-static mg_cpu_isa mg_cpu_isa_from_env(mg_cpu_isa detected) {
+/* MG_CPU_ISA caps the kernels' level (it never raises it past the CPU's;
+ * "native" or unset: the CPU's own); an unknown value is an error at
+ * context creation, not silently ignored. */
+static mg_status mg_cpu_isa_from_env(mg_cpu_isa detected, mg_cpu_isa *out) {
     const char *env = getenv("MG_CPU_ISA");
-    if (!env || !*env) return detected;
-    mg_cpu_isa cap = detected;
-    if (strcmp(env, "scalar") == 0) cap = MG_ISA_SCALAR;
-    else if (strcmp(env, "avx2") == 0) cap = MG_ISA_AVX2;
-    else if (strcmp(env, "avx512") == 0) cap = MG_ISA_AVX512;
-    else if (strcmp(env, "avx512_vnni") == 0) cap = MG_ISA_AVX512_VNNI;
-    return cap < detected ? cap : detected;
+    *out = detected;
+    if (!env || !*env || strcmp(env, "native") == 0) return MG_OK;
+    static const char *const names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
+    for (int level = 0; level < (int)(sizeof names / sizeof names[0]); level++) {
+        if (strcmp(env, names[level]) == 0) {
+            if ((mg_cpu_isa)level < detected) *out = (mg_cpu_isa)level;
+            return MG_OK;
+        }
+    }
+    return mg_error(MG_ERR_INVALID_ARGUMENT,
+                    "MG_CPU_ISA=%s: expected native, scalar, avx2, avx512, avx512_vnni or avx512_bf16", env);
 }
 
 mg_status mg_cpu_state_create(mg_context *ctx, void **out) {
     *out = NULL;
     mg_cpu_state *state = calloc(1, sizeof *state);
     if (!state) return mg_error(MG_ERR_NO_MEMORY, "cpu backend: out of memory");
-    state->isa = mg_cpu_isa_from_env(mg_cpu_detect_isa());
+    mg_status status = mg_cpu_isa_from_env(mg_cpu_detect_isa(), &state->isa);
+    if (status != MG_OK) {
+        free(state);
+        return status;
+    }
     state->bf16_gemm = -1;
     pthread_mutex_init(&state->lock, NULL);
     void *gomp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);

@@ -314,9 +314,12 @@ mg_status mg_rope(mg_context *ctx, const mg_tensor *x, const int32_t *positions,
 
 /* Fused scaled-dot-product attention. q[Tq, Hq, D], k[Tk, Hkv, D],
  * v[Tk, Hkv, Dv], out[Tq, Hq, Dv]; Hq a multiple of Hkv (grouped queries).
- * mask optional, additive, broadcastable to [Hq, Tq, Tk]. causal as in
- * mg_softmax. scale usually 1/sqrt(D). Never materialises more than one
- * block of scores per thread. */
+ * q is f32; k and v both f32 or both f16 (a half-precision KV cache, read
+ * in place by the one-query path). mask optional, additive, broadcastable
+ * to [Hq, Tq, Tk]. causal as in mg_softmax. scale usually 1/sqrt(D). Never
+ * materialises more than one block of scores per thread. Where the
+ * context's fpmath mode allows (mg_fpmath) and Tq >= 8, the products are
+ * taken in bf16 on CPUs with AVX-512 BF16. */
 mg_status mg_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor *k,
                        const mg_tensor *v, const mg_tensor *mask, bool causal,
                        float scale, mg_tensor *out);

@@ -665,11 +665,9 @@ def test_attention_mask_scale_and_strided_views(threads, rng):
     np.testing.assert_allclose(ours2, ref2, rtol=1e-5, atol=2e-6)
 
 
-def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
-    """The tiled path (>= 8 query rows): a mask hiding whole 64-key blocks
-    from some rows (their first blocks, so the running max starts late),
-    and causal with more queries than
-    keys, where the first rows see no key at all and stay zero."""
+def masked_blocks_case(rng):
+    """q, k, v [150, 3, 40 | 24] and a mask hiding whole 64-key blocks from
+    some rows (their first blocks, so the running max starts late)."""
     T, H, D = 150, 3, 40
     q = rng.standard_normal((T, H, D)).astype(np.float32)
     k = rng.standard_normal((T, H, D)).astype(np.float32)
@@ -677,6 +675,15 @@ def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
     mask = np.zeros((H, T, T), np.float32)
     mask[:, :50, :128] = -np.inf  # rows 0..49 see only keys 128..149
     mask[1, 60:, 64:] = -np.inf
+    return q, k, v, mask
+
+
+def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
+    """The tiled path (>= 8 query rows): a mask hiding whole 64-key blocks
+    from some rows (their first blocks, so the running max starts late),
+    and causal with more queries than
+    keys, where the first rows see no key at all and stay zero."""
+    q, k, v, mask = masked_blocks_case(rng)
     ours = _C.op_attention(q, k, v, mask=mask)
     np.testing.assert_allclose(ours, sdpa(q, k, v, torch.from_numpy(mask)), rtol=1e-5, atol=2e-6)
     tq, tk = 40, 10
@@ -795,13 +802,8 @@ def test_attention_bf16_products(fpmath_bf16, tq, tk, hq, hkv, d, dv, causal, rn
 
 
 def test_attention_bf16_mask_and_rows_seeing_nothing(fpmath_bf16, rng):
-    T, H, D = 150, 3, 40
-    q = rng.standard_normal((T, H, D)).astype(np.float32)
-    k = rng.standard_normal((T, H, D)).astype(np.float32)
-    v = rng.standard_normal((T, H, 24)).astype(np.float32)
-    mask = np.zeros((H, T, T), np.float32)
-    mask[:, :50, :128] = -np.inf  # rows 0..49 see only keys 128..149
-    mask[1, 60:, 64:] = -np.inf
+    q, k, v, mask = masked_blocks_case(rng)
+    T, D = q.shape[0], q.shape[2]
     mask[2] += rng.standard_normal((T, T)).astype(np.float32)
     ours = _C.op_attention(q, k, v, mask=mask, scale=0.3)
     exact = attention_f64(bf16_round(q * np.float32(0.3)), bf16_round(k), bf16_round(v), 1.0, mask=mask)

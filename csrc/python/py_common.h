@@ -40,6 +40,10 @@ PyObject *mg_py_array_from_tensor(const mg_tensor *t);
 /* The shared mg_context used by module-level functions (created lazily;
  * thread count from medground.set_num_threads or MG_NUM_THREADS). */
 mg_context *mg_py_default_context(void);
+/* A KV cache of `capacity` positions for decoder: dtype_name NULL -> the
+ * decoder's default (mg_kv_cache_create), else "f32" / "f16". -1 with the
+ * error set on failure. */
+int mg_py_kv_cache_create(const mg_decoder *decoder, int capacity, const char *dtype_name, mg_kv_cache **out);
 /* The decoder cache of a MedPLIB cache capsule; NULL with an error set. */
 mg_kv_cache *mg_py_medplib_cache_of(PyObject *capsule);
 /* Replace it (n_threads <= 0: all cores; blas: mg_blas value). -1 on error. */

@@ -309,26 +309,19 @@ static PyObject *py_medplib_region_feature(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Ni)", out, n);
 }
 
-/* medplib_cache_new(model, capacity) */
+/* medplib_cache_new(model, capacity, dtype=None) */
 static PyObject *py_medplib_cache_new(PyObject *self, PyObject *args) {
     PyObject *capsule;
     int capacity;
     const char *dtype_name = NULL;
     if (!PyArg_ParseTuple(args, "Oi|z", &capsule, &capacity, &dtype_name)) return NULL;
-    mg_dtype dtype = MG_F32;
-    if (dtype_name) {
-        mg_status parsed = mg_dtype_from_name(dtype_name, &dtype);
-        if (parsed != MG_OK) return mg_py_raise(parsed);
-    }
     mg_py_medplib *m = mg_py_medplib_get(capsule);
     if (!m) return NULL;
     mg_py_medplib_cache *c = calloc(1, sizeof *c);
     if (!c) return PyErr_NoMemory();
-    mg_status status = dtype_name ? mg_kv_cache_create_typed(mg_medplib_decoder(m->model), capacity, dtype, &c->cache)
-                                  : mg_kv_cache_create(mg_medplib_decoder(m->model), capacity, &c->cache);
-    if (status != MG_OK) {
+    if (mg_py_kv_cache_create(mg_medplib_decoder(m->model), capacity, dtype_name, &c->cache) < 0) {
         free(c);
-        return mg_py_raise(status);
+        return NULL;
     }
     PyObject *out = PyCapsule_New(c, MG_PY_MEDPLIB_CACHE, mg_py_medplib_cache_destroy);
     if (!out) {

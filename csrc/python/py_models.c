@@ -441,26 +441,28 @@ static PyObject *py_bird_encode_image(PyObject *self, PyObject *args, PyObject *
     return Py_BuildValue("(NN)", embeddings, features);
 }
 
-/* kv_cache_new(model, capacity) -> cache handle (raw decoder cache) */
+int mg_py_kv_cache_create(const mg_decoder *decoder, int capacity, const char *dtype_name, mg_kv_cache **out) {
+    mg_dtype dtype = MG_F32;
+    mg_status status = dtype_name ? mg_dtype_from_name(dtype_name, &dtype) : MG_OK;
+    if (status == MG_OK)
+        status = dtype_name ? mg_kv_cache_create_typed(decoder, capacity, dtype, out)
+                            : mg_kv_cache_create(decoder, capacity, out);
+    return status == MG_OK ? 0 : mg_py_raise_int(status);
+}
+
+/* kv_cache_new(model, capacity, dtype=None) -> cache handle (raw decoder cache) */
 static PyObject *py_bird_kv_cache_new(PyObject *self, PyObject *args) {
     PyObject *capsule;
     int capacity;
     const char *dtype_name = NULL;
     if (!PyArg_ParseTuple(args, "Oi|z", &capsule, &capacity, &dtype_name)) return NULL;
-    mg_dtype dtype = MG_F32;
-    if (dtype_name) {
-        mg_status parsed = mg_dtype_from_name(dtype_name, &dtype);
-        if (parsed != MG_OK) return mg_py_raise(parsed);
-    }
     mg_py_bird *m = mg_py_bird_get(capsule);
     if (!m) return NULL;
     mg_py_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return PyErr_NoMemory();
-    mg_status status = dtype_name ? mg_kv_cache_create_typed(mg_bird_decoder(m->bird), capacity, dtype, &c->cache)
-                                  : mg_kv_cache_create(mg_bird_decoder(m->bird), capacity, &c->cache);
-    if (status != MG_OK) {
+    if (mg_py_kv_cache_create(mg_bird_decoder(m->bird), capacity, dtype_name, &c->cache) < 0) {
         free(c);
-        return mg_py_raise(status);
+        return NULL;
     }
     Py_INCREF(capsule);
     c->model = capsule;

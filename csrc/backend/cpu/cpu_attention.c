@@ -147,6 +147,19 @@ MG_AVX512_FA MG_FA_INLINE void mg_fa_scores(const int R, const float *const *qro
         for (int c = 0; c < 4; c++) _mm512_store_ps(s + r * MG_FA_BK + 16 * c, acc[r][c]);
 }
 
+/* The P V tiles' accumulators: acc[r][k] = o_r[c0 + 16 k ..] * corr_r
+ * before the keys, stored back (masked to the row's columns) after them. */
+#define MG_FA_ACC_LOAD(R, NV, acc, orows, corr, c0, cmask)                                         \
+    _Pragma("GCC unroll 4") for (int r_ = 0; r_ < (R); r_++) {                                      \
+        const __m512 c_ = _mm512_set1_ps((corr)[r_]);                                              \
+        _Pragma("GCC unroll 4") for (int k_ = 0; k_ < (NV); k_++)                                  \
+            (acc)[r_][k_] = _mm512_mul_ps(_mm512_maskz_loadu_ps((cmask)[k_], (orows)[r_] + (c0) + 16 * k_), c_); \
+    }
+#define MG_FA_ACC_STORE(R, NV, acc, orows, c0, cmask)                                              \
+    _Pragma("GCC unroll 4") for (int r_ = 0; r_ < (R); r_++)                                        \
+        _Pragma("GCC unroll 4") for (int k_ = 0; k_ < (NV); k_++)                                  \
+            _mm512_mask_storeu_ps((orows)[r_] + (c0) + 16 * k_, (cmask)[k_], (acc)[r_][k_])
+
 /* o_r[c0 .. c0 + 16 NV) = o_r * corr_r + sum_j p_r[j] v_j for R rows and
  * NV (1..4) vectors of 16 columns; the last chunk of a row is masked
  * (cmask per vector). R and NV are constants at every call, so each
@@ -156,13 +169,7 @@ MG_AVX512_FA MG_FA_INLINE void mg_fa_pv(const int R, const int NV, float *const 
                                         const float *p, const uint8_t *v, int64_t v_stride, int64_t nk,
                                         int64_t c0, const __mmask16 cmask[4]) {
     __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        const __m512 c = _mm512_set1_ps(corr[r]);
-#pragma GCC unroll 4
-        for (int k = 0; k < NV; k++)
-            acc[r][k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cmask[k], orows[r] + c0 + 16 * k), c);
-    }
+    MG_FA_ACC_LOAD(R, NV, acc, orows, corr, c0, cmask);
     for (int64_t j = 0; j < nk; j++) {
         const float *vj = (const float *)(v + j * v_stride) + c0;
         __m512 vv[4];
@@ -175,22 +182,77 @@ MG_AVX512_FA MG_FA_INLINE void mg_fa_pv(const int R, const int NV, float *const 
             for (int k = 0; k < NV; k++) acc[r][k] = _mm512_fmadd_ps(pv, vv[k], acc[r][k]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < NV; k++) _mm512_mask_storeu_ps(orows[r] + c0 + 16 * k, cmask[k], acc[r][k]);
+    MG_FA_ACC_STORE(R, NV, acc, orows, c0, cmask);
 }
 
-/* mg_fa_pv with NV a literal at each call. */
-#define MG_FA_PV_NV(R, nv, ...)                                         \
+/* A P V tile function (mg_fa_pv, mg_fa16_pv) with NV a literal at each call. */
+#define MG_FA_PV_CALL(fn, R, nv, ...)                                   \
     do {                                                                \
         switch (nv) {                                                   \
-        case 1: mg_fa_pv(R, 1, __VA_ARGS__); break;                     \
-        case 2: mg_fa_pv(R, 2, __VA_ARGS__); break;                     \
-        case 3: mg_fa_pv(R, 3, __VA_ARGS__); break;                     \
-        default: mg_fa_pv(R, 4, __VA_ARGS__); break;                    \
+        case 1: fn(R, 1, __VA_ARGS__); break;                           \
+        case 2: fn(R, 2, __VA_ARGS__); break;                           \
+        case 3: fn(R, 3, __VA_ARGS__); break;                           \
+        default: fn(R, 4, __VA_ARGS__); break;                          \
         }                                                               \
     } while (0)
+#define MG_FA_PV_NV(R, nv, ...) MG_FA_PV_CALL(mg_fa_pv, R, nv, __VA_ARGS__)
+
+/* One query row's block of MG_FA_BK scores (row i of the task, keys k0 ..
+ * k0 + nk): times scale, plus the mask, -inf past the causal limit and the
+ * block; then the online softmax update: the running max and sum of the
+ * row, corr = e^(old max - new max) for its output, and P = e^(S - max) in
+ * place of the scores (all zero while the row has seen no key). Shared by
+ * the f32 and the bf16-product tiles. */
+MG_AVX512_FA MG_FA_INLINE void mg_fa_softmax_row(const mg_attention_job *job, int64_t h, int64_t query, int64_t k0,
+                                                 int64_t nk, float scale, float *si, float *row_max, float *row_sum,
+                                                 float *corr) {
+    int64_t visible = nk;
+    const int64_t limit = query + (job->Tk - job->Tq) + 1 - k0; /* query sees keys j <= query + offset */
+    if (job->causal && limit < visible) visible = limit;
+    if (visible < 0) visible = 0;
+    if (scale != 1.0f) {
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (int c = 0; c < MG_FA_BK; c += 16) _mm512_store_ps(si + c, _mm512_mul_ps(_mm512_load_ps(si + c), vscale));
+    }
+    if (job->mask) {
+        const uint8_t *mrow = job->mask + h * job->mask_strides[0] + query * job->mask_strides[1];
+        for (int64_t j = 0; j < visible; j++) {
+            float add;
+            memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
+            si[j] += add;
+        }
+    }
+    for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+    __m512 vmax = _mm512_load_ps(si);
+    for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
+    const float block_max = _mm512_reduce_max_ps(vmax);
+    const float old_max = *row_max;
+    const float new_max = block_max > old_max ? block_max : old_max;
+    if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
+        *corr = 1.0f;
+        memset(si, 0, MG_FA_BK * sizeof(float));
+        return;
+    }
+    *corr = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+    const __m512 vm = _mm512_set1_ps(new_max);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int c = 0; c < MG_FA_BK; c += 16) {
+        const __m512 pc = mg_exp512(_mm512_sub_ps(_mm512_load_ps(si + c), vm));
+        _mm512_store_ps(si + c, pc);
+        vsum = _mm512_add_ps(vsum, pc);
+    }
+    *row_sum = *row_sum * *corr + _mm512_reduce_add_ps(vsum);
+    *row_max = new_max;
+}
+
+/* Lane masks of the (up to) four 16-column vectors at c0 of Dv columns, and how many are live. */
+MG_AVX512_FA MG_FA_INLINE int mg_fa_column_masks(int64_t Dv, int64_t c0, __mmask16 cmask[4]) {
+    for (int k = 0; k < 4; k++) {
+        const int64_t left = Dv - c0 - 16 * k;
+        cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    }
+    return Dv - c0 >= 64 ? 4 : (int)((Dv - c0 + 15) / 16);
+}
 
 /* Scratch floats per thread of the blocked path. */
 static int64_t mg_fa_scratch_floats(int64_t D) {
@@ -221,7 +283,6 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
         key_end = q1 - 1 + offset + 1;
         if (key_end > job->Tk) key_end = job->Tk;
     }
-    const __m512 vscale = _mm512_set1_ps(job->scale);
     for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
         const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
         /* K^T of this block, zero past nk. */
@@ -237,50 +298,12 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
         for (; i + 4 <= nq; i += 4) mg_fa_scores(4, qrows + i, kt, D, s + i * MG_FA_BK);
         for (; i < nq; i++) mg_fa_scores(1, qrows + i, kt, D, s + i * MG_FA_BK);
         /* Scale, mask, limits; online softmax statistics; P in place of S. */
-        for (i = 0; i < nq; i++) {
-            float *si = s + i * MG_FA_BK;
-            int64_t visible = nk;
-            if (job->causal && q0 + i + offset + 1 - k0 < visible) visible = q0 + i + offset + 1 - k0;
-            if (visible < 0) visible = 0;
-            for (int c = 0; c < MG_FA_BK; c += 16) _mm512_store_ps(si + c, _mm512_mul_ps(_mm512_load_ps(si + c), vscale));
-            if (job->mask) {
-                const uint8_t *mrow = job->mask + h * job->mask_strides[0] + (q0 + i) * job->mask_strides[1];
-                for (int64_t j = 0; j < visible; j++) {
-                    float add;
-                    memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
-                    si[j] += add;
-                }
-            }
-            for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
-            __m512 vmax = _mm512_load_ps(si);
-            for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
-            const float block_max = _mm512_reduce_max_ps(vmax);
-            const float old_max = row_max[i];
-            const float new_max = block_max > old_max ? block_max : old_max;
-            if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
-                corr[i] = 1.0f;
-                memset(si, 0, MG_FA_BK * sizeof(float));
-                continue;
-            }
-            corr[i] = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
-            const __m512 vm = _mm512_set1_ps(new_max);
-            __m512 vsum = _mm512_setzero_ps();
-            for (int c = 0; c < MG_FA_BK; c += 16) {
-                const __m512 pc = mg_exp512(_mm512_sub_ps(_mm512_load_ps(si + c), vm));
-                _mm512_store_ps(si + c, pc);
-                vsum = _mm512_add_ps(vsum, pc);
-            }
-            row_sum[i] = row_sum[i] * corr[i] + _mm512_reduce_add_ps(vsum);
-            row_max[i] = new_max;
-        }
+        for (i = 0; i < nq; i++)
+            mg_fa_softmax_row(job, h, q0 + i, k0, nk, job->scale, s + i * MG_FA_BK, row_max + i, row_sum + i, corr + i);
         const uint8_t *vbase = job->v + k0 * job->v_strides[0] + hk * job->v_strides[1];
         for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
             __mmask16 cmask[4];
-            for (int k = 0; k < 4; k++) {
-                const int64_t left = Dv - c0 - 16 * k;
-                cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-            }
-            const int nv = Dv - c0 >= 64 ? 4 : (int)((Dv - c0 + 15) / 16);
+            const int nv = mg_fa_column_masks(Dv, c0, cmask);
             for (i = 0; i + 4 <= nq; i += 4)
                 MG_FA_PV_NV(4, nv, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
             for (; i < nq; i++)
@@ -396,13 +419,7 @@ MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_pv(const int R, const int NV, float 
                                                const uint32_t *p, const uint32_t *vt, int64_t Dvp, int64_t np,
                                                int64_t c0, const __mmask16 cmask[4]) {
     __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        const __m512 c = _mm512_set1_ps(corr[r]);
-#pragma GCC unroll 4
-        for (int k = 0; k < NV; k++)
-            acc[r][k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cmask[k], orows[r] + c0 + 16 * k), c);
-    }
+    MG_FA_ACC_LOAD(R, NV, acc, orows, corr, c0, cmask);
     for (int64_t i = 0; i < np; i++) {
         const uint32_t *vi = vt + i * Dvp + c0;
         __m512bh vv[4];
@@ -415,21 +432,10 @@ MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_pv(const int R, const int NV, float 
             for (int k = 0; k < NV; k++) acc[r][k] = _mm512_dpbf16_ps(acc[r][k], pv, vv[k]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int k = 0; k < NV; k++) _mm512_mask_storeu_ps(orows[r] + c0 + 16 * k, cmask[k], acc[r][k]);
+    MG_FA_ACC_STORE(R, NV, acc, orows, c0, cmask);
 }
 
-#define MG_FA16_PV_NV(R, nv, ...)                                       \
-    do {                                                                \
-        switch (nv) {                                                   \
-        case 1: mg_fa16_pv(R, 1, __VA_ARGS__); break;                   \
-        case 2: mg_fa16_pv(R, 2, __VA_ARGS__); break;                   \
-        case 3: mg_fa16_pv(R, 3, __VA_ARGS__); break;                   \
-        default: mg_fa16_pv(R, 4, __VA_ARGS__); break;                  \
-        }                                                               \
-    } while (0)
+#define MG_FA16_PV_NV(R, nv, ...) MG_FA_PV_CALL(mg_fa16_pv, R, nv, __VA_ARGS__)
 
 /* Scratch floats per thread of the bf16 blocked path: scores, q words,
  * p words, max / sum / correction. */
@@ -480,50 +486,17 @@ MG_AVX512_BF16_FA static void mg_attention_task_bf16(void *raw, int64_t task, in
         int64_t i = 0;
         for (; i + 4 <= nq; i += 4) mg_fa16_scores(4, qw + i * P, P, kt, s + i * MG_FA_BK);
         for (; i < nq; i++) mg_fa16_scores(1, qw + i * P, P, kt, s + i * MG_FA_BK);
-        for (i = 0; i < nq; i++) {
+        for (i = 0; i < nq; i++) { /* scale is in q already; P to bf16 words for the P V tiles */
             float *si = s + i * MG_FA_BK;
-            int64_t visible = nk;
-            if (job->causal && q0 + i + offset + 1 - k0 < visible) visible = q0 + i + offset + 1 - k0;
-            if (visible < 0) visible = 0;
-            if (job->mask) {
-                const uint8_t *mrow = job->mask + h * job->mask_strides[0] + (q0 + i) * job->mask_strides[1];
-                for (int64_t j = 0; j < visible; j++) {
-                    float add;
-                    memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
-                    si[j] += add;
-                }
-            }
-            for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
-            __m512 vmax = _mm512_load_ps(si);
-            for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
-            const float block_max = _mm512_reduce_max_ps(vmax);
-            const float old_max = row_max[i];
-            const float new_max = block_max > old_max ? block_max : old_max;
+            mg_fa_softmax_row(job, h, q0 + i, k0, nk, 1.0f, si, row_max + i, row_sum + i, corr + i);
             uint32_t *pi = pw + i * (MG_FA_BK / 2);
-            if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
-                corr[i] = 1.0f;
-                memset(pi, 0, (MG_FA_BK / 2) * sizeof(uint32_t));
-                continue;
-            }
-            corr[i] = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
-            const __m512 vm = _mm512_set1_ps(new_max);
-            __m512 vsum = _mm512_setzero_ps();
-            for (int c = 0; c < MG_FA_BK; c += 16) {
-                const __m512 pc = mg_exp512(_mm512_sub_ps(_mm512_load_ps(si + c), vm));
-                _mm256_storeu_si256((__m256i *)((uint16_t *)pi + c), mg_fa16_round(pc));
-                vsum = _mm512_add_ps(vsum, pc);
-            }
-            row_sum[i] = row_sum[i] * corr[i] + _mm512_reduce_add_ps(vsum);
-            row_max[i] = new_max;
+            for (int c = 0; c < MG_FA_BK; c += 16)
+                _mm256_storeu_si256((__m256i *)((uint16_t *)pi + c), mg_fa16_round(_mm512_load_ps(si + c)));
         }
         const int64_t np = (nk + 1) / 2; /* the odd key's partner is a zero V row */
         for (int64_t c0 = 0; c0 < Dv; c0 += 64) {
             __mmask16 cmask[4];
-            for (int k = 0; k < 4; k++) {
-                const int64_t left = Dv - c0 - 16 * k;
-                cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-            }
-            const int nv = Dv - c0 >= 64 ? 4 : (int)((Dv - c0 + 15) / 16);
+            const int nv = mg_fa_column_masks(Dv, c0, cmask);
             for (i = 0; i + 4 <= nq; i += 4)
                 MG_FA16_PV_NV(4, nv, orows + i, corr + i, pw + i * (MG_FA_BK / 2), vt, fj->dv_padded, np, c0, cmask);
             for (; i < nq; i++)

@@ -254,23 +254,20 @@ MG_AVX2 static float mg_dot_q4_0_avx2(const mg_block_q8_0 *x, const void *w_raw,
     return mg_hsum256(acc);
 }
 
-MG_AVX2 static void mg_axpby_avx2(float *y, float scale, float a, const float *x, int64_t n) {
-    const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vs),
-                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++) y[i] = y[i] * scale + a * x[i];
-}
+/* y = y * scale + a * x, x of type T (f32, or f16 from an f16 KV cache) widened by load8 / widen1. */
+#define MG_AVX2_AXPBY(name, T, load8, widen1)                                                 \
+    MG_AVX2 static void name(float *y, float scale, float a, const T *x, int64_t n) {         \
+        const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);                      \
+        int64_t i = 0;                                                                        \
+        for (; i + 8 <= n; i += 8)                                                            \
+            _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vs),  \
+                                                  _mm256_mul_ps(va, load8(x + i))));          \
+        for (; i < n; i++) y[i] = y[i] * scale + a * widen1(x[i]);                            \
+    }
 
-MG_AVX2 static void mg_axpby_f16_avx2(float *y, float scale, float a, const uint16_t *x, int64_t n) {
-    const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vs),
-                                              _mm256_mul_ps(va, mg_load8_f16(x + i))));
-    for (; i < n; i++) y[i] = y[i] * scale + a * mg_f16_to_f32(x[i]);
-}
+static inline float mg_widen_f32(float x) { return x; }
+MG_AVX2_AXPBY(mg_axpby_avx2, float, _mm256_loadu_ps, mg_widen_f32)
+MG_AVX2_AXPBY(mg_axpby_f16_avx2, uint16_t, mg_load8_f16, mg_f16_to_f32)
 
 MG_QGEMV_VIA_DOT(mg_rows_q8_0_avx2, mg_dot_q8_0_avx2)
 MG_QGEMV_VIA_DOT(mg_rows_q4_0_avx2, mg_dot_q4_0_avx2)
@@ -540,31 +537,24 @@ MG_AVX512_VNNI static float mg_dot_q4_0_vnni(const mg_block_q8_0 *x, const void 
     return mg_hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-MG_AVX512 static void mg_axpby_avx512(float *y, float scale, float a, const float *x, int64_t n) {
-    const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(y + i), vs),
-                                              _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        __m512 vy = _mm512_maskz_loadu_ps(m, y + i), vx = _mm512_maskz_loadu_ps(m, x + i);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(vy, vs), _mm512_mul_ps(va, vx)));
+/* y = y * scale + a * x with x of type T widened by load16 / masked16:
+ * f32 and f16 (an f16 KV cache) compute alike. */
+#define MG_AVX512_AXPBY(name, T, load16, masked16)                                                     \
+    MG_AVX512 static void name(float *y, float scale, float a, const T *x, int64_t n) {                \
+        const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(a);                               \
+        int64_t i = 0;                                                                                 \
+        for (; i + 16 <= n; i += 16)                                                                   \
+            _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(y + i), vs),           \
+                                                  _mm512_mul_ps(va, load16(x + i))));                  \
+        if (i < n) {                                                                                   \
+            const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                                      \
+            __m512 vy = _mm512_maskz_loadu_ps(m, y + i), vx = masked16(m, x + i);                      \
+            _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(vy, vs), _mm512_mul_ps(va, vx))); \
+        }                                                                                              \
     }
-}
 
-MG_AVX512 static void mg_axpby_f16_avx512(float *y, float scale, float a, const uint16_t *x, int64_t n) {
-    const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(y + i), vs),
-                                              _mm512_mul_ps(va, mg_load16_f16(x + i))));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        __m512 vy = _mm512_maskz_loadu_ps(m, y + i), vx = mg_masked16_f16(m, x + i);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_mul_ps(vy, vs), _mm512_mul_ps(va, vx)));
-    }
-}
+MG_AVX512_AXPBY(mg_axpby_avx512, float, mg_load16_f32, mg_masked16_f32)
+MG_AVX512_AXPBY(mg_axpby_f16_avx512, uint16_t, mg_load16_f16, mg_masked16_f16)
 
 /* ---- VNNI GEMV over many rows (the decode hot loop)
  *

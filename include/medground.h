@@ -1264,7 +1264,9 @@ void mg_decoder_set_ffn_hook(mg_decoder *decoder, mg_decoder_ffn_fn fn, void *us
 /* K/V for `capacity` positions. Caller frees with mg_kv_cache_free. The
  * cache holds f16 (llama.cpp's default) when the decoder's linears round
  * their activations anyway (bf16, q8_0, q4_0 weights): half the bytes every
- * decode step reads; f32 for f32 and f16 weights. */
+ * decode step reads; f32 for f32 and f16 weights. The MG_KV_CACHE
+ * environment variable (auto | f32 | f16) overrides the choice for every
+ * cache made this way, the models' own sessions included. */
 mg_status mg_kv_cache_create(const mg_decoder *decoder, int capacity, mg_kv_cache **out);
 /* The same with the element type chosen: MG_F32 or MG_F16 (values past
  * +-65504 become infinities there). */

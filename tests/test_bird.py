@@ -229,9 +229,25 @@ def test_f16_kv_cache_overflow_is_an_error(tmp_path):
     ids = prompt_ids()[:12]
     cache = _C.bird_kv_cache_new(handle, 64)
     assert _C.kv_cache_dtype(cache) == "f16"
-    with pytest.raises(medground.UnsupportedError, match=r"decoder layer 1: a key value is beyond f16's range.*f32"):
+    with pytest.raises(medground.UnsupportedError,
+                       match=r"decoder layer 1: a key value is beyond f16's range.*MG_KV_CACHE=f32"):
         _C.bird_forward(handle, cache, ids)
     _C.bird_forward(handle, _C.bird_kv_cache_new(handle, 64, "f32"), ids)  # no such limit in f32
+
+
+def test_kv_cache_environment_variable(runs, monkeypatch):
+    """MG_KV_CACHE sets the default element type of every cache (the models'
+    own sessions use the default); a wrong value is an error."""
+    handle = runs["gguf-q4_0"]["handle"]
+    assert _C.kv_cache_dtype(_C.bird_kv_cache_new(handle, 8)) == "f16"
+    monkeypatch.setenv("MG_KV_CACHE", "f32")
+    assert _C.kv_cache_dtype(_C.bird_kv_cache_new(handle, 8)) == "f32"
+    assert _C.kv_cache_dtype(_C.bird_kv_cache_new(handle, 8, "f16")) == "f16"  # an explicit dtype wins
+    monkeypatch.setenv("MG_KV_CACHE", "auto")
+    assert _C.kv_cache_dtype(_C.bird_kv_cache_new(handle, 8)) == "f16"
+    monkeypatch.setenv("MG_KV_CACHE", "half")
+    with pytest.raises(medground.InvalidArgumentError, match="MG_KV_CACHE=half: expected auto, f32 or f16"):
+        _C.bird_kv_cache_new(handle, 8)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

@@ -267,7 +267,14 @@ mg_status mg_kv_cache_create_typed(const mg_decoder *d, int capacity, mg_dtype d
 }
 
 mg_status mg_kv_cache_create(const mg_decoder *d, int capacity, mg_kv_cache **out) {
+    *out = NULL;
     if (!d) return mg_error(MG_ERR_INVALID_ARGUMENT, "kv cache: decoder is NULL");
+    const char *env = getenv("MG_KV_CACHE"); /* every cache a model makes for itself comes here */
+    if (env && *env && strcmp(env, "auto") != 0) {
+        if (strcmp(env, "f32") == 0) return mg_kv_cache_create_typed(d, capacity, MG_F32, out);
+        if (strcmp(env, "f16") == 0) return mg_kv_cache_create_typed(d, capacity, MG_F16, out);
+        return mg_error(MG_ERR_INVALID_ARGUMENT, "MG_KV_CACHE=%s: expected auto, f32 or f16", env);
+    }
     /* Where the linears round their activations (bf16 GEMMs, the int8 GEMM
      * of q8_0 / q4_0), an f16 cache's rounding is of the same order; f32 and
      * f16 weights (widened exactly, f32 GEMMs) keep an f32 cache. The o
@@ -335,7 +342,8 @@ static mg_status mg_kv_check_f16(const mg_tensor *t, const char *what, int layer
     for (int64_t i = 0; i < n; i++) bad |= (h[i] & 0x7c00) == 0x7c00;
     if (!bad) return MG_OK;
     return mg_error(MG_ERR_UNSUPPORTED, "decoder layer %d: a %s value is beyond f16's range (+-65504) or NaN; "
-                    "use an f32 KV cache (mg_kv_cache_create_typed with MG_F32, dtype='f32' in Python)", layer, what);
+                    "use an f32 KV cache (MG_KV_CACHE=f32 in the environment, or mg_kv_cache_create_typed with "
+                    "MG_F32 / dtype='f32')", layer, what);
 }
 
 static mg_status mg_decoder_attention(mg_context *ctx, mg_decoder *d, mg_kv_cache *cache, int l,

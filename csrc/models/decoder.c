@@ -275,12 +275,9 @@ mg_status mg_kv_cache_create(const mg_decoder *d, int capacity, mg_kv_cache **ou
         if (strcmp(env, "f16") == 0) return mg_kv_cache_create_typed(d, capacity, MG_F16, out);
         return mg_error(MG_ERR_INVALID_ARGUMENT, "MG_KV_CACHE=%s: expected auto, f32 or f16", env);
     }
-    /* Where the linears round their activations (bf16 GEMMs, the int8 GEMM
-     * of q8_0 / q4_0), an f16 cache's rounding is of the same order; f32 and
-     * f16 weights (widened exactly, f32 GEMMs) keep an f32 cache. The o
+    /* f16 where the linears round their activations anyway; the o
      * projection is in every layer of both namings. */
-    const mg_dtype wt = d->config.n_layers > 0 ? d->layers[0].o_weight.dtype : MG_F32;
-    const bool rounded = wt == MG_BF16 || wt == MG_Q8_0 || wt == MG_Q4_0;
+    const bool rounded = d->config.n_layers > 0 && mg_weights_round_activations(d->layers[0].o_weight.dtype);
     return mg_kv_cache_create_typed(d, capacity, rounded ? MG_F16 : MG_F32, out);
 }
 

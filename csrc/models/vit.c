@@ -335,12 +335,8 @@ mg_status mg_vit_forward(mg_context *ctx, mg_vit *vit, const mg_tensor *image, m
     /* 3. ln_pre, then the blocks */
     MG_TRY(mg_layer_norm(ctx, &x, &vit->ln_pre_weight, &vit->ln_pre_bias, c->norm_eps, &x));
     /* Under MG_FPMATH_AUTO a tower whose linears round their activations
-     * (bf16 GEMMs, the int8 GEMM of q8_0 / q4_0) takes its attention products
-     * in bf16: an error of the same order. f32 and f16 weights (widened
-     * exactly into f32 GEMMs) keep f32 products. */
-    const mg_dtype wt = vit->layers[0].fc1_weight.dtype;
-    const bool rounded = wt == MG_BF16 || wt == MG_Q8_0 || wt == MG_Q4_0;
-    const bool hint = mg_context_hint_bf16(ctx, rounded);
+     * takes its attention products in bf16. */
+    const bool hint = mg_context_hint_bf16(ctx, mg_weights_round_activations(vit->layers[0].fc1_weight.dtype));
     for (int l = 0; l < c->n_layers_run; l++) {
         mg_status status = mg_vit_block(ctx, vit, &vit->layers[l], &x, &h, &qkv, &attn, &mlp);
         if (status != MG_OK) {

@@ -197,6 +197,39 @@ MG_AVX512_FA MG_FA_INLINE void mg_fa_pv(const int R, const int NV, float *const 
     } while (0)
 #define MG_FA_PV_NV(R, nv, ...) MG_FA_PV_CALL(mg_fa_pv, R, nv, __VA_ARGS__)
 
+/* The lanes of a 16-float vector that hold data when `left` elements remain. */
+MG_AVX512_FA MG_FA_INLINE __mmask16 mg_fa_lanes(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+/* A tiled task's rows q0 .. q0 + nq of head h: output rows zeroed, running
+ * max / sum reset; returns the keys the task's last row may see. */
+MG_AVX512_FA MG_FA_INLINE int64_t mg_fa_rows_begin(const mg_attention_job *job, int64_t h, int64_t q0, int64_t nq,
+                                                   float **orows, float *row_max, float *row_sum) {
+    for (int64_t i = 0; i < nq; i++) {
+        orows[i] = job->out + ((q0 + i) * job->Hq + h) * job->Dv;
+        memset(orows[i], 0, (size_t)job->Dv * sizeof(float));
+        row_max[i] = -INFINITY;
+        row_sum[i] = 0.0f;
+    }
+    int64_t key_end = job->Tk;
+    if (job->causal) { /* query i sees keys j <= i + (Tk - Tq) */
+        key_end = q0 + nq + job->Tk - job->Tq;
+        if (key_end > job->Tk) key_end = job->Tk;
+    }
+    return key_end;
+}
+
+/* Divides each output row by its sum; rows with no visible key keep zeros
+ * (PyTorch would give NaN). */
+MG_AVX512_FA MG_FA_INLINE void mg_fa_rows_finish(int64_t nq, int64_t Dv, float *const *orows, const float *row_sum) {
+    for (int64_t i = 0; i < nq; i++) {
+        if (row_sum[i] <= 0.0f) continue;
+        const float inv = 1.0f / row_sum[i];
+        for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
+    }
+}
+
 /* One query row's block of MG_FA_BK scores (row i of the task, keys k0 ..
  * k0 + nk): times scale, plus the mask, -inf past the causal limit and the
  * block; then the online softmax update: the running max and sum of the
@@ -247,10 +280,7 @@ MG_AVX512_FA MG_FA_INLINE void mg_fa_softmax_row(const mg_attention_job *job, in
 
 /* Lane masks of the (up to) four 16-column vectors at c0 of Dv columns, and how many are live. */
 MG_AVX512_FA MG_FA_INLINE int mg_fa_column_masks(int64_t Dv, int64_t c0, __mmask16 cmask[4]) {
-    for (int k = 0; k < 4; k++) {
-        const int64_t left = Dv - c0 - 16 * k;
-        cmask[k] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-    }
+    for (int k = 0; k < 4; k++) cmask[k] = mg_fa_lanes(Dv - c0 - 16 * k);
     return Dv - c0 >= 64 ? 4 : (int)((Dv - c0 + 15) / 16);
 }
 
@@ -265,24 +295,14 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
     const int64_t q0 = (task % job->n_query_blocks) * MG_FA_BQ;
     const int64_t q1 = q0 + MG_FA_BQ < job->Tq ? q0 + MG_FA_BQ : job->Tq;
     const int64_t nq = q1 - q0, hk = h / job->group, D = job->D, Dv = job->Dv;
-    const int64_t offset = job->Tk - job->Tq; /* query i sees keys j <= i + offset */
     float *kt = job->scratch + (int64_t)thread_index * job->scratch_per_thread; /* 64-byte aligned */
     float *s = kt + D * MG_FA_BK;
     float *row_max = s + MG_FA_BQ * MG_FA_BK, *row_sum = row_max + MG_FA_BQ, *corr = row_sum + MG_FA_BQ;
     const float *qrows[MG_FA_BQ];
     float *orows[MG_FA_BQ];
-    for (int64_t i = 0; i < nq; i++) {
+    for (int64_t i = 0; i < nq; i++)
         qrows[i] = (const float *)(job->q + (q0 + i) * job->q_strides[0] + h * job->q_strides[1]);
-        orows[i] = job->out + ((q0 + i) * job->Hq + h) * Dv;
-        memset(orows[i], 0, (size_t)Dv * sizeof(float));
-        row_max[i] = -INFINITY;
-        row_sum[i] = 0.0f;
-    }
-    int64_t key_end = job->Tk;
-    if (job->causal) {
-        key_end = q1 - 1 + offset + 1;
-        if (key_end > job->Tk) key_end = job->Tk;
-    }
+    const int64_t key_end = mg_fa_rows_begin(job, h, q0, nq, orows, row_max, row_sum);
     for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
         const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
         /* K^T of this block, zero past nk. */
@@ -310,12 +330,7 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
                 MG_FA_PV_NV(1, nv, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
         }
     }
-    /* Rows with no visible key keep zeros (PyTorch would give NaN). */
-    for (int64_t i = 0; i < nq; i++) {
-        if (row_sum[i] <= 0.0f) continue;
-        const float inv = 1.0f / row_sum[i];
-        for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
-    }
+    mg_fa_rows_finish(nq, Dv, orows, row_sum);
 }
 
 /* ------------------------------------------- blocked path, bf16 products
@@ -363,7 +378,7 @@ MG_AVX512_BF16_FA static void mg_fa16_pack(void *raw, int64_t task, int thread_i
             const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
             for (int64_t d = 0; d < 2 * P; d += 16) {
                 const int64_t left = D - d;
-                const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                const __mmask16 m = mg_fa_lanes(left);
                 _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d)));
             }
             for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = words[p];
@@ -378,7 +393,7 @@ MG_AVX512_BF16_FA static void mg_fa16_pack(void *raw, int64_t task, int thread_i
         const float *v1 = j1 < nk ? (const float *)(job->v + (k0 + j1) * job->v_strides[0] + hk * job->v_strides[1]) : NULL;
         for (int64_t c = 0; c < Dvp; c += 16) {
             const int64_t left = Dv - c;
-            const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __mmask16 m = mg_fa_lanes(left);
             const __m512 a = v0 ? _mm512_maskz_loadu_ps(m, v0 + c) : _mm512_setzero_ps();
             const __m512 b = v1 ? _mm512_maskz_loadu_ps(m, v1 + c) : _mm512_setzero_ps();
             const __m512i lo = _mm512_cvtepu16_epi32(mg_fa16_round(a));
@@ -450,7 +465,6 @@ MG_AVX512_BF16_FA static void mg_attention_task_bf16(void *raw, int64_t task, in
     const int64_t q0 = (task % job->n_query_blocks) * MG_FA_BQ;
     const int64_t q1 = q0 + MG_FA_BQ < job->Tq ? q0 + MG_FA_BQ : job->Tq;
     const int64_t nq = q1 - q0, hk = h / job->group, D = job->D, Dv = job->Dv, P = fj->d_pairs;
-    const int64_t offset = job->Tk - job->Tq; /* query i sees keys j <= i + offset */
     float *s = job->scratch + (int64_t)thread_index * job->scratch_per_thread; /* 64-byte aligned */
     uint32_t *qw = (uint32_t *)(s + MG_FA_BQ * MG_FA_BK);
     uint32_t *pw = qw + MG_FA_BQ * P;
@@ -462,22 +476,14 @@ MG_AVX512_BF16_FA static void mg_attention_task_bf16(void *raw, int64_t task, in
         const float *qi = (const float *)(job->q + (q0 + i) * job->q_strides[0] + h * job->q_strides[1]);
         for (int64_t d = 0; d < 2 * P; d += 16) {
             const int64_t left = D - d;
-            const __mmask16 m = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __mmask16 m = mg_fa_lanes(left);
             const __m256i r = mg_fa16_round(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, qi + d), vscale));
             /* 2P - d words may be fewer than 8 at the tail: store only those. */
             const int64_t words = (2 * P - d) / 2 < 8 ? (2 * P - d) / 2 : 8;
             _mm256_mask_storeu_epi32(qw + i * P + d / 2, (__mmask8)((1u << words) - 1), r);
         }
-        orows[i] = job->out + ((q0 + i) * job->Hq + h) * Dv;
-        memset(orows[i], 0, (size_t)Dv * sizeof(float));
-        row_max[i] = -INFINITY;
-        row_sum[i] = 0.0f;
     }
-    int64_t key_end = job->Tk;
-    if (job->causal) {
-        key_end = q1 - 1 + offset + 1;
-        if (key_end > job->Tk) key_end = job->Tk;
-    }
+    const int64_t key_end = mg_fa_rows_begin(job, h, q0, nq, orows, row_max, row_sum);
     for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
         const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
         const int64_t block = hk * fj->n_key_blocks + k0 / MG_FA_BK;
@@ -503,11 +509,7 @@ MG_AVX512_BF16_FA static void mg_attention_task_bf16(void *raw, int64_t task, in
                 MG_FA16_PV_NV(1, nv, orows + i, corr + i, pw + i * (MG_FA_BK / 2), vt, fj->dv_padded, np, c0, cmask);
         }
     }
-    for (int64_t i = 0; i < nq; i++) {
-        if (row_sum[i] <= 0.0f) continue;
-        const float inv = 1.0f / row_sum[i];
-        for (int64_t d = 0; d < Dv; d++) orows[i][d] *= inv;
-    }
+    mg_fa_rows_finish(nq, Dv, orows, row_sum);
 }
 
 /* Packs K and V, then runs the query tasks; false when memory is short

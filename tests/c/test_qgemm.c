@@ -221,6 +221,8 @@ int main(void) {
             CHECK(check_case(one, dtype, 7, 33, 4, 2, MG_X_SATURATED, MG_W_EXTREME, false) == 0);
             CHECK(check_case(two, dtype, 11, 40, 6, 0, MG_X_RANDOM, MG_W_RANDOM, true) == 0);
             CHECK(check_case(two, dtype, 30, 70, 257, 0, MG_X_RANDOM, MG_W_RANDOM, false) == 0);
+            /* 52 column tiles on 2 threads: 14 uneven runs of 3-4 tiles */
+            CHECK(check_case(two, dtype, 8, 1650, 3, 0, MG_X_RANDOM, MG_W_RANDOM, false) == 0);
         }
         check_threads_and_route(one, two);
         check_errors(one);

@@ -420,6 +420,46 @@ def test_gelu_exact_every_isa(isa, rng):
                                   ours[: 3 * 1001].reshape(3, 1001)[:, ::7])
 
 
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "native"], indirect=True)
+def test_gelu_f32_under_fpmath_bf16(isa, rng):
+    """fpmath "bf16" (and a tower that rounds its activations under "auto")
+    takes the GELU evaluated in f32 arithmetic where the CPU has AVX-512:
+    within 8 ulp of SciPy's float64 x * ndtr(x) where |gelu| >= 1e-37 and
+    within 1e-37 below (the same sweep as above); special values as the
+    exact kernel. Without AVX-512 both modes run the same kernel."""
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([
+        np.linspace(-15.0, 10.0, 250_001), -np.logspace(-40, 1.2, 20_001), np.logspace(-40, 1.2, 20_001),
+        rng.standard_normal(20_000) * 3, [0.0, -0.0, 20.0, -20.0, 80.0, -80.0, 1e30, -1e30, 3.4e38, -3.4e38],
+        [np.nan, np.inf, -np.inf],
+    ]).astype(np.float32)
+    try:
+        medground.set_fpmath("strict")
+        exact_kernel = _C.op_activate(x, "gelu")
+        medground.set_fpmath("bf16")
+        ours = _C.op_activate(x, "gelu")
+        for n in (1, 7, 17, 33):
+            np.testing.assert_array_equal(_C.op_activate(x[:n], "gelu"), ours[:n])
+    finally:
+        medground.set_fpmath("default")
+    level = _C.op_kernel_info()["isa"]
+    if level in ("scalar", "avx2"):
+        np.testing.assert_array_equal(ours, exact_kernel)
+        return
+    finite = np.isfinite(x)
+    xd = x[finite].astype(np.float64)
+    exact = xd * special.ndtr(xd)
+    got = ours[finite].astype(np.float64)
+    big = np.abs(exact) >= 1e-37
+    ulps = np.abs(got[big] - exact[big]) / np.spacing(np.abs(exact[big]).astype(np.float32)).astype(np.float64)
+    assert 0 < ulps.max() <= 8, f"{ulps.max()} ulp at x={xd[big][np.argmax(ulps)]}"
+    assert np.abs(got[~big] - exact[~big]).max() <= 1e-37
+    assert not np.array_equal(ours[finite], exact_kernel[finite])  # the f32 kernel did run
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(exact_kernel))
+    assert np.array_equal(np.signbit(ours[x <= -20]), np.signbit(exact_kernel[x <= -20]))
+    assert ours[x == np.inf][0] == np.inf
+
+
 def test_add_errors():
     with pytest.raises(medground.ShapeError, match=r"mg_add: b f32\[4\] does not broadcast to f32\[3, 5\]"):
         _C.op_add(np.zeros((3, 5), np.float32), np.zeros(4, np.float32))

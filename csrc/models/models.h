@@ -8,8 +8,9 @@
 #include "core/core.h"
 
 /* Whether linears over weights of this type round their activations anyway
- * (bf16 GEMMs; the int8 GEMM's q8_0 activations): there an f16 KV cache or
- * bf16 attention products add an error of the same order. f32 and f16
+ * (bf16 GEMMs; the int8 GEMM's q8_0 activations): there an f16 KV cache,
+ * bf16 attention products or the f32 GELU add an error of the same order
+ * or far below. f32 and f16
  * weights are widened exactly into f32 GEMMs. */
 static inline bool mg_weights_round_activations(mg_dtype weights) {
     return weights == MG_BF16 || weights == MG_Q8_0 || weights == MG_Q4_0;

@@ -335,7 +335,7 @@ mg_status mg_vit_forward(mg_context *ctx, mg_vit *vit, const mg_tensor *image, m
     /* 3. ln_pre, then the blocks */
     MG_TRY(mg_layer_norm(ctx, &x, &vit->ln_pre_weight, &vit->ln_pre_bias, c->norm_eps, &x));
     /* Under MG_FPMATH_AUTO a tower whose linears round their activations
-     * takes its attention products in bf16. */
+     * takes its attention products in bf16 and its GELU in f32 arithmetic. */
     const bool hint = mg_context_hint_bf16(ctx, mg_weights_round_activations(vit->layers[0].fc1_weight.dtype));
     for (int l = 0; l < c->n_layers_run; l++) {
         mg_status status = mg_vit_block(ctx, vit, &vit->layers[l], &x, &h, &qkv, &attn, &mlp);

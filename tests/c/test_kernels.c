@@ -208,6 +208,50 @@ static void check_gelu(const mg_cpu_kernels *k, const char *name) {
     CHECK(isnan(got[5]));
 }
 
+/* The f32-arithmetic GELU (gelu_erf_f32, where a level has its own): within
+ * 8 ulp of the long-double exact value where |gelu| >= 1e-37, within 1e-37
+ * below, over every 8192nd float of [-16, 16] (both signs, 16 down to 5e-38);
+ * NaN / infinities / zeros as the double-precision kernel. */
+static void check_gelu_f32(const mg_cpu_kernels *k, const char *name) {
+    if (k->gelu_erf_f32 == k->gelu_erf) return;
+    enum { N = 1 << 18 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    int64_t n = 0;
+    for (uint32_t bits = 0x41800000u; n + 2 <= N && bits >= 8192; bits -= 8192) { /* 16 down to 5e-38 */
+        float v;
+        memcpy(&v, &bits, 4);
+        x[n++] = v;
+        x[n++] = -v;
+    }
+    k->gelu_erf_f32(x, y, n);
+    double worst = 0.0, worst_x = 0.0, worst_abs = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const long double v = x[i], exact = 0.5L * v * erfcl(-v / sqrtl(2.0L));
+        const double err = (double)fabsl((long double)y[i] - exact);
+        if (fabsl(exact) < 1e-37L) {
+            if (err > worst_abs) worst_abs = err;
+            continue;
+        }
+        const float e = (float)exact;
+        const double u = err / ((double)nextafterf(fabsf(e), INFINITY) - (double)fabsf(e));
+        if (u > worst) worst = u, worst_x = x[i];
+    }
+    if (worst > 8.0 || worst_abs > 1e-37)
+        fprintf(stderr, "%s: f32 GELU %.2f ulp at x = %g, %g off in the tail\n", name, worst, worst_x, worst_abs);
+    CHECK(worst <= 8.0);
+    CHECK(worst_abs <= 1e-37);
+    CHECK(worst > 0.0); /* not the double-precision kernel under another name */
+    float special[7] = {0.0f, -0.0f, INFINITY, -INFINITY, -30.0f, 30.0f, NAN}, got[7], want[7];
+    k->gelu_erf_f32(special, got, 7);
+    k->gelu_erf(special, want, 7);
+    for (int i = 0; i < 7; i++)
+        CHECK((isnan(got[i]) && isnan(want[i])) || (got[i] == want[i] && signbit(got[i]) == signbit(want[i])));
+    k->gelu_erf_f32(x, x, 37); /* in place, a tail */
+    CHECK(memcmp(x, y, 37 * sizeof(float)) == 0);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
     const mg_cpu_kernels *ref = mg_cpu_kernels_for(MG_ISA_SCALAR);
@@ -218,6 +262,7 @@ int main(void) {
         check_to_bf16(k, names[level]);
         check_f16(k, names[level]);
         check_gelu(k, names[level]);
+        check_gelu_f32(k, names[level]);
         check_gemv_bf16(k, names[level]);
     }
     return mg_test_finish("test_kernels");

@@ -112,6 +112,7 @@ mg_status mg_cpu_mul(mg_context *ctx, const mg_tensor *a, const mg_tensor *b, mg
 typedef struct {
     int kind; /* mg_activation, or -1 for scale */
     const mg_cpu_kernels *kernels;
+    void (*gelu)(const float *x, float *y, int64_t n); /* the table's gelu_erf or gelu_erf_f32 */
     float factor;
     mg_dims4 x;
     const uint8_t *x_data;
@@ -162,7 +163,7 @@ static void mg_unary_rows(void *raw, int64_t begin, int64_t end, int thread_inde
                 for (int64_t i = 0; i < n; i++) memcpy(&o[i], px + i * sx, 4);
                 in = o;
             }
-            if (job->kind == MG_ACT_GELU_ERF) job->kernels->gelu_erf(in, o, n);
+            if (job->kind == MG_ACT_GELU_ERF) job->gelu(in, o, n);
             else job->kernels->sigmoid_mul(in, o, n, job->kind == MG_ACT_SILU ? 1.0f : 1.702f);
             continue;
         }
@@ -182,6 +183,8 @@ static mg_status mg_unary(mg_context *ctx, const char *op, int kind, float facto
     MG_TRY(mg_cpu_check_output(op, out, x->n_dims, x->shape));
     mg_unary_job job = {.kind = kind, .kernels = mg_cpu_kernels_for(mg_cpu_context_isa(ctx)),
                         .factor = factor, .x_data = x->data, .out = out->data};
+    /* fpmath "bf16" (or a rounding tower under "auto"): the f32-arithmetic GELU */
+    job.gelu = mg_context_fpmath_bf16(ctx) ? job.kernels->gelu_erf_f32 : job.kernels->gelu_erf;
     mg_dims4_of(x, x->strides, &job.x);
     int64_t n_rows = job.x.shape[0] * job.x.shape[1] * job.x.shape[2];
     mg_cpu_parallel_for(ctx, n_rows, mg_row_grain(job.x.shape[3] * (kind < 0 ? 1 : 8)), mg_unary_rows, &job);

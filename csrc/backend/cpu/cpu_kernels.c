@@ -157,7 +157,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_scalar, mg_dequant_q4_0_f32_scalar,
     mg_dequant_q8_0_bf16_scalar, mg_dequant_q4_0_bf16_scalar,
-    mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar, mg_sigmoid_mul_scalar,
+    mg_f16_to_f32_scalar, mg_to_bf16_scalar, mg_gelu_erf_scalar, mg_gelu_erf_scalar, mg_sigmoid_mul_scalar,
     mg_axpby_f16_scalar,
 };
 
@@ -425,7 +425,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx2, mg_dequant_q4_0_f32_avx2,
     mg_dequant_q8_0_bf16_avx2, mg_dequant_q4_0_bf16_avx2,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2, mg_sigmoid_mul_scalar,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx2, mg_gelu_erf_avx2, mg_gelu_erf_avx2, mg_sigmoid_mul_scalar,
     mg_axpby_f16_avx2,
 };
 
@@ -922,6 +922,15 @@ MG_AVX512 static void mg_gelu_erf_avx512(const float *x, float *y, int64_t n) {
     }
 }
 
+MG_AVX512 static void mg_gelu_f32_avx512(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, mg_gelu_f32_512(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, mg_gelu_f32_512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 MG_AVX512 static void mg_sigmoid_mul_avx512(const float *x, float *y, int64_t n, float alpha) {
     const __m512 a = _mm512_set1_ps(alpha);
     int64_t i = 0;
@@ -941,7 +950,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_quantize_q8_0_ref,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_gelu_f32_avx512, mg_sigmoid_mul_avx512,
     mg_axpby_f16_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
@@ -953,7 +962,7 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_gelu_f32_avx512, mg_sigmoid_mul_avx512,
     mg_axpby_f16_avx512,
 };
 
@@ -966,7 +975,7 @@ static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
     mg_quantize_q8_0_avx512,
     mg_dequant_q8_0_f32_avx512, mg_dequant_q4_0_f32_avx512,
     mg_dequant_q8_0_bf16_avx512, mg_dequant_q4_0_bf16_avx512,
-    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_sigmoid_mul_avx512,
+    mg_f16_to_f32_avx2, mg_to_bf16_avx512, mg_gelu_erf_avx512, mg_gelu_f32_avx512, mg_sigmoid_mul_avx512,
     mg_axpby_f16_avx512,
 };
 

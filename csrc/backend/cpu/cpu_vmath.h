@@ -9,6 +9,19 @@
 #define MG_VMATH_AVX512 \
     static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
+/* 2^n e^r for |r| <= ~0.7: the degree-6 polynomial of Cephes expf and
+ * 2^n through scalef. */
+MG_VMATH_AVX512 __m512 mg_exp_reduced512(__m512 r, __m512 n) {
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
 /* e^x for x <= 88.7, about 1 ulp (Cephes expf: Cody-Waite reduction by
  * ln 2, degree-6 polynomial, 2^n through scalef); exactly 0 below -87.3
  * (so masked -inf scores vanish) and for -inf; e^88.7 above 88.7. */
@@ -20,14 +33,53 @@ MG_VMATH_AVX512 __m512 mg_exp512(__m512 x) {
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+    return _mm512_maskz_mov_ps(live, mg_exp_reduced512(r, n));
+}
+
+/* e^(hi + lo) for a large hi in [-100, 0] given with a small correction lo
+ * (|lo| <= 2) that the f32 sum would round away: the reduction subtracts
+ * n ln 2 from hi alone (exact), then adds lo. 0 where hi + lo < -87.3. */
+MG_VMATH_AVX512 __m512 mg_exp_sum512(__m512 hi, __m512 lo) {
+    const __m512 s = _mm512_add_ps(hi, lo);
+    const __mmask16 live = _mm512_cmp_ps_mask(s, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(s, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), hi);
+    r = _mm512_add_ps(_mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r), lo);
+    return _mm512_maskz_mov_ps(live, mg_exp_reduced512(r, n));
+}
+
+/* x Phi(x), the erf GELU, in f32 arithmetic: erfc(|x| / sqrt 2) as
+ * t e^(-x^2 / 2 + P(t)), t = 1 / (1 + |x| / (2 sqrt 2)), P the degree-9
+ * Chebyshev fit of Numerical Recipes' erfcc (relative error below 1.2e-7
+ * for every argument), with -x^2 / 2 carried exactly as hi + lo into the
+ * exponential; Phi = 1 - erfc / 2 for x >= 0, erfc / 2 below, so neither
+ * side cancels. Within 8 ulp of the exact value where |gelu| >= 1e-37
+ * (tests state the bound; 6.4 ulp the worst of a 2M-point sweep), at most
+ * 1e-37 off below (0 from x < -13.2); ~2x the double-precision kernel. */
+MG_VMATH_AVX512 __m512 mg_gelu_f32_512(__m512 x) {
+    const __m512 a = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(14.0f)); /* NaN: 14, x stays NaN below */
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                                   _mm512_fmadd_ps(a, _mm512_set1_ps(0.353553390593273762f), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+    const __m512 sq = _mm512_mul_ps(a, a);
+    const __m512 minus_half = _mm512_set1_ps(-0.5f);
+    const __m512 hi = _mm512_mul_ps(sq, minus_half);                          /* exact: a power of 2 */
+    const __m512 lo = _mm512_mul_ps(_mm512_fmsub_ps(a, a, sq), minus_half); /* a^2 - sq, exact */
+    const __m512 half_erfc = _mm512_mul_ps(_mm512_mul_ps(t, mg_exp_sum512(hi, _mm512_add_ps(lo, p))),
+                                           _mm512_set1_ps(0.5f));
+    const __mmask16 nonneg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 phi = _mm512_mask_sub_ps(half_erfc, nonneg, _mm512_set1_ps(1.0f), half_erfc);
+    return _mm512_mul_ps(x, phi); /* -inf: -inf x 0, NaN, as the reference */
 }
 
 /* x / (1 + e^(-alpha x)): SiLU (alpha 1) and QuickGELU (alpha 1.702). Where

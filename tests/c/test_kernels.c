@@ -252,6 +252,73 @@ static void check_gelu_f32(const mg_cpu_kernels *k, const char *name) {
     free(y);
 }
 
+/* The decode attention entries over one key: the f16 forms give the f32
+ * forms' bits on the widened values; scores within a summation bound of the
+ * double dot, values exactly acc + p v as an f32 product then sum; head
+ * counts around the 16-head steps, grouped heads, head sizes with tails,
+ * byte strides wider than the heads. */
+static void check_decode_attention(const mg_cpu_kernels *k, const char *name) {
+    static const int64_t heads[] = {1, 5, 16, 17, 33}, groups[] = {1, 4}, dims[] = {1, 40, 128, 130};
+    int bad = 0;
+    for (size_t a = 0; a < sizeof heads / sizeof *heads; a++)
+        for (size_t b = 0; b < sizeof groups / sizeof *groups; b++)
+            for (size_t c = 0; c < sizeof dims / sizeof *dims; c++) {
+                const int64_t H = heads[a], g = H % groups[b] == 0 ? groups[b] : 1, D = dims[c], Hk = H / g;
+                const int64_t qs = D + 3, ks = D + 5; /* elements between heads */
+                float *q = malloc((size_t)(H * qs) * 4), *kf = malloc((size_t)(Hk * ks) * 4);
+                uint16_t *kh = malloc((size_t)(Hk * ks) * 2);
+                float *out32 = malloc((size_t)H * 2 * 4), *out16 = malloc((size_t)H * 2 * 4);
+                float *acc32 = malloc((size_t)(H * (D + 2)) * 4), *acc16 = malloc((size_t)(H * (D + 2)) * 4);
+                float *p = malloc((size_t)H * 3 * 4);
+                for (int64_t i = 0; i < H * qs; i++) q[i] = mg_rand_float();
+                for (int64_t i = 0; i < Hk * ks; i++) {
+                    kh[i] = mg_f32_to_f16(mg_rand_float() * 0.01f);
+                    kf[i] = mg_f16_to_f32(kh[i]);
+                }
+                for (int64_t i = 0; i < H * 3; i++) p[i] = mg_rand_float();
+                k->scores_f32((const uint8_t *)q, qs * 4, (const uint8_t *)kf, ks * 4, H, g, D, 0.125f, out32, 2);
+                k->scores_f16((const uint8_t *)q, qs * 4, (const uint8_t *)kh, ks * 2, H, g, D, 0.125f, out16, 2);
+                for (int64_t h = 0; h < H; h++) {
+                    double exact = 0.0, magnitude = 0.0;
+                    for (int64_t i = 0; i < D; i++) {
+                        const double t = (double)q[h * qs + i] * (double)kf[(h / g) * ks + i];
+                        exact += t;
+                        magnitude += fabs(t);
+                    }
+                    exact *= 0.125;
+                    const double bound = (double)(D + 8) * ldexp(1.0, -24) * magnitude * 0.125 + 1e-30;
+                    if (mg_bits(out32[h * 2]) != mg_bits(out16[h * 2]) || !(fabs(out32[h * 2] - exact) <= bound)) bad++;
+                }
+                for (int64_t i = 0; i < H * (D + 2); i++) acc32[i] = acc16[i] = mg_rand_float();
+                float *want = malloc((size_t)(H * (D + 2)) * 4);
+                memcpy(want, acc32, (size_t)(H * (D + 2)) * 4);
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t i = 0; i < D; i++) {
+                        volatile float prod = p[h * 3] * kf[(h / g) * ks + i]; /* no FMA contraction */
+                        want[h * (D + 2) + i] = want[h * (D + 2) + i] + prod;
+                    }
+                k->attend_f32(acc32, D + 2, p, 3, (const uint8_t *)kf, ks * 4, H, g, D);
+                k->attend_f16(acc16, D + 2, p, 3, (const uint8_t *)kh, ks * 2, H, g, D);
+                if (memcmp(acc32, want, (size_t)(H * (D + 2)) * 4) != 0 || memcmp(acc16, want, (size_t)(H * (D + 2)) * 4) != 0)
+                    bad++;
+                free(q), free(kf), free(kh), free(out32), free(out16), free(acc32), free(acc16), free(p), free(want);
+            }
+    if (bad) fprintf(stderr, "%s: %d decode attention cases wrong\n", name, bad);
+    CHECK(bad == 0);
+    float s[37], e[37];
+    for (int i = 0; i < 37; i++) s[i] = e[i] = (float)(i % 9) - 7.5f;
+    const float l = k->exp_sum(s, 37, 0.5f);
+    double sum = 0.0;
+    int far = 0;
+    for (int i = 0; i < 37; i++) {
+        const double want = exp((double)e[i] - 0.5);
+        sum += want;
+        if (fabs(s[i] - want) > 4e-7 * want) far++;
+    }
+    CHECK(far == 0);
+    CHECK(fabs(l - sum) <= 1e-6 * sum);
+}
+
 int main(void) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
     const mg_cpu_kernels *ref = mg_cpu_kernels_for(MG_ISA_SCALAR);
@@ -263,6 +330,7 @@ int main(void) {
         check_f16(k, names[level]);
         check_gelu(k, names[level]);
         check_gelu_f32(k, names[level]);
+        check_decode_attention(k, names[level]);
         check_gemv_bf16(k, names[level]);
     }
     return mg_test_finish("test_kernels");

@@ -570,36 +570,24 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
     const int64_t j1 = j0 + dj->chunk_keys < job->Tk ? j0 + dj->chunk_keys : job->Tk;
     const int64_t n = j1 - j0;
     /* Pass 1, keys in order: every head's score. */
-    for (int64_t j = j0; j < j1; j++) {
-        for (int64_t h = 0; h < Hq; h++) {
-            const float *qh = (const float *)(job->q + h * job->q_strides[1]);
-            const uint8_t *kj = job->k + j * job->k_strides[0] + (h / job->group) * job->k_strides[1];
-            scores[h * dj->chunk_keys + (j - j0)] =
-                (job->kv_f16 ? job->kernels->dot_f16(qh, kj, job->D) : job->kernels->dot_f32(qh, kj, job->D)) *
-                job->scale;
-        }
-    }
+    const mg_scores_fn scores_fn = job->kv_f16 ? job->kernels->scores_f16 : job->kernels->scores_f32;
+    for (int64_t j = j0; j < j1; j++)
+        scores_fn(job->q, job->q_strides[1], job->k + j * job->k_strides[0], job->k_strides[1], Hq, job->group, job->D,
+                  job->scale, scores + (j - j0), dj->chunk_keys);
     /* The chunk's max per head is known now: p = e^(s - max) once, no rescaling within the chunk. */
     for (int64_t h = 0; h < Hq; h++) {
-        float *s = scores + h * dj->chunk_keys, m = -INFINITY, l = 0.0f;
+        float *s = scores + h * dj->chunk_keys, m = -INFINITY;
         for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
-        for (int64_t j = 0; j < n; j++) {
-            s[j] = expf(s[j] - m);
-            l += s[j];
-        }
+        const float l = job->kernels->exp_sum(s, n, m);
         memset(part + h * stride, 0, (size_t)Dv * sizeof(float));
         part[h * stride + Dv] = m;
         part[h * stride + Dv + 1] = l;
     }
     /* Pass 2, keys in order: o_h += p_hj v_j. */
-    for (int64_t j = j0; j < j1; j++) {
-        for (int64_t h = 0; h < Hq; h++) {
-            const uint8_t *vj = job->v + j * job->v_strides[0] + (h / job->group) * job->v_strides[1];
-            const float pj = scores[h * dj->chunk_keys + (j - j0)];
-            if (job->kv_f16) job->kernels->axpby_f16(part + h * stride, 1.0f, pj, (const uint16_t *)vj, Dv);
-            else job->kernels->axpby(part + h * stride, 1.0f, pj, (const float *)vj, Dv);
-        }
-    }
+    const mg_attend_fn attend_fn = job->kv_f16 ? job->kernels->attend_f16 : job->kernels->attend_f32;
+    for (int64_t j = j0; j < j1; j++)
+        attend_fn(part, stride, scores + (j - j0), dj->chunk_keys, job->v + j * job->v_strides[0], job->v_strides[1], Hq,
+                  job->group, Dv);
 }
 
 /* The decode path for Tq == 1 without a mask (causal or not, the one query
@@ -611,7 +599,12 @@ static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *jo
     if (chunk_keys < MG_DECODE_MIN_CHUNK) chunk_keys = MG_DECODE_MIN_CHUNK;
     mg_decode_job dj = {job, chunk_keys, (job->Tk + chunk_keys - 1) / chunk_keys, NULL, NULL};
     const int64_t Hq = job->Hq, Dv = job->Dv, stride = Dv + 2;
-    dj.partial = mg_aligned_alloc((size_t)(dj.n_chunks * Hq * (stride + chunk_keys)) * sizeof(float));
+    /* The context's scratch, not a fresh allocation: past malloc's mmap
+     * threshold (8 chunks x 32 heads already are) every decode step would
+     * fault the pages in anew. */
+    size_t capacity;
+    dj.partial = mg_cpu_scratch_take(ctx, MG_CPU_SCRATCH_ACTIVATIONS,
+                                     (size_t)(dj.n_chunks * Hq * (stride + chunk_keys)) * sizeof(float), &capacity);
     if (!dj.partial) return mg_error(MG_ERR_NO_MEMORY, "mg_attention: no memory for %lld key chunks", (long long)dj.n_chunks);
     dj.scores = dj.partial + dj.n_chunks * Hq * stride;
     mg_threadpool_run(mg_context_threadpool(ctx), dj.n_chunks, mg_attention_decode_chunk, &dj);
@@ -635,7 +628,7 @@ static mg_status mg_attention_decode(mg_context *ctx, const mg_attention_job *jo
         const float inv = 1.0f / L;
         for (int64_t d = 0; d < Dv; d++) out[d] *= inv;
     }
-    mg_aligned_free(dj.partial);
+    mg_cpu_scratch_give(ctx, MG_CPU_SCRATCH_ACTIVATIONS, dj.partial, capacity);
     return MG_OK;
 }
 

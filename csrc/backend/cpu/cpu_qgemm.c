@@ -204,55 +204,63 @@ MG_QGEMM_VNNI static void mg_qgemm_pack_x(void *raw, int64_t begin, int64_t end,
     }
 }
 
-/* dword indices (vpermt2d) of the first packing step: rows 4s..4s+3 of
- * two row-pair vectors (row 2p in dwords 0..7, row 2p + 1 in 8..15), k-step
- * j = 4h + i of row r to dword 4i + r. */
-static const int32_t mg_qgemm_step_idx[2][16] = {
-    {0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27},
-    {4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31},
-};
+/* Dword j (j < 4) of 16 bytes at offset bytes into block b of each of 16
+ * weight rows (NULL: zeros), as t[j] with row c in dword c: z[g] holds rows
+ * g, g + 4, g + 8, g + 12 in its 128-bit lanes, so the 4 x 4 dword
+ * transposes within lanes leave every row in place. The rows' f16 scales
+ * go to d16 (0 for NULL rows). */
+MG_QGEMM_VNNI static void mg_qgemm_transpose16x4(const uint8_t *const rows[16], int64_t b, int64_t block_bytes,
+                                                 int64_t offset, __m512i t[4], uint16_t d16[16]) {
+    __m512i z[4];
+    for (int g = 0; g < 4; g++) {
+        __m128i lane[4];
+        for (int l = 0; l < 4; l++) {
+            const uint8_t *row = rows[4 * l + g];
+            if (!row) {
+                lane[l] = _mm_setzero_si128();
+                d16[4 * l + g] = 0;
+                continue;
+            }
+            const uint8_t *blk = row + b * block_bytes;
+            if (offset == 2) _mm_prefetch((const char *)blk + MG_QGEMM_PREFETCH_BYTES, _MM_HINT_T0);
+            memcpy(&d16[4 * l + g], blk, 2);
+            lane[l] = _mm_loadu_si128((const __m128i *)(blk + offset));
+        }
+        z[g] = _mm512_inserti32x4(_mm512_castsi128_si512(lane[0]), lane[1], 1);
+        z[g] = _mm512_inserti32x4(z[g], lane[2], 2);
+        z[g] = _mm512_inserti32x4(z[g], lane[3], 3);
+    }
+    const __m512i lo01 = _mm512_unpacklo_epi32(z[0], z[1]), lo23 = _mm512_unpacklo_epi32(z[2], z[3]);
+    const __m512i hi01 = _mm512_unpackhi_epi32(z[0], z[1]), hi23 = _mm512_unpackhi_epi32(z[2], z[3]);
+    t[0] = _mm512_unpacklo_epi64(lo01, lo23);
+    t[1] = _mm512_unpackhi_epi64(lo01, lo23);
+    t[2] = _mm512_unpacklo_epi64(hi01, hi23);
+    t[3] = _mm512_unpackhi_epi64(hi01, hi23);
+}
 
 /* Block b of 16 weight rows (NULL: a column past N, zeros) into vector v
- * of a packed block: a 16 x 8 transpose of dwords (each row's 32 quants,
- * made unsigned, as 8 k-steps of 4) and the rows' 16 scales. */
+ * of a packed block: k-step j (quants 4j..4j+3) of row c to dword c of
+ * q[j][v], made unsigned, and the rows' 16 scales. q8_0: k-step j is dword
+ * j of the quants (xor 0x80). q4_0: quants 4j..4j+3 (j < 4) are the low
+ * nibbles of dword j, quants 16 + 4j.. its high nibbles, so k-steps j and
+ * j + 4 come from one transpose, masked or shifted. */
 MG_QGEMM_VNNI static void mg_qgemm_pack16(const uint8_t *const rows[16], int64_t b, mg_dtype wtype,
                                           mg_qgemm_wblock *out, int v) {
-    const bool q8 = wtype == MG_Q8_0;
-    const int64_t bytes = q8 ? (int64_t)sizeof(mg_block_q8_0) : (int64_t)sizeof(mg_block_q4_0);
-    const __m128i nibble = _mm_set1_epi8(0x0f);
-    __m256i r[16];
+    __m512i t[4];
     uint16_t d16[16];
-    for (int c = 0; c < 16; c++) {
-        if (!rows[c]) {
-            r[c] = _mm256_setzero_si256();
-            d16[c] = 0;
-            continue;
+    if (wtype == MG_Q8_0) {
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        for (int h = 0; h < 2; h++) {
+            mg_qgemm_transpose16x4(rows, b, (int64_t)sizeof(mg_block_q8_0), 2 + 16 * h, t, d16);
+            for (int j = 0; j < 4; j++) _mm512_store_si512(out->q[4 * h + j][v], _mm512_xor_si512(t[j], bias));
         }
-        const uint8_t *blk = rows[c] + b * bytes;
-        _mm_prefetch((const char *)blk + MG_QGEMM_PREFETCH_BYTES, _MM_HINT_T0);
-        memcpy(&d16[c], blk, 2);
-        if (q8) {
-            r[c] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
-        } else {
-            const __m128i packed = _mm_loadu_si128((const __m128i *)(blk + 2));
-            r[c] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), nibble), _mm_and_si128(packed, nibble));
+    } else {
+        mg_qgemm_transpose16x4(rows, b, (int64_t)sizeof(mg_block_q4_0), 2, t, d16);
+        const __m512i nibble = _mm512_set1_epi8(0x0f);
+        for (int j = 0; j < 4; j++) {
+            _mm512_store_si512(out->q[j][v], _mm512_and_si512(t[j], nibble));
+            _mm512_store_si512(out->q[j + 4][v], _mm512_and_si512(_mm512_srli_epi16(t[j], 4), nibble));
         }
-    }
-    __m512i pair[8];
-    for (int p = 0; p < 8; p++) pair[p] = _mm512_inserti64x4(_mm512_castsi256_si512(r[2 * p]), r[2 * p + 1], 1);
-    const __m512i idx0 = _mm512_loadu_si512(mg_qgemm_step_idx[0]), idx1 = _mm512_loadu_si512(mg_qgemm_step_idx[1]);
-    for (int h = 0; h < 2; h++) {
-        /* a[s]: rows 4s..4s+3, k-steps 4h..4h+3, one 128-bit lane a step */
-        __m512i a[4];
-        for (int s = 0; s < 4; s++) a[s] = _mm512_permutex2var_epi32(pair[2 * s], h ? idx1 : idx0, pair[2 * s + 1]);
-        const __m512i u0 = _mm512_shuffle_i32x4(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512i u1 = _mm512_shuffle_i32x4(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2));
-        const __m512i w0 = _mm512_shuffle_i32x4(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512i w1 = _mm512_shuffle_i32x4(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2));
-        _mm512_store_si512(out->q[4 * h + 0][v], _mm512_shuffle_i32x4(u0, w0, _MM_SHUFFLE(2, 0, 2, 0)));
-        _mm512_store_si512(out->q[4 * h + 1][v], _mm512_shuffle_i32x4(u0, w0, _MM_SHUFFLE(3, 1, 3, 1)));
-        _mm512_store_si512(out->q[4 * h + 2][v], _mm512_shuffle_i32x4(u1, w1, _MM_SHUFFLE(2, 0, 2, 0)));
-        _mm512_store_si512(out->q[4 * h + 3][v], _mm512_shuffle_i32x4(u1, w1, _MM_SHUFFLE(3, 1, 3, 1)));
     }
     _mm512_store_ps(out->d[v], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d16)));
 }

@@ -19,10 +19,16 @@
   MG_CPU_ISA=avx512: weight panels dequantised to bf16 into oneDNN's bf16
   matmul), oneDNN's bf16 peak and oneDNN's int8 (u8 x s8 -> s32, no
   per-block scaling) peak at the shape, as ratios.
-* GELU (erf): ns per element, the scalar libm reference and the vector kernel.
+* GELU (erf): ns per element, the scalar libm reference, the vector kernel
+  (double-precision polynomial) and, under fpmath "bf16", the f32-arithmetic
+  one the rounding vision towers take.
 * Attention (a ViT layer's non-causal self-attention, 1024 tokens x 16 heads
   x 64 and x 104): ms and GFLOP/s with f32 and with bf16 products (fpmath
   "bf16"), beside PyTorch's ``scaled_dot_product_attention`` in f32 and bf16.
+* Decode attention (one query over 340 cached positions x 32 heads x 128, 32
+  layers' caches so that they stream from DRAM as in a decode step): ms per
+  step with an f16 and an f32 cache, the cache's GB/s against the measured
+  read bandwidth, beside PyTorch's SDPA on the f32 cache.
 
 Timings of ours come from ``_C.op_linear_timed`` (best of N inside C, the
 weight converted once beforehand); PyTorch's from the best of N calls.
@@ -96,6 +102,47 @@ def qgemm_rows(threads: int, rng, repeats: int) -> None:
             print(f"  {m}x{k} -> {n} {dtype:<6} {rates['int8']:8.0f} {rates['panels']:8.0f} {peak:8.0f} "
                   f"{int8_peak:8.0f} {rates['int8'] / rates['panels']:6.2f}x {rates['int8'] / peak:6.2f}x "
                   f"{rates['int8'] / int8_peak:6.0%}")
+
+
+def decode_attention_rows(threads: int, rng, repeats: int) -> None:
+    """One decode step's attention: 32 layers, each one query over its own 340-position cache (32 heads x
+    128), f16 and f32 caches; the caches (178 / 357 MB) stream from DRAM, as in a real step."""
+    import time
+
+    import machine
+    import torch
+    import torch.nn.functional as F
+
+    from medground import _C
+
+    layers, positions, heads, dim = 32, 340, 32, 128
+    q = rng.standard_normal((1, heads, dim)).astype(np.float32)
+    caches = [(rng.standard_normal((positions, heads, dim)).astype(np.float16),
+               rng.standard_normal((positions, heads, dim)).astype(np.float16)) for _ in range(layers)]
+    bandwidth = machine.bandwidth(threads, 1 << 24)["read_gb_s"]
+    print(f"{f'decode attention {positions} x {heads} x {dim}, {layers} layers':<40} {'ms':>8} {'GB/s':>8} "
+          f"{'of read bw':>10}  (read bandwidth {bandwidth:.1f} GB/s)")
+
+    def step_seconds(run) -> float:
+        best = float("inf")
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    for label, pairs in (("f16 cache", caches), ("f32 cache", [(k.astype(np.float32), v.astype(np.float32))
+                                                                for k, v in caches])):
+        seconds = step_seconds(lambda: [_C.op_attention(q, k, v) for k, v in pairs])
+        gb = sum(k.nbytes + v.nbytes for k, v in pairs) / 1e9
+        print(f"  medground {label:<29} {seconds * 1e3:8.2f} {gb / seconds:8.1f} {gb / seconds / bandwidth:10.0%}")
+        if label == "f32 cache":
+            # PyTorch's own cache layout, [1, heads, positions, dim], contiguous
+            tq = torch.from_numpy(q).permute(1, 0, 2).unsqueeze(0).contiguous()
+            tpairs = [tuple(torch.from_numpy(a).permute(1, 0, 2).unsqueeze(0).contiguous() for a in (k, v))
+                      for k, v in pairs]
+            seconds = step_seconds(lambda: [F.scaled_dot_product_attention(tq, k, v) for k, v in tpairs])
+            print(f"  PyTorch sdpa {label:<26} {seconds * 1e3:8.2f} {gb / seconds:8.1f} {gb / seconds / bandwidth:10.0%}")
 
 
 def main() -> int:
@@ -177,6 +224,10 @@ def main() -> int:
                 os.environ.pop("MG_CPU_ISA", None)
                 print(f"  medground {name:<15} {seconds / gelu_x.size * 1e9:8.2f}")
             medground.set_num_threads(threads)
+            medground.set_fpmath("bf16")
+            seconds = torch_best(lambda: _C.op_activate(gelu_x, "gelu"), max(2, repeats // 2))
+            medground.set_fpmath("default")
+            print(f"  medground {'f32 arithmetic':<15} {seconds / gelu_x.size * 1e9:8.2f}  (fpmath bf16)")
             tx = torch.from_numpy(gelu_x)
             seconds = torch_best(lambda: F.gelu(tx), max(2, repeats // 2))
             print(f"  PyTorch f32 gelu{'':<10} {seconds / gelu_x.size * 1e9:8.2f}")
@@ -196,6 +247,7 @@ def main() -> int:
                     tq, tk, tv = (torch.from_numpy(a).permute(1, 0, 2).contiguous().to(torch_dtype) for a in (q, k, v))
                     seconds = torch_best(lambda: F.scaled_dot_product_attention(tq, tk, tv), max(2, repeats // 2))
                     print(f"  PyTorch sdpa {label:<12} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.0f}")
+            decode_attention_rows(threads, rng, max(2, repeats // 2))
     medground.set_num_threads(0)
     return 0
 

@@ -640,24 +640,6 @@ MG_AVX512 static __m512 mg_sum16x16(const __m512 v[16]) {
 MG_AVX512_SCORES(mg_scores_f32_avx512, float, mg_load16_f32, mg_masked16_f32)
 MG_AVX512_SCORES(mg_scores_f16_avx512, uint16_t, mg_load16_f16, mg_masked16_f16)
 
-/* Values: acc_h += p_h v_h as axpby with scale 1 computes it (a product,
- * then a sum: no FMA), every head in one call. */
-#define MG_AVX512_ATTEND(name, T, load16, masked16)                                                           \
-    MG_AVX512 static void name(float *acc, int64_t acc_stride, const float *p, int64_t p_stride,                \
-                               const uint8_t *v, int64_t v_stride, int64_t n_heads, int64_t group, int64_t d) { \
-        const int64_t full = d / 16 * 16;                                                                       \
-        const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);                                            \
-        for (int64_t h = 0; h < n_heads; h++) {                                                                 \
-            const __m512 ph = _mm512_set1_ps(p[h * p_stride]);                                                  \
-            float *o = acc + h * acc_stride;                                                                    \
-            const T *vh = (const T *)(v + (h / group) * v_stride);                                              \
-            for (int64_t e = 0; e < full; e += 16)                                                              \
-                _mm512_storeu_ps(o + e, _mm512_add_ps(_mm512_loadu_ps(o + e), _mm512_mul_ps(ph, load16(vh + e)))); \
-            if (tail)                                                                                           \
-                _mm512_mask_storeu_ps(o + full, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + full),      \
-                                                                    _mm512_mul_ps(ph, masked16(tail, vh + full)))); \
-        }                                                                                                       \
-    }
 MG_AVX512 static float mg_exp_sum_avx512(float *s, int64_t n, float shift) {
     const __m512 vs = _mm512_set1_ps(shift);
     __m512 l = _mm512_setzero_ps();
@@ -676,8 +658,9 @@ MG_AVX512 static float mg_exp_sum_avx512(float *s, int64_t n, float shift) {
     return _mm512_reduce_add_ps(l);
 }
 
-MG_AVX512_ATTEND(mg_attend_f32_avx512, float, mg_load16_f32, mg_masked16_f32)
-MG_AVX512_ATTEND(mg_attend_f16_avx512, uint16_t, mg_load16_f16, mg_masked16_f16)
+/* Values: the AVX-512 axpby per head, as at the other levels. */
+MG_ATTEND_VIA_AXPBY(mg_attend_f32_avx512, mg_axpby_avx512, float)
+MG_ATTEND_VIA_AXPBY(mg_attend_f16_avx512, mg_axpby_f16_avx512, uint16_t)
 
 /* ---- VNNI GEMV over many rows (the decode hot loop)
  *
@@ -1036,23 +1019,18 @@ MG_AVX512 static __m512 mg_gelu16_avx512(__m512 v) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
 
-MG_AVX512 static void mg_gelu_erf_avx512(const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, mg_gelu16_avx512(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m, mg_gelu16_avx512(_mm512_maskz_loadu_ps(m, x + i)));
+/* y[i] = f(x[i]) over n floats, 16 a step and the tail masked. */
+#define MG_AVX512_MAP(name, f16x)                                                              \
+    MG_AVX512 static void name(const float *x, float *y, int64_t n) {                          \
+        int64_t i = 0;                                                                         \
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, f16x(_mm512_loadu_ps(x + i)));    \
+        if (i < n) {                                                                           \
+            const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                              \
+            _mm512_mask_storeu_ps(y + i, m, f16x(_mm512_maskz_loadu_ps(m, x + i)));            \
+        }                                                                                      \
     }
-}
-
-MG_AVX512 static void mg_gelu_f32_avx512(const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, mg_gelu_f32_512(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, m, mg_gelu_f32_512(_mm512_maskz_loadu_ps(m, x + i)));
-    }
-}
+MG_AVX512_MAP(mg_gelu_erf_avx512, mg_gelu16_avx512)
+MG_AVX512_MAP(mg_gelu_f32_avx512, mg_gelu_f32_512)
 
 MG_AVX512 static void mg_sigmoid_mul_avx512(const float *x, float *y, int64_t n, float alpha) {
     const __m512 a = _mm512_set1_ps(alpha);

@@ -207,8 +207,9 @@ MG_QGEMM_VNNI static void mg_qgemm_pack_x(void *raw, int64_t begin, int64_t end,
 /* Dword j (j < 4) of 16 bytes at offset bytes into block b of each of 16
  * weight rows (NULL: zeros), as t[j] with row c in dword c: z[g] holds rows
  * g, g + 4, g + 8, g + 12 in its 128-bit lanes, so the 4 x 4 dword
- * transposes within lanes leave every row in place. The rows' f16 scales
- * go to d16 (0 for NULL rows). */
+ * transposes within lanes leave every row in place. With d16 (a block's
+ * first transpose) the rows' f16 scales go there (0 for NULL rows) and the
+ * rows are prefetched ahead; NULL for a second one over the same block. */
 MG_QGEMM_VNNI static void mg_qgemm_transpose16x4(const uint8_t *const rows[16], int64_t b, int64_t block_bytes,
                                                  int64_t offset, __m512i t[4], uint16_t d16[16]) {
     __m512i z[4];
@@ -218,12 +219,14 @@ MG_QGEMM_VNNI static void mg_qgemm_transpose16x4(const uint8_t *const rows[16], 
             const uint8_t *row = rows[4 * l + g];
             if (!row) {
                 lane[l] = _mm_setzero_si128();
-                d16[4 * l + g] = 0;
+                if (d16) d16[4 * l + g] = 0;
                 continue;
             }
             const uint8_t *blk = row + b * block_bytes;
-            if (offset == 2) _mm_prefetch((const char *)blk + MG_QGEMM_PREFETCH_BYTES, _MM_HINT_T0);
-            memcpy(&d16[4 * l + g], blk, 2);
+            if (d16) {
+                _mm_prefetch((const char *)blk + MG_QGEMM_PREFETCH_BYTES, _MM_HINT_T0);
+                memcpy(&d16[4 * l + g], blk, 2);
+            }
             lane[l] = _mm_loadu_si128((const __m128i *)(blk + offset));
         }
         z[g] = _mm512_inserti32x4(_mm512_castsi128_si512(lane[0]), lane[1], 1);
@@ -251,7 +254,7 @@ MG_QGEMM_VNNI static void mg_qgemm_pack16(const uint8_t *const rows[16], int64_t
     if (wtype == MG_Q8_0) {
         const __m512i bias = _mm512_set1_epi8((char)0x80);
         for (int h = 0; h < 2; h++) {
-            mg_qgemm_transpose16x4(rows, b, (int64_t)sizeof(mg_block_q8_0), 2 + 16 * h, t, d16);
+            mg_qgemm_transpose16x4(rows, b, (int64_t)sizeof(mg_block_q8_0), 2 + 16 * h, t, h ? NULL : d16);
             for (int j = 0; j < 4; j++) _mm512_store_si512(out->q[4 * h + j][v], _mm512_xor_si512(t[j], bias));
         }
     } else {

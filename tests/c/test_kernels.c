@@ -7,7 +7,9 @@
  *  - bf16 x bf16 GEMV rows: within the f32 summation bound of the exact dot;
  *  - the exact GELU: within 4 ulp of the libm reference (both are within
  *    a few ulp of x Phi(x); tests/test_ops.py checks them against SciPy),
- *    in place too, with the reference's zeros, infinities and NaN. */
+ *    in place too, with the reference's zeros, infinities and NaN;
+ *  - LayerNorm / RMSNorm rows: bit for bit the scalar entry (in place too),
+ *    which is checked against long double statistics. */
 #include "mg_test.h"
 
 #include <math.h>
@@ -319,6 +321,53 @@ static void check_decode_attention(const mg_cpu_kernels *k, const char *name) {
     CHECK(fabs(l - sum) <= 1e-6 * sum);
 }
 
+/* Norm rows: LayerNorm and RMSNorm with and without weight / bias, lengths
+ * around the vector widths, rows centred on 0 and on 1000 (where a one-pass
+ * variance would cancel): every level bit for bit the scalar entry, in
+ * place too; the scalar entry within a few f32 roundings of long double
+ * statistics. */
+static void check_norm_row(const mg_cpu_kernels *ref, const mg_cpu_kernels *k, const char *name) {
+    static const int64_t lengths[] = {1, 2, 7, 8, 15, 16, 17, 31, 32, 33, 100, 1664, 4096};
+    int bad = 0, far = 0;
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int64_t n = lengths[li];
+        float *x = malloc((size_t)n * 4), *w = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+        float *want = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+        for (int variant = 0; variant < 16; variant++) {
+            const bool rms = variant & 1, with_w = variant & 2, with_b = (variant & 4) && !rms;
+            const float centre = variant & 8 ? 1000.0f : 0.0f;
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = centre + mg_rand_float();
+                w[i] = mg_rand_float();
+                b[i] = mg_rand_float();
+            }
+            const float *wp = with_w ? w : NULL, *bp = with_b ? b : NULL;
+            ref->norm_row(x, n, wp, bp, 1e-6f, rms, want);
+            k->norm_row(x, n, wp, bp, 1e-6f, rms, got);
+            if (memcmp(want, got, (size_t)n * 4) != 0) bad++;
+            memcpy(got, x, (size_t)n * 4);
+            k->norm_row(got, n, wp, bp, 1e-6f, rms, got);
+            if (memcmp(want, got, (size_t)n * 4) != 0) bad++;
+            long double mean = 0.0L, var = 0.0L;
+            for (int64_t i = 0; i < n; i++) mean += rms ? 0.0L : (long double)x[i];
+            mean /= n;
+            for (int64_t i = 0; i < n; i++) var += ((long double)x[i] - mean) * ((long double)x[i] - mean);
+            const long double rstd = 1.0L / sqrtl(var / n + 1e-6L);
+            for (int64_t i = 0; i < n; i++) {
+                const long double e = ((long double)x[i] - mean) * rstd * (wp ? wp[i] : 1.0f) + (bp ? bp[i] : 0.0f);
+                /* f32 roundings of x - mean (|x| up to 1010), the product and the sum */
+                const long double bound = 1e-6L * (1.0L + fabsl(((long double)x[i] + 1010.0L) * rstd)) *
+                                          (wp ? 1.0L + fabsl((long double)wp[i]) : 1.0L) + 1e-6L * fabsl(e);
+                if (fabsl((long double)want[i] - e) > bound) far++;
+            }
+        }
+        free(x), free(w), free(b), free(want), free(got);
+    }
+    if (bad || far) fprintf(stderr, "%s: %d norm rows differ from the scalar entry, %d values far off\n", name, bad, far);
+    CHECK(bad == 0);
+    CHECK(far == 0);
+}
+
 int main(void) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
     const mg_cpu_kernels *ref = mg_cpu_kernels_for(MG_ISA_SCALAR);
@@ -332,6 +381,7 @@ int main(void) {
         check_gelu_f32(k, names[level]);
         check_decode_attention(k, names[level]);
         check_gemv_bf16(k, names[level]);
+        check_norm_row(ref, k, names[level]);
     }
     return mg_test_finish("test_kernels");
 }

@@ -204,6 +204,7 @@ mg_status mg_cpu_activate(mg_context *ctx, const mg_tensor *x, mg_activation kin
 /* ----------------------------------------------------------------- norms */
 
 typedef struct {
+    const mg_cpu_kernels *kernels;
     const float *x, *weight, *bias;
     float *out;
     int64_t n;
@@ -213,38 +214,9 @@ typedef struct {
 
 static void mg_norm_rows(void *raw, int64_t begin, int64_t end, int thread_index) {
     const mg_norm_job *job = raw;
-    const int64_t n = job->n;
-    for (int64_t r = begin; r < end; r++) {
-        const float *x = job->x + r * n;
-        float *o = job->out + r * n;
-        /* Statistics in double: exact enough that the only rounding left
-         * is the final f32 one PyTorch also makes. */
-        if (job->rms) {
-            double squares = 0.0;
-            for (int64_t i = 0; i < n; i++) squares += (double)x[i] * x[i];
-            /* HF LlamaRMSNorm / Qwen RMSNorm: x * rsqrt(mean(x^2) + eps) * weight */
-            const float inv = (float)(1.0 / sqrt((double)(float)(squares / (double)n) + (double)job->eps));
-            for (int64_t i = 0; i < n; i++) {
-                float v = x[i] * inv;
-                o[i] = job->weight ? job->weight[i] * v : v;
-            }
-        } else {
-            double sum = 0.0;
-            for (int64_t i = 0; i < n; i++) sum += x[i];
-            const double mean = sum / (double)n;
-            double var = 0.0;
-            for (int64_t i = 0; i < n; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
-            var /= (double)n; /* biased, as nn.LayerNorm */
-            const float rstd = (float)(1.0 / sqrt(var + (double)job->eps));
-            const float fmean = (float)mean;
-            for (int64_t i = 0; i < n; i++) {
-                float v = (x[i] - fmean) * rstd;
-                if (job->weight) v *= job->weight[i];
-                if (job->bias) v += job->bias[i];
-                o[i] = v;
-            }
-        }
-    }
+    for (int64_t r = begin; r < end; r++)
+        job->kernels->norm_row(job->x + r * job->n, job->n, job->weight, job->bias, job->eps, job->rms,
+                               job->out + r * job->n);
 }
 
 static mg_status mg_norm(mg_context *ctx, const char *op, const mg_tensor *x, const mg_tensor *weight,
@@ -263,7 +235,8 @@ static mg_status mg_norm(mg_context *ctx, const char *op, const mg_tensor *x, co
     mg_status status = weight ? mg_cpu_f32_input(op, "weight", weight, true, &wv) : MG_OK;
     if (status == MG_OK && bias) status = mg_cpu_f32_input(op, "bias", bias, true, &bv);
     if (status == MG_OK) {
-        mg_norm_job job = {xv.data, wv.data, bv.data, out->data, n, eps, rms};
+        mg_norm_job job = {mg_cpu_kernels_for(mg_cpu_context_isa(ctx)), xv.data, wv.data, bv.data, out->data,
+                           n, eps, rms};
         mg_cpu_parallel_for(ctx, mg_tensor_numel(x) / n, mg_row_grain(n * 2), mg_norm_rows, &job);
     }
     mg_cpu_f32_release(&xv);

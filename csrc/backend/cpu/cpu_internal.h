@@ -180,6 +180,16 @@ typedef struct mg_cpu_kernels {
      * row's numerators; shift its max): libm expf and a running sum in the
      * scalar entry, mg_exp512 and lane sums in the AVX-512 ones. */
     float (*exp_sum)(float *s, int64_t n, float shift);
+    /* One row of LayerNorm (rms false) or RMSNorm (rms true) into o (may
+     * equal x); w, b NULL for none (RMSNorm has no b). Statistics in double:
+     * LayerNorm's sum, then the sum of squared deviations about the mean
+     * (biased variance); RMSNorm's sum of squares, its mean rounded to f32
+     * as HF's RMSNorm does. Then in f32, each operation rounded as written:
+     * ((x - mean) * rstd) * w + b, or w * (x * rsqrt(mean(x^2) + eps)). The
+     * scalar entry sums in order; the vector ones in lanes (the same
+     * statistics to ~1e-16 relative before their f32 roundings). */
+    void (*norm_row)(const float *x, int64_t n, const float *w, const float *b, float eps, bool rms,
+                     float *o);
 } mg_cpu_kernels;
 
 /* The scalar GELU reference (cpu_elementwise.c): cancellation-free libm. */

@@ -101,6 +101,48 @@ static void mg_axpby_f16_scalar(float *y, float scale, float a, const uint16_t *
         for (int64_t h = 0; h < n_heads; h++)                                                              \
             axpby(acc + h * acc_stride, 1.0f, p[h * p_stride], (const T *)(v + (h / group) * v_stride), d);  \
     }
+
+/* The f32 factors of the norms from their double statistics (as HF /
+ * PyTorch: RMSNorm x * rsqrt(mean(x^2) + eps), the mean of squares rounded
+ * to f32 first; LayerNorm's biased variance). */
+static inline float mg_rms_inverse(double squares, int64_t n, float eps) {
+    return (float)(1.0 / sqrt((double)(float)(squares / (double)n) + (double)eps));
+}
+static inline float mg_layer_norm_rstd(double squared_deviations, int64_t n, float eps) {
+    return (float)(1.0 / sqrt(squared_deviations / (double)n + (double)eps));
+}
+/* o[i] = (x[i] - mean) * rstd, then * w[i], then + b[i] (each rounded), i in [begin, n). */
+static inline void mg_layer_norm_apply_scalar(const float *x, int64_t begin, int64_t n, float mean,
+                                              float rstd, const float *w, const float *b, float *o) {
+    for (int64_t i = begin; i < n; i++) {
+        float v = (x[i] - mean) * rstd;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        o[i] = v;
+    }
+}
+
+/* The norms' rows: the statistics in double, one rounding to f32 each. */
+static void mg_norm_row_scalar(const float *x, int64_t n, const float *w, const float *b, float eps, bool rms,
+                               float *o) {
+    if (rms) {
+        double squares = 0.0;
+        for (int64_t i = 0; i < n; i++) squares += (double)x[i] * x[i];
+        const float inv = mg_rms_inverse(squares, n, eps);
+        for (int64_t i = 0; i < n; i++) {
+            const float v = x[i] * inv;
+            o[i] = w ? w[i] * v : v;
+        }
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    const double mean = sum / (double)n;
+    double var = 0.0;
+    for (int64_t i = 0; i < n; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+    mg_layer_norm_apply_scalar(x, 0, n, (float)mean, mg_layer_norm_rstd(var, n, eps), w, b, o);
+}
+
 static float mg_exp_sum_scalar(float *s, int64_t n, float shift) {
     float l = 0.0f;
     for (int64_t i = 0; i < n; i++) {
@@ -189,6 +231,7 @@ static const mg_cpu_kernels mg_kernels_scalar = {
     mg_axpby_f16_scalar,
     mg_scores_f32_scalar, mg_scores_f16_scalar, mg_attend_f32_scalar, mg_attend_f16_scalar,
     mg_exp_sum_scalar,
+    mg_norm_row_scalar,
 };
 
 #if defined(__x86_64__)
@@ -451,6 +494,59 @@ MG_SCORES_VIA_DOT(mg_scores_f16_avx2, mg_dot_f16_avx2)
 MG_ATTEND_VIA_AXPBY(mg_attend_f32_avx2, mg_axpby_avx2, float)
 MG_ATTEND_VIA_AXPBY(mg_attend_f16_avx2, mg_axpby_f16_avx2, uint16_t)
 
+/* The norms' rows: the double sums in four 4-lane accumulators (another
+ * order than the scalar entry's, the same to ~1e-16 before the f32
+ * roundings), the f32 pass 8 lanes at a time with the scalar entry's
+ * operations. */
+MG_AVX2 static double mg_hsum256d(__m256d v) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+/* sum of (x[i] - shift)^2 (square) or of x[i] (!square) over i < n. */
+MG_AVX2 static double mg_row_sum_avx2(const float *x, int64_t n, double shift, bool square) {
+    const __m256d vs = _mm256_set1_pd(shift);
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 4; j++) {
+            const __m256d v = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * j)), vs);
+            a[j] = square ? _mm256_fmadd_pd(v, v, a[j]) : _mm256_add_pd(a[j], v);
+        }
+    double total = mg_hsum256d(_mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3])));
+    for (; i < n; i++) {
+        const double v = (double)x[i] - shift;
+        total += square ? v * v : v;
+    }
+    return total;
+}
+MG_AVX2 static void mg_norm_row_avx2(const float *x, int64_t n, const float *w, const float *b, float eps,
+                                     bool rms, float *o) {
+    int64_t i = 0;
+    if (rms) {
+        const float inv = mg_rms_inverse(mg_row_sum_avx2(x, n, 0.0, true), n, eps);
+        const __m256 vi = _mm256_set1_ps(inv);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vi);
+            _mm256_storeu_ps(o + i, w ? _mm256_mul_ps(_mm256_loadu_ps(w + i), v) : v);
+        }
+        for (; i < n; i++) {
+            const float v = x[i] * inv;
+            o[i] = w ? w[i] * v : v;
+        }
+        return;
+    }
+    const double mean = mg_row_sum_avx2(x, n, 0.0, false) / (double)n;
+    const float rstd = mg_layer_norm_rstd(mg_row_sum_avx2(x, n, mean, true), n, eps), fmean = (float)mean;
+    const __m256 vm = _mm256_set1_ps(fmean), vr = _mm256_set1_ps(rstd);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+        if (w) v = _mm256_mul_ps(v, _mm256_loadu_ps(w + i));
+        if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(o + i, v);
+    }
+    mg_layer_norm_apply_scalar(x, i, n, fmean, rstd, w, b, o);
+}
+
 static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_dot_f32_avx2, mg_dot_f16_avx2, mg_dot_bf16_avx2, mg_dot_q8_0_avx2, mg_dot_q4_0_avx2,
     mg_axpby_avx2,
@@ -464,6 +560,7 @@ static const mg_cpu_kernels mg_kernels_avx2 = {
     mg_axpby_f16_avx2,
     mg_scores_f32_avx2, mg_scores_f16_avx2, mg_attend_f32_avx2, mg_attend_f16_avx2,
     mg_exp_sum_scalar,
+    mg_norm_row_avx2,
 };
 
 /* ----------------------------------------------------------- AVX-512 */
@@ -1042,6 +1139,47 @@ MG_AVX512 static void mg_sigmoid_mul_avx512(const float *x, float *y, int64_t n,
     }
 }
 
+/* The norms' rows as the AVX2 entry, 8 doubles / 16 floats a step, the
+ * tails masked (masked-off lanes add zeros). */
+MG_AVX512 static double mg_row_sum_avx512(const float *x, int64_t n, double shift, bool square) {
+    const __m512d vs = _mm512_set1_pd(shift);
+    __m512d a[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++) {
+            const __m512d v = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * j)), vs);
+            a[j] = square ? _mm512_fmadd_pd(v, v, a[j]) : _mm512_add_pd(a[j], v);
+        }
+    for (; i < n; i += 8) {
+        const __mmask8 m = n - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - i)) - 1);
+        const __m512d v = _mm512_maskz_sub_pd(m, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + i)), vs);
+        a[0] = square ? _mm512_fmadd_pd(v, v, a[0]) : _mm512_add_pd(a[0], v);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a[0], a[1]), _mm512_add_pd(a[2], a[3])));
+}
+MG_AVX512 static void mg_norm_row_avx512(const float *x, int64_t n, const float *w, const float *b, float eps,
+                                         bool rms, float *o) {
+    if (rms) {
+        const __m512 vi = _mm512_set1_ps(mg_rms_inverse(mg_row_sum_avx512(x, n, 0.0, true), n, eps));
+        for (int64_t i = 0; i < n; i += 16) {
+            const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+            const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vi);
+            _mm512_mask_storeu_ps(o + i, m, w ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v) : v);
+        }
+        return;
+    }
+    const double mean = mg_row_sum_avx512(x, n, 0.0, false) / (double)n;
+    const __m512 vm = _mm512_set1_ps((float)mean);
+    const __m512 vr = _mm512_set1_ps(mg_layer_norm_rstd(mg_row_sum_avx512(x, n, mean, true), n, eps));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
+        if (w) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
+        if (b) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i));
+        _mm512_mask_storeu_ps(o + i, m, v);
+    }
+}
+
 static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_avx2, mg_dot_q4_0_avx2,
     mg_axpby_avx512,
@@ -1055,6 +1193,7 @@ static const mg_cpu_kernels mg_kernels_avx512 = {
     mg_axpby_f16_avx512,
     mg_scores_f32_avx512, mg_scores_f16_avx512, mg_attend_f32_avx512, mg_attend_f16_avx512,
     mg_exp_sum_avx512,
+    mg_norm_row_avx512,
 };
 static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_dot_f32_avx512, mg_dot_f16_avx512, mg_dot_bf16_avx512, mg_dot_q8_0_vnni, mg_dot_q4_0_vnni,
@@ -1069,6 +1208,7 @@ static const mg_cpu_kernels mg_kernels_avx512_vnni = {
     mg_axpby_f16_avx512,
     mg_scores_f32_avx512, mg_scores_f16_avx512, mg_attend_f32_avx512, mg_attend_f16_avx512,
     mg_exp_sum_avx512,
+    mg_norm_row_avx512,
 };
 
 static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
@@ -1084,6 +1224,7 @@ static const mg_cpu_kernels mg_kernels_avx512_bf16 = {
     mg_axpby_f16_avx512,
     mg_scores_f32_avx512, mg_scores_f16_avx512, mg_attend_f32_avx512, mg_attend_f16_avx512,
     mg_exp_sum_avx512,
+    mg_norm_row_avx512,
 };
 
 mg_cpu_isa mg_cpu_detect_isa(void) {

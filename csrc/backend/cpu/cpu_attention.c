@@ -356,51 +356,60 @@ typedef struct {
     const mg_attention_job *job;
     uint32_t *kpack, *vpack; /* [Hkv][key blocks][...] words of two bf16 */
     int64_t n_key_blocks, d_pairs, dv_padded, k_block_words, v_block_words;
+    int64_t head_groups; /* packing tasks per key block */
 } mg_fa16_job;
 
 /* Sixteen f32 to bf16 (vcvtneps2bf16: nearest even, denormals to zero). */
 MG_AVX512_BF16_FA MG_FA_INLINE __m256i mg_fa16_round(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 
-/* One task per (kv head, key block): pack that block's K^T and V. */
+/* One kv head's rows of key j into its block: K^T column j (the row's D/2
+ * words down the column), and V's key j (words of keys 2i, 2i + 1 per
+ * column; the odd key's half of each word). */
+MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_pack_key(const mg_fa16_job *fj, const float *kj, const float *vj,
+                                                   int64_t j, uint32_t *kt, uint32_t *vt) {
+    const mg_attention_job *job = fj->job;
+    const int64_t D = job->D, Dv = job->Dv, P = fj->d_pairs, Dvp = fj->dv_padded;
+    uint32_t words[MG_FA16_MAX_D / 2];
+    for (int64_t d = 0; d < 2 * P; d += 16) {
+        const __mmask16 m = mg_fa_lanes(D - d);
+        _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d)));
+    }
+    for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = words[p];
+    uint32_t *row = vt + (j / 2) * Dvp;
+    for (int64_t c = 0; c < Dvp; c += 16) {
+        const __m512i h = _mm512_cvtepu16_epi32(mg_fa16_round(_mm512_maskz_loadu_ps(mg_fa_lanes(Dv - c), vj + c)));
+        /* the even key writes whole words (its partner's half zero), the odd one its high halves */
+        if (j & 1) _mm512_mask_storeu_epi16(row + c, (__mmask32)0xaaaaaaaau, _mm512_slli_epi32(h, 16));
+        else _mm512_storeu_si512(row + c, h);
+    }
+}
+
+/* One task per (key block, group of kv heads): that block's K^T and V for
+ * the group's heads, keys outer and heads inner, so the reads walk each
+ * key's row of the [T, H, D] tensors in order (head-outer order read 64
+ * rows H * D floats apart and stalled on every one: ~10 % of a ViT-bigG
+ * attention). Keys past the end pack as zeros. */
 MG_AVX512_BF16_FA static void mg_fa16_pack(void *raw, int64_t task, int thread_index) {
     (void)thread_index;
     const mg_fa16_job *fj = raw;
     const mg_attention_job *job = fj->job;
-    const int64_t hk = task / fj->n_key_blocks, kb = task % fj->n_key_blocks, k0 = kb * MG_FA_BK;
+    const int64_t Hkv = job->Hq / job->group, kb = task / fj->head_groups, g = task % fj->head_groups;
+    const int64_t h0 = g * Hkv / fj->head_groups, h1 = (g + 1) * Hkv / fj->head_groups, k0 = kb * MG_FA_BK;
     const int64_t nk = job->Tk - k0 < MG_FA_BK ? job->Tk - k0 : MG_FA_BK;
-    const int64_t D = job->D, Dv = job->Dv, P = fj->d_pairs, Dvp = fj->dv_padded;
-    uint32_t *kt = fj->kpack + task * fj->k_block_words;
-    uint32_t *vt = fj->vpack + task * fj->v_block_words;
-    /* K^T: row j of K to D/2 words, then those words down column j. */
-    uint32_t words[MG_FA16_MAX_D / 2];
-    for (int64_t j = 0; j < MG_FA_BK; j++) {
-        if (j < nk) {
-            const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
-            for (int64_t d = 0; d < 2 * P; d += 16) {
-                const int64_t left = D - d;
-                const __mmask16 m = mg_fa_lanes(left);
-                _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d)));
-            }
-            for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = words[p];
-        } else {
-            for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = 0;
+    for (int64_t hk = h0; hk < h1; hk++) {
+        const int64_t block = hk * fj->n_key_blocks + kb;
+        if (nk < MG_FA_BK) { /* zeros past the last key */
+            memset(fj->kpack + block * fj->k_block_words, 0, (size_t)fj->k_block_words * sizeof(uint32_t));
+            memset(fj->vpack + block * fj->v_block_words, 0, (size_t)fj->v_block_words * sizeof(uint32_t));
         }
     }
-    /* V: keys 2i and 2i + 1 interleaved per column. */
-    for (int64_t i = 0; i < MG_FA_BK / 2; i++) {
-        const int64_t j0 = 2 * i, j1 = 2 * i + 1;
-        const float *v0 = j0 < nk ? (const float *)(job->v + (k0 + j0) * job->v_strides[0] + hk * job->v_strides[1]) : NULL;
-        const float *v1 = j1 < nk ? (const float *)(job->v + (k0 + j1) * job->v_strides[0] + hk * job->v_strides[1]) : NULL;
-        for (int64_t c = 0; c < Dvp; c += 16) {
-            const int64_t left = Dv - c;
-            const __mmask16 m = mg_fa_lanes(left);
-            const __m512 a = v0 ? _mm512_maskz_loadu_ps(m, v0 + c) : _mm512_setzero_ps();
-            const __m512 b = v1 ? _mm512_maskz_loadu_ps(m, v1 + c) : _mm512_setzero_ps();
-            const __m512i lo = _mm512_cvtepu16_epi32(mg_fa16_round(a));
-            const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(mg_fa16_round(b)), 16);
-            _mm512_storeu_si512(vt + i * Dvp + c, _mm512_or_si512(lo, hi));
+    for (int64_t j = 0; j < nk; j++)
+        for (int64_t hk = h0; hk < h1; hk++) {
+            const int64_t block = hk * fj->n_key_blocks + kb;
+            mg_fa16_pack_key(fj, (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]),
+                             (const float *)(job->v + (k0 + j) * job->v_strides[0] + hk * job->v_strides[1]), j,
+                             fj->kpack + block * fj->k_block_words, fj->vpack + block * fj->v_block_words);
         }
-    }
 }
 
 /* S[r][0..64) = q_r . K^T for R rows: q as words of two bf16 (P pairs). */
@@ -528,7 +537,11 @@ static bool mg_attention_bf16(mg_context *ctx, const mg_attention_job *job) {
     if (!fj.kpack) return false;
     fj.vpack = fj.kpack + blocks * (size_t)fj.k_block_words;
     mg_threadpool *pool = mg_context_threadpool(ctx);
-    mg_threadpool_run(pool, (int64_t)blocks, mg_fa16_pack, &fj);
+    /* enough packing tasks for every thread (short sequences: fewer heads per task) */
+    const int64_t want = 4 * (int64_t)mg_context_n_threads(ctx);
+    fj.head_groups = (want + fj.n_key_blocks - 1) / fj.n_key_blocks;
+    if (fj.head_groups > Hkv) fj.head_groups = Hkv;
+    mg_threadpool_run(pool, fj.n_key_blocks * fj.head_groups, mg_fa16_pack, &fj);
     mg_threadpool_run(pool, job->Hq * job->n_query_blocks, mg_attention_task_bf16, &fj);
     mg_aligned_free(fj.kpack);
     return true;

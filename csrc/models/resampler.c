@@ -25,6 +25,10 @@ struct mg_resampler {
     mg_tensor proj_weight;               /* proj transposed: [out, D]      */
     mg_owned owned;
     mg_arena scratch;
+    /* The pos_embed resized to the last key grid (a weight, so the same on
+     * every image of that size): ~60 ms of a 448 px BiRD encode each time. */
+    float *key_pos;
+    int64_t key_pos_grid;
 };
 
 static mg_status mg_resampler_load_all(mg_resampler *r, const mg_weights *weights, const char *prefix,
@@ -125,6 +129,7 @@ void mg_resampler_free(mg_resampler *r) {
     if (!r) return;
     mg_owned_free(&r->owned);
     mg_arena_destroy(&r->scratch);
+    free(r->key_pos);
     free(r);
 }
 
@@ -145,14 +150,13 @@ mg_status mg_resampler_forward(mg_context *ctx, mg_resampler *r, const mg_tensor
         return mg_error(MG_ERR_SHAPE, "resampler: output must be f32 [%lld, %lld], got %s", (long long)NQ,
                         (long long)r->out_dim, mg_tensor_describe(out, got, sizeof got));
     }
-    size_t floats = (size_t)(T * D * 5 + NQ * D * 4 + D * (NQ + T) * 2);
+    size_t floats = (size_t)(T * D * 4 + NQ * D * 4 + D * (NQ + T) * 2);
     MG_TRY(mg_scratch_reserve(&r->scratch, floats * 4 + 16 * 4096));
     mg_arena *arena = &r->scratch;
     mg_tensor kv, keys_in, key_pos, k, v, queries_in, q, attn, pooled;
     int64_t td[2] = {T, D}, qd[2] = {NQ, D};
     MG_TRY(mg_arena_tensor(arena, &kv, MG_F32, 2, td));
     MG_TRY(mg_arena_tensor(arena, &keys_in, MG_F32, 2, td));
-    MG_TRY(mg_arena_tensor(arena, &key_pos, MG_F32, 2, td));
     MG_TRY(mg_arena_tensor(arena, &k, MG_F32, 2, td));
     MG_TRY(mg_arena_tensor(arena, &v, MG_F32, 2, td));
     MG_TRY(mg_arena_tensor(arena, &queries_in, MG_F32, 2, qd));
@@ -163,7 +167,21 @@ mg_status mg_resampler_forward(mg_context *ctx, mg_resampler *r, const mg_tensor
     /* 1. keys/values: kv_proj, ln_kv; keys also get the resized sin-cos */
     MG_TRY(mg_linear(ctx, features, &r->kv_proj_weight, NULL, &keys_in));
     MG_TRY(mg_layer_norm(ctx, &keys_in, &r->ln_kv_weight, &r->ln_kv_bias, r->norm_eps, &kv));
-    MG_TRY(mg_resize_position_table(ctx, arena, &r->pos_embed, r->query_grid, grid, grid, &key_pos));
+    if (r->key_pos_grid != grid) {
+        float *table = malloc((size_t)(T * D) * sizeof(float));
+        if (!table) return mg_error(MG_ERR_NO_MEMORY, "resampler: no memory for the [%lld, %lld] key positions",
+                                    (long long)T, (long long)D);
+        mg_tensor resized = mg_view2_f32(table, T, D);
+        mg_status status = mg_resize_position_table(ctx, arena, &r->pos_embed, r->query_grid, grid, grid, &resized);
+        if (status != MG_OK) {
+            free(table);
+            return status;
+        }
+        free(r->key_pos);
+        r->key_pos = table;
+        r->key_pos_grid = grid;
+    }
+    key_pos = mg_view2_f32(r->key_pos, T, D);
     MG_TRY(mg_add(ctx, &kv, &key_pos, &keys_in));
 
     /* 2. queries: ln_q(query) + pos_embed (the table itself, not resized) */

@@ -5,7 +5,8 @@ Measured per variant, each in its own process (so peak RSS is that variant's):
 image encode (ViT + resampler, 448 px, 1024 patches), prefill tokens/s (ChatML prompt
 with one image, 256 image rows), decode tokens/s (greedy, KV cache), peak RSS; and for
 medground the decode roofline: bytes of LM weights read per token / measured read
-bandwidth (benchmarks/machine.py), reported as the fraction reached.
+bandwidth (benchmarks/machine.py), reported as the fraction reached, against the run's
+best probe and against the probes taken just before and after each decode pass.
 
 Default: a quarter-width model (ViT 416 wide x 4 blocks, LM 1024 wide x 4 blocks,
 vocabulary 37984) that runs in a few minutes. `--full`: the real 9.6 B-parameter shape,
@@ -139,15 +140,21 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
     logits, _ = _C.bird_forward(handle, cache, ids, emb)
     prefill_s = time.perf_counter() - t0
     token = int(np.argmax(logits[0]))
-    passes = []
+    # The read bandwidth re-probed just before and after every pass: this VM's bandwidth wanders by a third
+    # within minutes, so a pass is also set against the probes that bracket it (not only the run's best).
+    import machine
+
+    passes, probes = [], [machine.bandwidth(threads, 1 << 24)["read_gb_s"]]
     for _ in range(DECODE_PASSES):  # the cache grows by 32 a pass: attention is a tiny part of a step
         t0 = time.perf_counter()
         for _ in range(DECODE_STEPS):
             logits, _ = _C.bird_forward(handle, cache, [token])
             token = int(np.argmax(logits[0]))
         passes.append(DECODE_STEPS / (time.perf_counter() - t0))
+        probes.append(machine.bandwidth(threads, 1 << 24)["read_gb_s"])
     return dict(load_s=load_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
-                decode_tok_s=max(passes), decode_passes_tok_s=passes, peak_rss_gb=peak_rss_gb())
+                decode_tok_s=max(passes), decode_passes_tok_s=passes, decode_bracket_probes_gb_s=probes,
+                peak_rss_gb=peak_rss_gb())
 
 
 def run_torch(path: str, cfg: dict, threads: int) -> dict:
@@ -432,9 +439,18 @@ def main() -> int:
             print(f"{variant:16s} {dtype:5s} ground() {r['ground_s']:.1f} s ({r['prompt_tokens']} prompt tokens, "
                   f"{GROUND_TOKENS} new)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s")
             continue
-        roofline = bandwidth * 1e9 / (n_params * BYTES_PER_ELEMENT[dtype])
+        bytes_per_token = n_params * BYTES_PER_ELEMENT[dtype]
+        roofline = bandwidth * 1e9 / bytes_per_token
         r["decode_roofline_fraction"] = r["decode_tok_s"] / roofline
         r["bandwidth_gb_s"] = bandwidth
+        bracket = ""
+        if "decode_bracket_probes_gb_s" in r:  # each pass against the mean of the probes just before and after it
+            b = r["decode_bracket_probes_gb_s"]
+            r["decode_bracket_fractions"] = [tok * bytes_per_token / (0.5 * (b[i] + b[i + 1]) * 1e9)
+                                             for i, tok in enumerate(r["decode_passes_tok_s"])]
+            bracket = (f"; passes against their bracketing probes: "
+                       f"{', '.join(f'{100 * f:.0f}%' for f in r['decode_bracket_fractions'])} "
+                       f"(probes {', '.join(f'{v:.1f}' for v in b)} GB/s)")
         gemm = "bf16" if variant.startswith("torch-bf16") else peak_dtype(dtype)
         r["encode_gflops"] = enc_flops / r["encode_s"] / 1e9
         r["prefill_gflops"] = pre_flops * r["prefill_tok_s"] / len(prompt(cfg)) / 1e9
@@ -442,7 +458,7 @@ def main() -> int:
         extra = f"  ground() {r['ground_s']:.1f} s" if "ground_s" in r else ""
         print(f"{variant:16s} {dtype:5s} encode {r['encode_s']:.3f} s  prefill {r['prefill_tok_s']:8.1f} tok/s  "
               f"decode {r['decode_tok_s']:7.2f} tok/s ({100 * r['decode_roofline_fraction']:.0f}% of "
-              f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s)  peak RSS {r['peak_rss_gb']:.2f} GB  "
+              f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s{bracket})  peak RSS {r['peak_rss_gb']:.2f} GB  "
               f"load {r['load_s']:.1f} s{extra}")
         print(f"{'':22s} encode {r['encode_gflops']:.0f} / prefill {r['prefill_gflops']:.0f} GFLOP/s: "
               f"{r['encode_gflops'] / peaks[gemm]:.0%} / {r['prefill_gflops'] / peaks[gemm]:.0%} of the {gemm} GEMM peak")

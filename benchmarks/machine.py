@@ -1,7 +1,8 @@
 """Measure this machine's limits in the same run as the benchmarks: memory
-bandwidth (STREAM-like triad and read-only sum, 1 and all threads) and peak
-f32 GEMM FLOP/s (PyTorch's and ours), so every result can be printed as a ratio
-to the roofline."""
+bandwidth (STREAM-like triad and read-only sum, 1 and all threads; the read is
+the faster of a plain loop and one with software prefetch, see stream.c) and
+peak f32 GEMM FLOP/s (PyTorch's and ours), so every result can be printed as a
+ratio to the roofline."""
 
 from __future__ import annotations
 

@@ -254,11 +254,12 @@ static void check_gelu_f32(const mg_cpu_kernels *k, const char *name) {
     free(y);
 }
 
-/* The decode attention entries over one key: the f16 forms give the f32
- * forms' bits on the widened values; scores within a summation bound of the
- * double dot, values exactly acc + p v as an f32 product then sum; head
- * counts around the 16-head steps, grouped heads, head sizes with tails,
- * byte strides wider than the heads. */
+/* The decode attention entries (scores over one key, values over 1 and 3
+ * keys a call): the f16 forms give the f32 forms' bits on the widened
+ * values; scores within a summation bound of the double dot, values exactly
+ * acc + p v key by key as an f32 product then sum; head counts around the
+ * 16-head steps, grouped heads, head sizes with tails, byte strides wider
+ * than the heads and the key rows. */
 static void check_decode_attention(const mg_cpu_kernels *k, const char *name) {
     static const int64_t heads[] = {1, 5, 16, 17, 33}, groups[] = {1, 4}, dims[] = {1, 40, 128, 130};
     int bad = 0;
@@ -291,19 +292,32 @@ static void check_decode_attention(const mg_cpu_kernels *k, const char *name) {
                     const double bound = (double)(D + 8) * ldexp(1.0, -24) * magnitude * 0.125 + 1e-30;
                     if (mg_bits(out32[h * 2]) != mg_bits(out16[h * 2]) || !(fabs(out32[h * 2] - exact) <= bound)) bad++;
                 }
-                for (int64_t i = 0; i < H * (D + 2); i++) acc32[i] = acc16[i] = mg_rand_float();
+                /* values: 1 and 3 keys a call, key rows Hk * ks + 7 elements apart */
+                const int64_t vk = Hk * ks + 7;
+                float *vf = malloc((size_t)(3 * vk) * 4);
+                uint16_t *vh = malloc((size_t)(3 * vk) * 2);
+                for (int64_t i = 0; i < 3 * vk; i++) {
+                    vh[i] = mg_f32_to_f16(mg_rand_float() * 0.01f);
+                    vf[i] = mg_f16_to_f32(vh[i]);
+                }
                 float *want = malloc((size_t)(H * (D + 2)) * 4);
-                memcpy(want, acc32, (size_t)(H * (D + 2)) * 4);
-                for (int64_t h = 0; h < H; h++)
-                    for (int64_t i = 0; i < D; i++) {
-                        volatile float prod = p[h * 3] * kf[(h / g) * ks + i]; /* no FMA contraction */
-                        want[h * (D + 2) + i] = want[h * (D + 2) + i] + prod;
-                    }
-                k->attend_f32(acc32, D + 2, p, 3, (const uint8_t *)kf, ks * 4, H, g, D);
-                k->attend_f16(acc16, D + 2, p, 3, (const uint8_t *)kh, ks * 2, H, g, D);
-                if (memcmp(acc32, want, (size_t)(H * (D + 2)) * 4) != 0 || memcmp(acc16, want, (size_t)(H * (D + 2)) * 4) != 0)
-                    bad++;
+                for (int64_t n_keys = 1; n_keys <= 3; n_keys += 2) {
+                    for (int64_t i = 0; i < H * (D + 2); i++) acc32[i] = acc16[i] = mg_rand_float();
+                    memcpy(want, acc32, (size_t)(H * (D + 2)) * 4);
+                    for (int64_t h = 0; h < H; h++)
+                        for (int64_t j = 0; j < n_keys; j++)
+                            for (int64_t i = 0; i < D; i++) {
+                                volatile float prod = p[h * 3 + j] * vf[j * vk + (h / g) * ks + i]; /* no FMA */
+                                want[h * (D + 2) + i] = want[h * (D + 2) + i] + prod;
+                            }
+                    k->attend_f32(acc32, D + 2, p, 3, (const uint8_t *)vf, vk * 4, ks * 4, n_keys, H, g, D);
+                    k->attend_f16(acc16, D + 2, p, 3, (const uint8_t *)vh, vk * 2, ks * 2, n_keys, H, g, D);
+                    if (memcmp(acc32, want, (size_t)(H * (D + 2)) * 4) != 0 ||
+                        memcmp(acc16, want, (size_t)(H * (D + 2)) * 4) != 0)
+                        bad++;
+                }
                 free(q), free(kf), free(kh), free(out32), free(out16), free(acc32), free(acc16), free(p), free(want);
+                free(vf), free(vh);
             }
     if (bad) fprintf(stderr, "%s: %d decode attention cases wrong\n", name, bad);
     CHECK(bad == 0);

@@ -563,6 +563,9 @@ static bool mg_attention_bf16(mg_context *ctx, const mg_attention_job *job) {
 /* Keys per chunk: at most 256, fewer for short caches so that every
  * thread gets about four chunks. */
 #define MG_DECODE_KEY_CHUNK 256
+/* Keys per values call: a head's accumulator stays in registers over them,
+ * while the reads still walk a few consecutive key rows. */
+#define MG_DECODE_ATTEND_KEYS 8
 #define MG_DECODE_MIN_CHUNK 16
 
 typedef struct {
@@ -598,9 +601,11 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
     }
     /* Pass 2, keys in order: o_h += p_hj v_j. */
     const mg_attend_fn attend_fn = job->kv_f16 ? job->kernels->attend_f16 : job->kernels->attend_f32;
-    for (int64_t j = j0; j < j1; j++)
-        attend_fn(part, stride, scores + (j - j0), dj->chunk_keys, job->v + j * job->v_strides[0], job->v_strides[1], Hq,
-                  job->group, Dv);
+    for (int64_t j = j0; j < j1; j += MG_DECODE_ATTEND_KEYS) {
+        const int64_t nj = j1 - j < MG_DECODE_ATTEND_KEYS ? j1 - j : MG_DECODE_ATTEND_KEYS;
+        attend_fn(part, stride, scores + (j - j0), dj->chunk_keys, job->v + j * job->v_strides[0], job->v_strides[0],
+                  job->v_strides[1], nj, Hq, job->group, Dv);
+    }
 }
 
 /* The decode path for Tq == 1 without a mask (causal or not, the one query

@@ -100,16 +100,20 @@ typedef float (*mg_dot_f32_fn)(const float *x, const void *w, int64_t n);
 typedef float (*mg_dot_q8_fn)(const mg_block_q8_0 *x, const void *w, int64_t n_blocks);
 /* y[i] = y[i] * scale + a * x[i] (the attention accumulator update). */
 typedef void (*mg_axpby_fn)(float *y, float scale, float a, const float *x, int64_t n);
-/* The one-query (decode) attention over one cached key, every head at once.
- * Scores: out[h * out_stride] = scale * <q_h, k_(h / group)> for h <
+/* The one-query (decode) attention, every head at once. Scores, over one
+ * cached key: out[h * out_stride] = scale * <q_h, k_(h / group)> for h <
  * n_heads, q_h at q + h * q_stride bytes (f32), k_g at k + g * k_stride
- * bytes (f32 or f16 by the entry), d elements each. Values: acc[h *
- * acc_stride + i] += p[h * p_stride] * v_(h / group)[i], i < d. Each
- * level's f16 entries give the bits of its f32 ones on the widened values. */
+ * bytes (f32 or f16 by the entry), d elements each. Values, over n_keys
+ * keys (key j's rows at v + j * v_key_stride bytes, head g's at + g *
+ * v_stride): acc[h * acc_stride + i] += p[h * p_stride + j] * v_j,(h /
+ * group)[i] for i < d, key by key in order, each product rounded to f32
+ * and then added. Each level's f16 entries give the bits of its f32 ones
+ * on the widened values. */
 typedef void (*mg_scores_fn)(const uint8_t *q, int64_t q_stride, const uint8_t *k, int64_t k_stride, int64_t n_heads,
                              int64_t group, int64_t d, float scale, float *out, int64_t out_stride);
 typedef void (*mg_attend_fn)(float *acc, int64_t acc_stride, const float *p, int64_t p_stride, const uint8_t *v,
-                             int64_t v_stride, int64_t n_heads, int64_t group, int64_t d);
+                             int64_t v_key_stride, int64_t v_stride, int64_t n_keys, int64_t n_heads,
+                             int64_t group, int64_t d);
 
 /* Quantized GEMV over a run of weight rows: y[r] = dot(x, row r) for
  * r < n_rows (rows row_stride bytes apart), x given both as q8_0 blocks
@@ -171,9 +175,10 @@ typedef struct mg_cpu_kernels {
     /* axpby with x in f16 (an f16 KV cache's values), bit for bit axpby on
      * the widened x. */
     void (*axpby_f16)(float *y, float scale, float a, const uint16_t *x, int64_t n);
-    /* Decode attention over one key (mg_scores_fn / mg_attend_fn): the
-     * AVX-512 scores reduce 16 heads' dot products in one transposing tree;
-     * the other levels loop over dot_* / axpby*. */
+    /* Decode attention (mg_scores_fn / mg_attend_fn): the AVX-512 scores
+     * reduce 16 heads' dot products in one transposing tree, its values keep
+     * a head's accumulator in registers across the keys of a call; the other
+     * levels loop over dot_* / axpby*. */
     mg_scores_fn scores_f32, scores_f16;
     mg_attend_fn attend_f32, attend_f16;
     /* s[i] = e^(s[i] - shift) for i < n, returning their sum (a softmax

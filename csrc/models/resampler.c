@@ -169,10 +169,12 @@ mg_status mg_resampler_forward(mg_context *ctx, mg_resampler *r, const mg_tensor
     MG_TRY(mg_layer_norm(ctx, &keys_in, &r->ln_kv_weight, &r->ln_kv_bias, r->norm_eps, &kv));
     if (r->key_pos_grid != grid) {
         float *table = malloc((size_t)(T * D) * sizeof(float));
-        if (!table) return mg_error(MG_ERR_NO_MEMORY, "resampler: no memory for the [%lld, %lld] key positions",
-                                    (long long)T, (long long)D);
+        if (!table)
+            return mg_error(MG_ERR_NO_MEMORY, "resampler: no memory for the [%lld, %lld] key positions",
+                            (long long)T, (long long)D);
         mg_tensor resized = mg_view2_f32(table, T, D);
-        mg_status status = mg_resize_position_table(ctx, arena, &r->pos_embed, r->query_grid, grid, grid, &resized);
+        mg_status status =
+            mg_resize_position_table(ctx, arena, &r->pos_embed, r->query_grid, grid, grid, &resized);
         if (status != MG_OK) {
             free(table);
             return status;

@@ -307,7 +307,8 @@ static void check_decode_attention(const mg_cpu_kernels *k, const char *name) {
                     for (int64_t h = 0; h < H; h++)
                         for (int64_t j = 0; j < n_keys; j++)
                             for (int64_t i = 0; i < D; i++) {
-                                volatile float prod = p[h * 3 + j] * vf[j * vk + (h / g) * ks + i]; /* no FMA */
+                                /* no FMA contraction */
+                                volatile float prod = p[h * 3 + j] * vf[j * vk + (h / g) * ks + i];
                                 want[h * (D + 2) + i] = want[h * (D + 2) + i] + prod;
                             }
                     k->attend_f32(acc32, D + 2, p, 3, (const uint8_t *)vf, vk * 4, ks * 4, n_keys, H, g, D);
@@ -368,7 +369,8 @@ static void check_norm_row(const mg_cpu_kernels *ref, const mg_cpu_kernels *k, c
             for (int64_t i = 0; i < n; i++) var += ((long double)x[i] - mean) * ((long double)x[i] - mean);
             const long double rstd = 1.0L / sqrtl(var / n + 1e-6L);
             for (int64_t i = 0; i < n; i++) {
-                const long double e = ((long double)x[i] - mean) * rstd * (wp ? wp[i] : 1.0f) + (bp ? bp[i] : 0.0f);
+                const long double e =
+                    ((long double)x[i] - mean) * rstd * (wp ? wp[i] : 1.0f) + (bp ? bp[i] : 0.0f);
                 /* f32 roundings of x - mean (|x| up to 1010), the product and the sum */
                 const long double bound = 1e-6L * (1.0L + fabsl(((long double)x[i] + 1010.0L) * rstd)) *
                                           (wp ? 1.0L + fabsl((long double)wp[i]) : 1.0L) + 1e-6L * fabsl(e);
@@ -377,7 +379,8 @@ static void check_norm_row(const mg_cpu_kernels *ref, const mg_cpu_kernels *k, c
         }
         free(x), free(w), free(b), free(want), free(got);
     }
-    if (bad || far) fprintf(stderr, "%s: %d norm rows differ from the scalar entry, %d values far off\n", name, bad, far);
+    if (bad || far)
+        fprintf(stderr, "%s: %d norm rows differ from the scalar entry, %d values far off\n", name, bad, far);
     CHECK(bad == 0);
     CHECK(far == 0);
 }

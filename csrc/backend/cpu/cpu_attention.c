@@ -372,12 +372,14 @@ MG_AVX512_BF16_FA MG_FA_INLINE void mg_fa16_pack_key(const mg_fa16_job *fj, cons
     uint32_t words[MG_FA16_MAX_D / 2];
     for (int64_t d = 0; d < 2 * P; d += 16) {
         const __mmask16 m = mg_fa_lanes(D - d);
-        _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d)));
+        const __m256i r = mg_fa16_round(_mm512_maskz_loadu_ps(m, kj + d));
+        _mm256_storeu_si256((__m256i *)((uint16_t *)words + d), r);
     }
     for (int64_t p = 0; p < P; p++) kt[p * MG_FA_BK + j] = words[p];
     uint32_t *row = vt + (j / 2) * Dvp;
     for (int64_t c = 0; c < Dvp; c += 16) {
-        const __m512i h = _mm512_cvtepu16_epi32(mg_fa16_round(_mm512_maskz_loadu_ps(mg_fa_lanes(Dv - c), vj + c)));
+        const __m512 x = _mm512_maskz_loadu_ps(mg_fa_lanes(Dv - c), vj + c);
+        const __m512i h = _mm512_cvtepu16_epi32(mg_fa16_round(x));
         /* the even key writes whole words (its partner's half zero), the odd one its high halves */
         if (j & 1) _mm512_mask_storeu_epi16(row + c, (__mmask32)0xaaaaaaaau, _mm512_slli_epi32(h, 16));
         else _mm512_storeu_si512(row + c, h);
@@ -406,8 +408,9 @@ MG_AVX512_BF16_FA static void mg_fa16_pack(void *raw, int64_t task, int thread_i
     for (int64_t j = 0; j < nk; j++)
         for (int64_t hk = h0; hk < h1; hk++) {
             const int64_t block = hk * fj->n_key_blocks + kb;
-            mg_fa16_pack_key(fj, (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]),
-                             (const float *)(job->v + (k0 + j) * job->v_strides[0] + hk * job->v_strides[1]), j,
+            const uint8_t *kj = job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1];
+            const uint8_t *vj = job->v + (k0 + j) * job->v_strides[0] + hk * job->v_strides[1];
+            mg_fa16_pack_key(fj, (const float *)kj, (const float *)vj, j,
                              fj->kpack + block * fj->k_block_words, fj->vpack + block * fj->v_block_words);
         }
 }
@@ -603,8 +606,8 @@ static void mg_attention_decode_chunk(void *raw, int64_t chunk, int thread_index
     const mg_attend_fn attend_fn = job->kv_f16 ? job->kernels->attend_f16 : job->kernels->attend_f32;
     for (int64_t j = j0; j < j1; j += MG_DECODE_ATTEND_KEYS) {
         const int64_t nj = j1 - j < MG_DECODE_ATTEND_KEYS ? j1 - j : MG_DECODE_ATTEND_KEYS;
-        attend_fn(part, stride, scores + (j - j0), dj->chunk_keys, job->v + j * job->v_strides[0], job->v_strides[0],
-                  job->v_strides[1], nj, Hq, job->group, Dv);
+        attend_fn(part, stride, scores + (j - j0), dj->chunk_keys, job->v + j * job->v_strides[0],
+                  job->v_strides[0], job->v_strides[1], nj, Hq, job->group, Dv);
     }
 }
 

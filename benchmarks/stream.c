@@ -51,7 +51,8 @@ int main(int argc, char **argv) {
             double part = 0.0;
             size_t i = begin;
             for (; i + 32 <= end; i += 32) {
-                for (int line = 0; line < 4; line++) __builtin_prefetch(b + i + 256 + 8 * line, 0, 1);
+                if (i + 256 + 32 <= end) /* 2 KiB ahead, never past the range */
+                    for (int line = 0; line < 4; line++) __builtin_prefetch(b + i + 256 + 8 * line, 0, 1);
 #pragma omp simd reduction(+ : part)
                 for (size_t k = 0; k < 32; k++) part += b[i + k];
             }

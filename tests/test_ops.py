@@ -229,6 +229,23 @@ def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, r
 
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
+def test_linear_quantized_decode_row_independent_of_its_neighbours(isa, qdtype, rng):
+    """A weight row's output is the same bits whichever rows share its call: the VNNI q4_0 rows run in
+    pairs half a run apart (an odd count leaves one alone), each row's sums in the one-row order. Block
+    counts on and off the 4-block group (a tail per row), 1 and 2 activation rows, 2 threads."""
+    for n_blocks in (8, 9, 130):
+        K, N = 32 * n_blocks, 37
+        for M in (1, 2):
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            w = rng.standard_normal((N, K)).astype(np.float32)
+            together = _C.op_linear(x, w, weight_dtype=qdtype)
+            alone = np.concatenate([_C.op_linear(x, w[n : n + 1], weight_dtype=qdtype) for n in range(N)], axis=1)
+            np.testing.assert_array_equal(together.view(np.uint32), alone.view(np.uint32))
+            # and the rows' values are the dot products (not, say, a neighbour's)
+            assert_gemm_close(together, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+
+
+@pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
 def test_linear_quantized_prefill_panels_every_isa(qdtype, rng):
     """The prefill path's weight panels (vector dequantization to bf16 or
     f32, and bf16 activations) are bit for bit the scalar reference's at

@@ -883,10 +883,11 @@ static const uint16_t mg_q8_quant_words[32] = {1, 2, 18, 19, 3, 4, 20, 21, 5, 6,
                                                9, 10, 26, 27, 11, 12, 28, 29, 13, 14, 30, 31, 15, 16, 32, 33};
 static const uint16_t mg_q8_scale_words[32] = {0, 17, 0, 17, 0, 17, 0, 17, 0, 17, 0, 17, 0, 17, 0, 17};
 
-/* One group of four q4_0 blocks (72 bytes at p) against its prepared
- * activation, added to acc. */
-MG_AVX512_VNNI MG_INLINE __m512 mg_q4_0_vnni_group(const mg_q4_prep *g, const uint8_t *p, __m512i qidx,
-                                                   __m512i sidx, __m512 acc) {
+/* One row's group of four q4_0 blocks (72 bytes at p) against the
+ * activation's prepared group (its quants xlo / xhi, corrections, scales),
+ * added to acc. */
+MG_AVX512_VNNI MG_INLINE __m512 mg_q4_0_vnni_row(const uint8_t *p, __m512i qidx, __m512i sidx, __m512i corr,
+                                                 __m128 dx, __m512i xlo, __m512i xhi, __m512 acc) {
     const __m512i nibble = _mm512_set1_epi8(0x0f);
     __m512i a = _mm512_loadu_si512(p);
     /* One load of a for both permutes (a folded second load would split a
@@ -894,14 +895,23 @@ MG_AVX512_VNNI MG_INLINE __m512 mg_q4_0_vnni_group(const mg_q4_prep *g, const ui
     __asm__("" : "+v"(a));
     const __m512i b = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(p + 64)));
     const __m512i q = _mm512_permutex2var_epi16(a, qidx, b);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, a)));
+    /* the four scales and their products in 128 bits, then spread to the
+     * lanes: vcvtph2ps on 16 lanes takes two cycles of a pipe on Zen 4 */
+    const __m128 dw = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, a)));
+    const __m512 scale = _mm512_broadcast_f32x4(_mm_mul_ps(dx, dw));
     const __m512i lo = _mm512_and_si512(q, nibble);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nibble);
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo, xlo), hi, xhi);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
+}
+
+/* One group of four q4_0 blocks (72 bytes at p) against its prepared
+ * activation, added to acc. */
+MG_AVX512_VNNI MG_INLINE __m512 mg_q4_0_vnni_group(const mg_q4_prep *g, const uint8_t *p, __m512i qidx,
+                                                   __m512i sidx, __m512 acc) {
     const __m512i corr = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)g->corr));
-    const __m512 dx = _mm512_broadcast_f32x4(_mm_load_ps(g->d));
-    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo, _mm512_load_si512(g->lo)), hi,
-                                            _mm512_load_si512(g->hi));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dx, dw), acc);
+    const __m128 dx = _mm_load_ps(g->d);
+    return mg_q4_0_vnni_row(p, qidx, sidx, corr, dx, _mm512_load_si512(g->lo), _mm512_load_si512(g->hi), acc);
 }
 
 /* Two q8_0 blocks (68 bytes at p). */
@@ -915,10 +925,12 @@ MG_AVX512_VNNI MG_INLINE __m512 mg_q8_0_vnni_group(const mg_q8_prep *g, const ui
     __m512i a = _mm512_loadu_si512(p);
     __asm__("" : "+v"(a));
     const __m512i q = _mm512_permutex2var_epi16(a, qidx, _mm512_castsi128_si512(_mm_cvtsi32_si128(rest)));
-    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(sidx, a)));
+    /* scales d0 d1 d0 d1 and their products in 128 bits, as for q4_0 */
+    const __m128 dw = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, a)));
+    const __m512 scale = _mm512_broadcast_f32x4(_mm_mul_ps(_mm_castsi128_ps(_mm_set1_epi64x(d2)), dw));
     const __m512i sum = _mm512_dpbusd_epi32(_mm512_set1_epi64(corr2), _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)),
                                             _mm512_load_si512(g->qs));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(_mm512_castsi512_ps(_mm512_set1_epi64(d2)), dw), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
 }
 
 /* One row over n_groups groups: the groups' part of the dot. Two
@@ -938,6 +950,42 @@ MG_AVX512_VNNI static float mg_q4_0_vnni_groups(const mg_q4_prep *g, int64_t n_g
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* Two rows at once (w0, w1), sharing each group's activation loads (two
+ * 64-byte vectors and two broadcasts): ~7 % more from cache on one thread.
+ * Each row's sums are those of mg_q4_0_vnni_groups in its order, so the
+ * same bits. The caller pairs rows half a run apart, so each row of a pair
+ * continues its own sequential stream and the prefetch 2 KiB ahead stays
+ * in it: adjacent pairs read DRAM at half the rate (1 thread, 9 against
+ * ~20 GB/s), the prefetch of the first row landing in the second. */
+MG_AVX512_VNNI static void mg_q4_0_vnni_groups2(const mg_q4_prep *g, int64_t n_groups, const uint8_t *w0,
+                                                const uint8_t *w1, float out[2]) {
+    const __m512i qidx = _mm512_loadu_si512(mg_q4_quant_words), sidx = _mm512_loadu_si512(mg_q4_scale_words);
+    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
+    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+#define MG_Q4_GROUP2(k, acc0, acc1)                                                                  \
+    do {                                                                                              \
+        const mg_q4_prep *gk = g + (k);                                                               \
+        const __m512i corr = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)gk->corr));       \
+        const __m128 dx = _mm_load_ps(gk->d);                                                         \
+        const __m512i xlo = _mm512_load_si512(gk->lo), xhi = _mm512_load_si512(gk->hi);               \
+        acc0 = mg_q4_0_vnni_row(w0 + (k) * 72, qidx, sidx, corr, dx, xlo, xhi, acc0);                 \
+        acc1 = mg_q4_0_vnni_row(w1 + (k) * 72, qidx, sidx, corr, dx, xlo, xhi, acc1);                 \
+    } while (0)
+    int64_t i = 0;
+    for (; i + 2 <= n_groups; i += 2) {
+        _mm_prefetch((const char *)w0 + i * 72 + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
+        _mm_prefetch((const char *)w0 + i * 72 + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
+        _mm_prefetch((const char *)w1 + i * 72 + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
+        _mm_prefetch((const char *)w1 + i * 72 + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
+        MG_Q4_GROUP2(i, a00, a10);
+        MG_Q4_GROUP2(i + 1, a01, a11);
+    }
+    if (i < n_groups) MG_Q4_GROUP2(i, a00, a10);
+#undef MG_Q4_GROUP2
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a00, a01));
+    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a10, a11));
+}
+
 MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_groups, const uint8_t *w) {
     const __m512i qidx = _mm512_loadu_si512(mg_q8_quant_words), sidx = _mm512_loadu_si512(mg_q8_scale_words);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -953,7 +1001,19 @@ MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_g
 MG_AVX512_VNNI static void mg_rows_q4_0_vnni(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,
                                              const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {
     const int64_t n_groups = n_blocks / 4, done = n_groups * 4;
-    for (int64_t r = 0; r < n_rows; r++) {
+    const int64_t half = n_rows / 2; /* rows r and r + half: two streams */
+    for (int64_t r = 0; r < half; r++) {
+        const uint8_t *w0 = w + r * row_stride, *w1 = w + (r + half) * row_stride;
+        float two[2];
+        mg_q4_0_vnni_groups2(prep, n_groups, w0, w1, two);
+        y[r] = two[0];
+        y[r + half] = two[1];
+        if (done < n_blocks) {
+            y[r] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)w0 + done, n_blocks - done);
+            y[r + half] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)w1 + done, n_blocks - done);
+        }
+    }
+    for (int64_t r = 2 * half; r < n_rows; r++) {
         y[r] = mg_q4_0_vnni_groups(prep, n_groups, w + r * row_stride);
         if (done < n_blocks)
             y[r] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)(w + r * row_stride) + done, n_blocks - done);

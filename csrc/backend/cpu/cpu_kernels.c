@@ -864,12 +864,16 @@ static void mg_prep_q8_0(const mg_block_q8_0 *xq, int64_t n_blocks, void *out) {
 }
 
 #define MG_INLINE static inline __attribute__((always_inline))
-/* Software prefetch of the q4_0 loop, 2 KiB ahead into L2 (hint T2): the
- * hardware prefetchers alone left it at ~12 GB/s from DRAM on Zen 4, T0
- * (into L1) at ~19, T2 at ~24 GB/s on one thread. q8_0, reading twice the
+/* Software prefetch of the q4_0 loop into L2 (hint T2): the hardware
+ * prefetchers alone left the one-row loop at ~12 GB/s from DRAM on Zen 4,
+ * T0 (into L1) at ~19, T2 2 KiB ahead at ~24 GB/s on one thread. With two
+ * rows' streams a thread (mg_q4_0_vnni_groups2), 1 KiB ahead reads more:
+ * full-size q4_0 decode on 2 threads 7.1 against 6.3 tok/s (medians of 9
+ * passes in alternating processes), one thread's 101 MB GEMV 19-22 against
+ * 14-15 GB/s; 0.5 and 1.5 KiB were no better. q8_0, reading twice the
  * bytes per block, streams at the full rate without any (and is slower
  * with it). */
-#define MG_Q4_PREFETCH_BYTES 2048
+#define MG_Q4_PREFETCH_BYTES 1024
 
 /* Word indices (vpermt2w / vpermw): the quants of four q4_0 blocks out of
  * their 72 bytes (A = bytes 0..63, B = 64..71) into the lane order above,

@@ -918,23 +918,35 @@ MG_AVX512_VNNI MG_INLINE __m512 mg_q4_0_vnni_group(const mg_q4_prep *g, const ui
     return mg_q4_0_vnni_row(p, qidx, sidx, corr, dx, _mm512_load_si512(g->lo), _mm512_load_si512(g->hi), acc);
 }
 
-/* Two q8_0 blocks (68 bytes at p). */
-MG_AVX512_VNNI MG_INLINE __m512 mg_q8_0_vnni_group(const mg_q8_prep *g, const uint8_t *p, __m512i qidx,
-                                                   __m512i sidx, __m512 acc) {
+/* One row's two q8_0 blocks (68 bytes at p) against the activation's
+ * prepared pair (quants xq, corrections corr, scales dx = d0 d1 d0 d1). */
+MG_AVX512_VNNI MG_INLINE __m512 mg_q8_0_vnni_row(const uint8_t *p, __m512i qidx, __m512i sidx, __m512i corr,
+                                                 __m128 dx, __m512i xq, __m512 acc) {
     int32_t rest;
     memcpy(&rest, p + 64, 4);
-    int64_t corr2, d2;
-    memcpy(&corr2, g->corr, 8);
-    memcpy(&d2, g->d, 8);
     __m512i a = _mm512_loadu_si512(p);
     __asm__("" : "+v"(a));
     const __m512i q = _mm512_permutex2var_epi16(a, qidx, _mm512_castsi128_si512(_mm_cvtsi32_si128(rest)));
     /* scales d0 d1 d0 d1 and their products in 128 bits, as for q4_0 */
     const __m128 dw = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(sidx, a)));
-    const __m512 scale = _mm512_broadcast_f32x4(_mm_mul_ps(_mm_castsi128_ps(_mm_set1_epi64x(d2)), dw));
-    const __m512i sum = _mm512_dpbusd_epi32(_mm512_set1_epi64(corr2), _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)),
-                                            _mm512_load_si512(g->qs));
+    const __m512 scale = _mm512_broadcast_f32x4(_mm_mul_ps(dx, dw));
+    const __m512i sum = _mm512_dpbusd_epi32(corr, _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)), xq);
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc);
+}
+
+/* The activation's corrections and scales of a q8_0 pair, spread. */
+#define MG_Q8_PREP_LOADS(g, corr, dx)                                                                 \
+    int64_t corr2_, d2_;                                                                              \
+    memcpy(&corr2_, (g)->corr, 8);                                                                    \
+    memcpy(&d2_, (g)->d, 8);                                                                          \
+    const __m512i corr = _mm512_set1_epi64(corr2_);                                                   \
+    const __m128 dx = _mm_castsi128_ps(_mm_set1_epi64x(d2_))
+
+/* Two q8_0 blocks (68 bytes at p). */
+MG_AVX512_VNNI MG_INLINE __m512 mg_q8_0_vnni_group(const mg_q8_prep *g, const uint8_t *p, __m512i qidx,
+                                                   __m512i sidx, __m512 acc) {
+    MG_Q8_PREP_LOADS(g, corr, dx);
+    return mg_q8_0_vnni_row(p, qidx, sidx, corr, dx, _mm512_load_si512(g->qs), acc);
 }
 
 /* One row over n_groups groups: the groups' part of the dot. Two
@@ -1002,6 +1014,30 @@ MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_g
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* Two rows of q8_0 at once, as mg_q4_0_vnni_groups2 (no prefetch). */
+MG_AVX512_VNNI static void mg_q8_0_vnni_groups2(const mg_q8_prep *g, int64_t n_groups, const uint8_t *w0,
+                                                const uint8_t *w1, float out[2]) {
+    const __m512i qidx = _mm512_loadu_si512(mg_q8_quant_words), sidx = _mm512_loadu_si512(mg_q8_scale_words);
+    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
+    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
+#define MG_Q8_GROUP2(k, acc0, acc1)                                                                  \
+    do {                                                                                              \
+        MG_Q8_PREP_LOADS(g + (k), corr, dx);                                                          \
+        const __m512i xq = _mm512_load_si512(g[k].qs);                                                \
+        acc0 = mg_q8_0_vnni_row(w0 + (k) * 68, qidx, sidx, corr, dx, xq, acc0);                       \
+        acc1 = mg_q8_0_vnni_row(w1 + (k) * 68, qidx, sidx, corr, dx, xq, acc1);                       \
+    } while (0)
+    int64_t i = 0;
+    for (; i + 2 <= n_groups; i += 2) {
+        MG_Q8_GROUP2(i, a00, a10);
+        MG_Q8_GROUP2(i + 1, a01, a11);
+    }
+    if (i < n_groups) MG_Q8_GROUP2(i, a00, a10);
+#undef MG_Q8_GROUP2
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a00, a01));
+    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a10, a11));
+}
+
 MG_AVX512_VNNI static void mg_rows_q4_0_vnni(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,
                                              const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {
     const int64_t n_groups = n_blocks / 4, done = n_groups * 4;
@@ -1027,7 +1063,19 @@ MG_AVX512_VNNI static void mg_rows_q4_0_vnni(const void *prep, const mg_block_q8
 MG_AVX512_VNNI static void mg_rows_q8_0_vnni(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,
                                              const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {
     const int64_t n_groups = n_blocks / 2, done = n_groups * 2;
-    for (int64_t r = 0; r < n_rows; r++) {
+    const int64_t half = n_rows / 2; /* rows r and r + half: two streams */
+    for (int64_t r = 0; r < half; r++) {
+        const uint8_t *w0 = w + r * row_stride, *w1 = w + (r + half) * row_stride;
+        float two[2];
+        mg_q8_0_vnni_groups2(prep, n_groups, w0, w1, two);
+        y[r] = two[0];
+        y[r + half] = two[1];
+        if (done < n_blocks) {
+            y[r] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)w0 + done, n_blocks - done);
+            y[r + half] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)w1 + done, n_blocks - done);
+        }
+    }
+    for (int64_t r = 2 * half; r < n_rows; r++) {
         y[r] = mg_q8_0_vnni_groups(prep, n_groups, w + r * row_stride);
         if (done < n_blocks)
             y[r] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)(w + r * row_stride) + done, n_blocks - done);

@@ -966,42 +966,6 @@ MG_AVX512_VNNI static float mg_q4_0_vnni_groups(const mg_q4_prep *g, int64_t n_g
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* Two rows at once (w0, w1), sharing each group's activation loads (two
- * 64-byte vectors and two broadcasts): ~7 % more from cache on one thread.
- * Each row's sums are those of mg_q4_0_vnni_groups in its order, so the
- * same bits. The caller pairs rows half a run apart, so each row of a pair
- * continues its own sequential stream and the prefetch 2 KiB ahead stays
- * in it: adjacent pairs read DRAM at half the rate (1 thread, 9 against
- * ~20 GB/s), the prefetch of the first row landing in the second. */
-MG_AVX512_VNNI static void mg_q4_0_vnni_groups2(const mg_q4_prep *g, int64_t n_groups, const uint8_t *w0,
-                                                const uint8_t *w1, float out[2]) {
-    const __m512i qidx = _mm512_loadu_si512(mg_q4_quant_words), sidx = _mm512_loadu_si512(mg_q4_scale_words);
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-#define MG_Q4_GROUP2(k, acc0, acc1)                                                                  \
-    do {                                                                                              \
-        const mg_q4_prep *gk = g + (k);                                                               \
-        const __m512i corr = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)gk->corr));       \
-        const __m128 dx = _mm_load_ps(gk->d);                                                         \
-        const __m512i xlo = _mm512_load_si512(gk->lo), xhi = _mm512_load_si512(gk->hi);               \
-        acc0 = mg_q4_0_vnni_row(w0 + (k) * 72, qidx, sidx, corr, dx, xlo, xhi, acc0);                 \
-        acc1 = mg_q4_0_vnni_row(w1 + (k) * 72, qidx, sidx, corr, dx, xlo, xhi, acc1);                 \
-    } while (0)
-    int64_t i = 0;
-    for (; i + 2 <= n_groups; i += 2) {
-        _mm_prefetch((const char *)w0 + i * 72 + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
-        _mm_prefetch((const char *)w0 + i * 72 + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
-        _mm_prefetch((const char *)w1 + i * 72 + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
-        _mm_prefetch((const char *)w1 + i * 72 + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
-        MG_Q4_GROUP2(i, a00, a10);
-        MG_Q4_GROUP2(i + 1, a01, a11);
-    }
-    if (i < n_groups) MG_Q4_GROUP2(i, a00, a10);
-#undef MG_Q4_GROUP2
-    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a00, a01));
-    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a10, a11));
-}
-
 MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_groups, const uint8_t *w) {
     const __m512i qidx = _mm512_loadu_si512(mg_q8_quant_words), sidx = _mm512_loadu_si512(mg_q8_scale_words);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -1014,73 +978,87 @@ MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_g
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* Two rows of q8_0 at once, as mg_q4_0_vnni_groups2 (no prefetch). */
-MG_AVX512_VNNI static void mg_q8_0_vnni_groups2(const mg_q8_prep *g, int64_t n_groups, const uint8_t *w0,
-                                                const uint8_t *w1, float out[2]) {
-    const __m512i qidx = _mm512_loadu_si512(mg_q8_quant_words), sidx = _mm512_loadu_si512(mg_q8_scale_words);
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-#define MG_Q8_GROUP2(k, acc0, acc1)                                                                  \
-    do {                                                                                              \
-        MG_Q8_PREP_LOADS(g + (k), corr, dx);                                                          \
-        const __m512i xq = _mm512_load_si512(g[k].qs);                                                \
-        acc0 = mg_q8_0_vnni_row(w0 + (k) * 68, qidx, sidx, corr, dx, xq, acc0);                       \
-        acc1 = mg_q8_0_vnni_row(w1 + (k) * 68, qidx, sidx, corr, dx, xq, acc1);                       \
-    } while (0)
-    int64_t i = 0;
-    for (; i + 2 <= n_groups; i += 2) {
-        MG_Q8_GROUP2(i, a00, a10);
-        MG_Q8_GROUP2(i + 1, a01, a11);
+/* Two rows at once (w0, w1) over n_groups groups, sharing each group's activation loads (two
+ * 64-byte vectors and two broadcasts): ~7 % more from cache on one thread.
+ * Each row's sums are those of mg_q4_0_vnni_groups in its order, so the
+ * same bits. The caller pairs rows half a run apart, so each row of a pair
+ * continues its own sequential stream and its prefetch stays in it:
+ * adjacent pairs read DRAM at half the rate (1 thread, 9 against ~20 GB/s;
+ * the first row's prefetch landed in the second). */
+#define MG_VNNI_GROUPS2(name, prep_t, bytes, quant_words, scale_words, pair, prefetch)             \
+    MG_AVX512_VNNI static void name(const prep_t *g, int64_t n_groups, const uint8_t *w0,            \
+                                    const uint8_t *w1, float out[2]) {                               \
+        const __m512i qidx = _mm512_loadu_si512(quant_words), sidx = _mm512_loadu_si512(scale_words); \
+        __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();                                  \
+        __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();                                  \
+        int64_t i = 0;                                                                                \
+        for (; i + 2 <= n_groups; i += 2) {                                                           \
+            prefetch(w0 + i * (bytes));                                                               \
+            prefetch(w1 + i * (bytes));                                                               \
+            pair(g + i, w0 + i * (bytes), w1 + i * (bytes), qidx, sidx, &a00, &a10);                  \
+            pair(g + i + 1, w0 + (i + 1) * (bytes), w1 + (i + 1) * (bytes), qidx, sidx, &a01, &a11);  \
+        }                                                                                             \
+        if (i < n_groups) pair(g + i, w0 + i * (bytes), w1 + i * (bytes), qidx, sidx, &a00, &a10);    \
+        out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a00, a01));                                       \
+        out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a10, a11));                                       \
     }
-    if (i < n_groups) MG_Q8_GROUP2(i, a00, a10);
-#undef MG_Q8_GROUP2
-    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a00, a01));
-    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a10, a11));
+
+/* One group of each row of a pair against the activation's group loaded once. */
+MG_AVX512_VNNI MG_INLINE void mg_q4_0_vnni_pair(const mg_q4_prep *g, const uint8_t *p0, const uint8_t *p1,
+                                                __m512i qidx, __m512i sidx, __m512 *acc0, __m512 *acc1) {
+    const __m512i corr = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)g->corr));
+    const __m128 dx = _mm_load_ps(g->d);
+    const __m512i xlo = _mm512_load_si512(g->lo), xhi = _mm512_load_si512(g->hi);
+    *acc0 = mg_q4_0_vnni_row(p0, qidx, sidx, corr, dx, xlo, xhi, *acc0);
+    *acc1 = mg_q4_0_vnni_row(p1, qidx, sidx, corr, dx, xlo, xhi, *acc1);
 }
 
-MG_AVX512_VNNI static void mg_rows_q4_0_vnni(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,
-                                             const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {
-    const int64_t n_groups = n_blocks / 4, done = n_groups * 4;
-    const int64_t half = n_rows / 2; /* rows r and r + half: two streams */
-    for (int64_t r = 0; r < half; r++) {
-        const uint8_t *w0 = w + r * row_stride, *w1 = w + (r + half) * row_stride;
-        float two[2];
-        mg_q4_0_vnni_groups2(prep, n_groups, w0, w1, two);
-        y[r] = two[0];
-        y[r + half] = two[1];
-        if (done < n_blocks) {
-            y[r] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)w0 + done, n_blocks - done);
-            y[r + half] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)w1 + done, n_blocks - done);
-        }
-    }
-    for (int64_t r = 2 * half; r < n_rows; r++) {
-        y[r] = mg_q4_0_vnni_groups(prep, n_groups, w + r * row_stride);
-        if (done < n_blocks)
-            y[r] += mg_dot_q4_0_vnni(xq + done, (const mg_block_q4_0 *)(w + r * row_stride) + done, n_blocks - done);
-    }
+MG_AVX512_VNNI MG_INLINE void mg_q8_0_vnni_pair(const mg_q8_prep *g, const uint8_t *p0, const uint8_t *p1,
+                                                __m512i qidx, __m512i sidx, __m512 *acc0, __m512 *acc1) {
+    MG_Q8_PREP_LOADS(g, corr, dx);
+    const __m512i xq = _mm512_load_si512(g->qs);
+    *acc0 = mg_q8_0_vnni_row(p0, qidx, sidx, corr, dx, xq, *acc0);
+    *acc1 = mg_q8_0_vnni_row(p1, qidx, sidx, corr, dx, xq, *acc1);
 }
 
-MG_AVX512_VNNI static void mg_rows_q8_0_vnni(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,
-                                             const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {
-    const int64_t n_groups = n_blocks / 2, done = n_groups * 2;
-    const int64_t half = n_rows / 2; /* rows r and r + half: two streams */
-    for (int64_t r = 0; r < half; r++) {
-        const uint8_t *w0 = w + r * row_stride, *w1 = w + (r + half) * row_stride;
-        float two[2];
-        mg_q8_0_vnni_groups2(prep, n_groups, w0, w1, two);
-        y[r] = two[0];
-        y[r + half] = two[1];
-        if (done < n_blocks) {
-            y[r] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)w0 + done, n_blocks - done);
-            y[r + half] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)w1 + done, n_blocks - done);
-        }
-    }
-    for (int64_t r = 2 * half; r < n_rows; r++) {
-        y[r] = mg_q8_0_vnni_groups(prep, n_groups, w + r * row_stride);
-        if (done < n_blocks)
-            y[r] += mg_dot_q8_0_vnni(xq + done, (const mg_block_q8_0 *)(w + r * row_stride) + done, n_blocks - done);
-    }
+/* Two groups (144 bytes) of a q4_0 row, MG_Q4_PREFETCH_BYTES ahead; q8_0 none. */
+MG_INLINE void mg_q4_0_prefetch(const uint8_t *p) {
+    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
+    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
 }
+MG_INLINE void mg_no_prefetch(const uint8_t *p) { (void)p; }
+
+MG_VNNI_GROUPS2(mg_q4_0_vnni_groups2, mg_q4_prep, 72, mg_q4_quant_words, mg_q4_scale_words, mg_q4_0_vnni_pair,
+                mg_q4_0_prefetch)
+MG_VNNI_GROUPS2(mg_q8_0_vnni_groups2, mg_q8_prep, 68, mg_q8_quant_words, mg_q8_scale_words, mg_q8_0_vnni_pair,
+                mg_no_prefetch)
+
+/* A run of rows: pairs r, r + half (two streams a thread), the odd last
+ * row alone, and each row's blocks past its last whole group. */
+#define MG_VNNI_ROWS(name, groups1, groups2, dot, block_t, per_group)                                 \
+    MG_AVX512_VNNI static void name(const void *prep, const mg_block_q8_0 *xq, int64_t n_blocks,        \
+                                    const uint8_t *w, int64_t row_stride, int64_t n_rows, float *y) {   \
+        const int64_t n_groups = n_blocks / (per_group), done = n_groups * (per_group);               \
+        const int64_t half = n_rows / 2;                                                              \
+        for (int64_t r = 0; r < half; r++) {                                                          \
+            const uint8_t *w0 = w + r * row_stride, *w1 = w + (r + half) * row_stride;                \
+            float two[2];                                                                             \
+            groups2(prep, n_groups, w0, w1, two);                                                     \
+            y[r] = two[0];                                                                            \
+            y[r + half] = two[1];                                                                     \
+            if (done < n_blocks) {                                                                    \
+                y[r] += dot(xq + done, (const block_t *)w0 + done, n_blocks - done);                  \
+                y[r + half] += dot(xq + done, (const block_t *)w1 + done, n_blocks - done);           \
+            }                                                                                         \
+        }                                                                                             \
+        for (int64_t r = 2 * half; r < n_rows; r++) {                                                 \
+            const uint8_t *wr = w + r * row_stride;                                                   \
+            y[r] = groups1(prep, n_groups, wr);                                                       \
+            if (done < n_blocks) y[r] += dot(xq + done, (const block_t *)wr + done, n_blocks - done); \
+        }                                                                                             \
+    }
+MG_VNNI_ROWS(mg_rows_q4_0_vnni, mg_q4_0_vnni_groups, mg_q4_0_vnni_groups2, mg_dot_q4_0_vnni, mg_block_q4_0, 4)
+MG_VNNI_ROWS(mg_rows_q8_0_vnni, mg_q8_0_vnni_groups, mg_q8_0_vnni_groups2, mg_dot_q8_0_vnni, mg_block_q8_0, 2)
 
 /* ---- AVX-512 BF16 GEMV over many bf16 rows (the bf16 decode hot loop)
  *

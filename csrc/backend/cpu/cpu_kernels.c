@@ -802,8 +802,9 @@ MG_AVX512_ATTEND(mg_attend_f16_avx512, uint16_t, mg_load16_f16, mg_masked16_f16)
  * Each step covers a whole 64-byte vector of weights: four q4_0 blocks (72
  * bytes) or two q8_0 blocks (68 bytes). One 64-byte load plus a small one
  * of the rest feed a word permute that gathers the quants into place and a
- * second that spreads the f16 scales over their lanes, so no scalar work is
- * left per block. vpdpbusd multiplies unsigned by signed bytes: q4_0
+ * second that gathers the f16 scales, whose products with the activation's
+ * scales (in 128 bits) one shuffle spreads over their lanes, so no scalar
+ * work is left per block. vpdpbusd multiplies unsigned by signed bytes: q4_0
  * nibbles are unsigned already (0..15, value q - 8), q8_0 quants become
  * unsigned by adding 128 (xor 0x80); the activation's prepared layout
  * carries the matching integer correction (-8 or -128 times its block sum,

@@ -981,10 +981,10 @@ MG_AVX512_VNNI static float mg_q8_0_vnni_groups(const mg_q8_prep *g, int64_t n_g
 
 /* Two rows at once (w0, w1) over n_groups groups, sharing each group's
  * activation loads (q4_0: two 64-byte vectors and two broadcasts, q8_0: one
- * vector and two broadcasts): from cache on one thread q4_0 ~30 -> 32.5,
- * q8_0 39.8 -> 42.6 GB/s. Each row's sums are those of the one-row loop
- * (mg_q4_0_vnni_groups / mg_q8_0_vnni_groups) in its order, so the same
- * bits. The caller pairs rows half a run apart, so each row of a pair
+ * vector and two broadcasts): from cache on one thread q4_0 ~31 -> 32.5
+ * (28 -> 30 before the 128-bit scales), q8_0 39.8 -> 42.6 GB/s. Each row's
+ * sums are those of the one-row loop (mg_q4_0_vnni_groups /
+ * mg_q8_0_vnni_groups) in its order, so the same bits. The caller pairs rows half a run apart, so each row of a pair
  * continues its own sequential stream and its prefetch stays in it:
  * adjacent pairs read DRAM at half the rate (1 thread, 9 against ~20 GB/s;
  * the first row's prefetch landed in the second). */

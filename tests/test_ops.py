@@ -230,8 +230,8 @@ def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, r
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])
 def test_linear_quantized_decode_row_independent_of_its_neighbours(isa, qdtype, rng):
-    """A weight row's output is the same bits whichever rows share its call: the VNNI q4_0 rows run in
-    pairs half a run apart (an odd count leaves one alone), each row's sums in the one-row order. Block
+    """A weight row's output is the same bits whichever rows share its call: the VNNI q4_0 / q8_0 rows run
+    in pairs half a run apart (an odd count leaves one alone), each row's sums in the one-row order. Block
     counts on and off the 4-block group (a tail per row), 1 and 2 activation rows, 2 threads."""
     for n_blocks in (8, 9, 130):
         K, N = 32 * n_blocks, 37

@@ -6,7 +6,10 @@ image encode (ViT + resampler, 448 px, 1024 patches), prefill tokens/s (ChatML p
 with one image, 256 image rows), decode tokens/s (greedy, KV cache), peak RSS; and for
 medground the decode roofline: bytes of LM weights read per token / measured read
 bandwidth (benchmarks/machine.py), reported as the fraction reached, against the run's
-best probe and against the probes taken just before and after each decode pass.
+best probe and against the probes taken just before and after each decode pass. Encode and
+prefill count the faster of two passes; their GFLOP/s are set against oneDNN's GEMM peak of
+the dtype their linears run in, measured at the start of the run and, at full size, also
+just before and after each pass.
 
 Default: a quarter-width model (ViT 416 wide x 4 blocks, LM 1024 wide x 4 blocks,
 vocabulary 37984) that runs in a few minutes. `--full`: the real 9.6 B-parameter shape,
@@ -43,6 +46,11 @@ from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 32
 DECODE_PASSES = 2  # decode tokens/s: the faster of two passes of DECODE_STEPS (another process can take a core)
+# Image encode and prefill: the faster of two passes. At full size oneDNN's GEMM peak of the dtype the
+# linears run in is re-probed just before and after each pass, as the bandwidth is around decode: this VM's
+# speed wanders within minutes, so a pass is also set against the peaks that bracket it.
+ENCODE_PASSES = 2
+PREFILL_PASSES = 2
 
 
 def quarter_config() -> dict:
@@ -130,16 +138,17 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
     load_s = time.perf_counter() - t0
     size = cfg["visual"]["image_size"]
     pixels = np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32)
-    _C.bird_encode_image(handle, pixels)  # warm-up (arena growth)
-    t0 = time.perf_counter()
-    emb = _C.bird_encode_image(handle, pixels)
-    encode_s = time.perf_counter() - t0
+    emb = _C.bird_encode_image(handle, pixels)  # warm-up (arena growth)
+    encode = timed_passes(lambda: _C.bird_encode_image(handle, pixels), ENCODE_PASSES, peak_probe)
     ids = prompt(cfg)
-    cache = _C.bird_kv_cache_new(handle, len(ids) + DECODE_PASSES * DECODE_STEPS + 1)
-    t0 = time.perf_counter()
-    logits, _ = _C.bird_forward(handle, cache, ids, emb)
-    prefill_s = time.perf_counter() - t0
-    token = int(np.argmax(logits[0]))
+    state = {}
+
+    def prefill():
+        state["cache"] = _C.bird_kv_cache_new(handle, len(ids) + DECODE_PASSES * DECODE_STEPS + 1)
+        state["logits"], _ = _C.bird_forward(handle, state["cache"], ids, emb)
+
+    prefill_passes = timed_passes(prefill, PREFILL_PASSES, peak_probe)
+    cache, token = state["cache"], int(np.argmax(state["logits"][0]))
     # The read bandwidth re-probed just before and after every pass: this VM's bandwidth wanders by a third
     # within minutes, so a pass is also set against the probes that bracket it (not only the run's best).
     import machine
@@ -152,9 +161,43 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
             token = int(np.argmax(logits[0]))
         passes.append(DECODE_STEPS / (time.perf_counter() - t0))
         probes.append(machine.bandwidth(threads, 1 << 24)["read_gb_s"])
-    return dict(load_s=load_s, encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s,
+    return dict(load_s=load_s, **parts_result(encode, prefill_passes, len(ids)),
                 decode_tok_s=max(passes), decode_passes_tok_s=passes, decode_bracket_probes_gb_s=probes,
                 peak_rss_gb=peak_rss_gb())
+
+
+def timed_passes(fn, n: int, probe=None) -> dict:
+    """n timed calls of fn; with probe (a GEMM peak measurement), probed before the first call and after
+    every one."""
+    first = probe() if probe else None
+    seconds, peaks = [], [] if first is None else [first]
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - t0)
+        if peaks:
+            peaks.append(probe())
+    return dict(seconds=seconds, peaks=peaks)
+
+
+def parts_result(encode: dict, prefill: dict, n_tokens: int) -> dict:
+    """A child's encode / prefill passes: the faster of each, every pass, and the bracketing peaks."""
+    return dict(encode_s=min(encode["seconds"]), encode_passes_s=encode["seconds"],
+                encode_bracket_peaks=encode["peaks"], prefill_tok_s=n_tokens / min(prefill["seconds"]),
+                prefill_passes_s=prefill["seconds"], prefill_bracket_peaks=prefill["peaks"])
+
+
+def peak_probe() -> float | None:
+    """oneDNN's peak (best of PEAK_SHAPES) of the GEMM dtype this child's linears run in, when the parent
+    asked for bracketing probes (full size)."""
+    if not PROBE["dtype"]:
+        return None
+    import machine
+
+    return machine.gemm_peaks(PEAK_SHAPES, PROBE["threads"], dtypes=(PROBE["dtype"],))[PROBE["dtype"]]
+
+
+PROBE = {"dtype": None, "threads": 1}  # set by child() from --gemm-dtype
 
 
 def run_torch(path: str, cfg: dict, threads: int) -> dict:
@@ -178,13 +221,19 @@ def time_torch_parts(model, cfg: dict, pixels) -> dict:
     run_medground)."""
     import torch
 
-    t0 = time.perf_counter()
-    _, emb = model.encode_image(pixels)
-    encode_s = time.perf_counter() - t0
+    state = {}
+
+    def encode():
+        state["emb"] = model.encode_image(pixels)[1]
+
+    encode_passes = timed_passes(encode, ENCODE_PASSES, peak_probe)
     ids = prompt(cfg)
-    t0 = time.perf_counter()
-    logits, _, past = model.forward(ids, None, emb)
-    prefill_s = time.perf_counter() - t0
+
+    def prefill():
+        state["logits"], _, state["past"] = model.forward(ids, None, state["emb"])
+
+    prefill_passes = timed_passes(prefill, PREFILL_PASSES, peak_probe)
+    logits, past = state["logits"], state["past"]
     token = int(torch.argmax(logits[-1]))
     passes = []
     for _ in range(DECODE_PASSES):
@@ -193,7 +242,7 @@ def time_torch_parts(model, cfg: dict, pixels) -> dict:
             logits, _, past = model.forward([token], past)
             token = int(torch.argmax(logits[-1]))
         passes.append(DECODE_STEPS / (time.perf_counter() - t0))
-    return dict(encode_s=encode_s, prefill_tok_s=len(ids) / prefill_s, decode_tok_s=max(passes),
+    return dict(**parts_result(encode_passes, prefill_passes, len(ids)), decode_tok_s=max(passes),
                 decode_passes_tok_s=passes)
 
 
@@ -360,6 +409,7 @@ def write_full_gguf(path: pathlib.Path, cfg: dict, dtype: str) -> None:
 
 def child(args) -> int:
     cfg = json.loads(args.config)
+    PROBE.update(dtype=args.gemm_dtype, threads=args.threads)
     if args.variant == "torch-f32":
         result = run_torch(args.path, cfg, args.threads)
     elif args.variant == "torch-bf16":
@@ -382,6 +432,7 @@ def main() -> int:
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--gemm-dtype", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         return child(args)
@@ -428,6 +479,8 @@ def main() -> int:
             bandwidth = max(probes)
         command = [sys.executable, __file__, "--variant", variant, "--path", path, "--config", json.dumps(cfg),
                    "--threads", str(args.threads)]
+        if args.full and variant != "medground-ground":
+            command += ["--gemm-dtype", "bf16" if variant.startswith("torch-bf16") else peak_dtype(dtype)]
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode or line is None:
@@ -462,6 +515,15 @@ def main() -> int:
               f"load {r['load_s']:.1f} s{extra}")
         print(f"{'':22s} encode {r['encode_gflops']:.0f} / prefill {r['prefill_gflops']:.0f} GFLOP/s: "
               f"{r['encode_gflops'] / peaks[gemm]:.0%} / {r['prefill_gflops'] / peaks[gemm]:.0%} of the {gemm} GEMM peak")
+        for part, flops in (("encode", enc_flops), ("prefill", pre_flops)):
+            b = r.get(f"{part}_bracket_peaks") or []
+            if len(b) == len(r[f"{part}_passes_s"]) + 1:  # each pass against the mean of the peaks around it
+                r[f"{part}_bracket_fractions"] = [flops / s / 1e9 / (0.5 * (b[i] + b[i + 1]))
+                                                  for i, s in enumerate(r[f"{part}_passes_s"])]
+                print(f"{'':22s} {part} passes {', '.join(f'{s:.2f}' for s in r[f'{part}_passes_s'])} s against "
+                      f"their bracketing {gemm} peaks: "
+                      f"{', '.join(f'{100 * f:.0f}%' for f in r[f'{part}_bracket_fractions'])} "
+                      f"(peaks {', '.join(f'{v:.0f}' for v in b)})")
     base_key = "torch-bf16:bf16" if args.full else "torch-f32:f32"
     base = results.get(base_key)
     if base:

@@ -222,9 +222,9 @@ static const uint8_t mg_qgemm_zero_block[64] __attribute__((aligned(64)));
  * place. With d16 (a block's first transpose) the rows' f16 scales go there
  * and the rows are prefetched ahead; NULL for a second one over the same
  * block. */
-MG_QGEMM_VNNI MG_QGEMM_INLINE void mg_qgemm_transpose16x4(const uint8_t *const rows[16], const int64_t stride[16],
-                                                          int64_t b, int64_t offset, __m512i t[4],
-                                                          uint16_t d16[16]) {
+MG_QGEMM_VNNI MG_QGEMM_INLINE void mg_qgemm_transpose16x4(const uint8_t *const rows[16],
+                                                          const int64_t stride[16], int64_t b, int64_t offset,
+                                                          __m512i t[4], uint16_t d16[16]) {
     __m512i z[4];
     for (int g = 0; g < 4; g++) {
         __m128i lane[4];
@@ -283,7 +283,8 @@ MG_QGEMM_VNNI static void mg_qgemm_pack16(const uint8_t *const rows[16], const i
  * ([t1 - t0][kb]); columns past N get zero quants and scales. */
 static void mg_qgemm_pack_w(const mg_qgemm_job *job, int64_t t0, int64_t t1, int64_t b0, int64_t kb,
                             mg_qgemm_wblock *out) {
-    const int64_t block_bytes = job->wtype == MG_Q8_0 ? (int64_t)sizeof(mg_block_q8_0) : (int64_t)sizeof(mg_block_q4_0);
+    const int64_t block_bytes =
+        job->wtype == MG_Q8_0 ? (int64_t)sizeof(mg_block_q8_0) : (int64_t)sizeof(mg_block_q4_0);
     for (int64_t t = t0; t < t1; t++) {
         for (int v = 0; v < MG_QGEMM_NV; v++) {
             const uint8_t *rows[16];

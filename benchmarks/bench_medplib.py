@@ -21,8 +21,9 @@ flattened as medplib.*, tokenizer.model and added_tokens.json embedded), plus a 
 (one FFN per layer, no router: the MoE's active size). Per weight type (`--types`, default
 q4_0 q8_0; bf16 runs the dense twin only unless `--bf16-moe`), each variant in its own
 process (under `--lock FILE` with flock): load, CLIP and SAM-Med2D encode, prefill and decode
-of the segment prompt (MoE and dense; decode also as a fraction of the bandwidth roofline,
-benchmarks/machine.py re-probed before each variant; each variant's file read into the page cache
+of the segment prompt (MoE and dense; prefill also as a fraction of oneDNN's GEMM peak of the
+dtype its linears run in, probed just before and after it; decode as a fraction of the bandwidth
+roofline, benchmarks/machine.py re-probed before each variant; each variant's file read into the page cache
 first, the other's dropped from it), then lm_head[<SEG>] is set in the file
 to 2x the row of the first greedy token and segment() is timed end to end (best of 2).
 PyTorch eager runs only from a bf16 file (parameters are views of its memory map): the MoE's
@@ -57,6 +58,10 @@ import machine  # noqa: E402
 from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 16
+# GEMM dtype of the prefill's linears per weight type (int8 needs AVX-512 VNNI; else bf16 panels), and the
+# (M, K, N) shapes of oneDNN's peak: the 626-row prefill's MLP and attention projections.
+GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
+PEAK_SHAPES = ((626, 4096, 11008), (626, 4096, 4096))
 SEG = 32000
 QUESTION = "Please segment the liver in this image."
 
@@ -382,8 +387,18 @@ def _short_forward(model) -> None:
     _C.medplib_forward(model._handle, _C.medplib_cache_new(model._handle, 256), head)
 
 
-def run_gguf_parts(path: str, threads: int) -> dict:
-    """Load, CLIP / SAM-Med2D encode (cold and warm), prefill of the segment prompt, decode."""
+def gemm_dtype(dtype: str) -> str:
+    from medground import _C
+
+    chosen = GEMM_DTYPE[dtype]
+    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
+        return "bf16"
+    return chosen
+
+
+def run_gguf_parts(path: str, threads: int, gemm: str | None = None) -> dict:
+    """Load, CLIP / SAM-Med2D encode (cold and warm), prefill of the segment prompt, decode. With gemm
+    (a dtype), oneDNN's GEMM peak of that dtype is probed just before and after the prefill."""
     import numpy as np
 
     import medground
@@ -412,9 +427,17 @@ def run_gguf_parts(path: str, threads: int) -> dict:
     ids = np.asarray(model.prompt_ids(QUESTION), np.int32)
     n_prefill = len(ids) - 1 + model.info["image_tokens"]
     cache = _C.medplib_cache_new(h, n_prefill + DECODE_STEPS + 8)
+
+    def peak() -> float:
+        return machine.gemm_peaks(PEAK_SHAPES, threads, dtypes=(gemm,))[gemm]
+
+    peaks = [peak()] if gemm else []
     t0 = time.perf_counter()
     logits, _ = _C.medplib_forward(h, cache, ids, emb)
     prefill_s = time.perf_counter() - t0
+    if gemm:
+        peaks.append(peak())
+        out.update(gemm_dtype=gemm, prefill_bracket_peaks=peaks)
     first = int(np.argmax(logits[0]))
     token = np.asarray([first], np.int32)
     t0 = time.perf_counter()
@@ -657,7 +680,8 @@ def main_gguf(args, cfg: dict) -> int:
             # this variant's file read once into the page cache, the run's other files dropped from it
             # (as bench_bird does): a variant that ran on a half-evicted file timed the disk
             entry[f"{kind}_cache_read_s"] = machine.read_into_page_cache(path, evict=list(files.values()))
-            parts = run_child("gguf-parts", path, cfg, args.threads, args.lock)
+            parts = run_child("gguf-parts", path, cfg, args.threads, args.lock,
+                              dict(gemm=gemm_dtype(dtype)) if args.full else None)
             if parts is None:
                 return 1
             parts["bandwidth_probe_gb_s"] = probe["read_gb_s"] if probe else None
@@ -665,11 +689,17 @@ def main_gguf(args, cfg: dict) -> int:
             parts["decode_roofline_tok_s"] = roofline
             parts["decode_roofline_fraction"] = parts["decode_tok_s"] / roofline
             parts["prefill_gflop_s"] = prefill_flops(cfg, parts["n_prefill"]) / parts["prefill_s"] / 1e9
+            peak_note = ""
+            if parts.get("prefill_bracket_peaks"):  # the prefill against the mean of the peaks around it
+                b = parts["prefill_bracket_peaks"]
+                parts["prefill_peak_fraction"] = parts["prefill_gflop_s"] / (0.5 * (b[0] + b[1]))
+                peak_note = (f", {100 * parts['prefill_peak_fraction']:.0f}% of the {parts['gemm_dtype']} GEMM "
+                             f"peaks around it ({b[0]:.0f}, {b[1]:.0f})")
             entry[kind] = parts
             print(f"{dtype} {kind:5s} load {parts['load_s']:.2f} s  CLIP {parts['clip_cold_s']:.2f}/"
                   f"{parts['clip_warm_s']:.2f} s  SAM {parts['sam_cold_s']:.2f}/{parts['sam_warm_s']:.2f} s (cold/warm)  "
                   f"prefill {parts['n_prefill']} tok {parts['prefill_s']:.1f} s = {parts['prefill_tok_s']:.1f} tok/s "
-                  f"({parts['prefill_gflop_s']:.0f} GFLOP/s)  decode {parts['decode_tok_s']:.2f} tok/s "
+                  f"({parts['prefill_gflop_s']:.0f} GFLOP/s{peak_note})  decode {parts['decode_tok_s']:.2f} tok/s "
                   f"({100 * parts['decode_roofline_fraction']:.0f}% of {roofline:.2f})  "
                   f"peak RSS {parts['peak_rss_gb']:.2f} GB", flush=True)
             steer_seg_gguf(path, parts["first_token"])
@@ -718,7 +748,7 @@ def child(args) -> int:
     elif args.variant == "gguf-write":
         result = write_release_gguf(args.path, cfg, cfg["n_experts"], cfg["dtype"])
     elif args.variant == "gguf-parts":
-        result = run_gguf_parts(args.path, args.threads)
+        result = run_gguf_parts(args.path, args.threads, cfg.get("gemm"))
     elif args.variant == "gguf-segment":
         result = run_gguf_segment(args.path, args.threads)
     elif args.variant == "torch-bf16-gguf":

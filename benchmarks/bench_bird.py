@@ -107,19 +107,9 @@ def prefill_flops(cfg: dict, n_tokens: int) -> float:
     return float(linears + attention + 2 * cfg["vocab_size"] * h)
 
 
-# The GEMM each variant's encode / prefill linears run as (int8 needs AVX-512 VNNI; see peak_dtype).
-GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
-# Shapes whose oneDNN peak is taken (M, K, N): a prefill's MLP and the ViT-bigG MLP.
+# Shapes whose oneDNN peak is taken (M, K, N): a prefill's MLP and the ViT-bigG MLP; the dtype is
+# machine.gemm_dtype of the weights.
 PEAK_SHAPES = ((308, 4096, 11008), (1024, 1664, 8192))
-
-
-def peak_dtype(dtype: str) -> str:
-    from medground import _C
-
-    chosen = GEMM_DTYPE[dtype]
-    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
-        return "bf16"  # without VNNI the quantized prefill runs bf16 panels
-    return chosen
 
 
 # ------------------------------------------------------------------ children
@@ -487,7 +477,7 @@ def main() -> int:
         command = [sys.executable, __file__, "--variant", variant, "--path", path, "--config", json.dumps(cfg),
                    "--threads", str(args.threads)]
         if args.full and variant != "medground-ground":
-            command += ["--gemm-dtype", "bf16" if variant.startswith("torch-bf16") else peak_dtype(dtype)]
+            command += ["--gemm-dtype", "bf16" if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)]
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode or line is None:
@@ -511,7 +501,7 @@ def main() -> int:
             bracket = (f"; passes against their bracketing probes: "
                        f"{', '.join(f'{100 * f:.0f}%' for f in r['decode_bracket_fractions'])} "
                        f"(probes {', '.join(f'{v:.1f}' for v in b)} GB/s)")
-        gemm = "bf16" if variant.startswith("torch-bf16") else peak_dtype(dtype)
+        gemm = "bf16" if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)
         r["encode_gflops"] = enc_flops / r["encode_s"] / 1e9
         r["prefill_gflops"] = pre_flops * r["prefill_tok_s"] / len(prompt(cfg)) / 1e9
         r["gemm_dtype"], r["gemm_peak_gflops"] = gemm, peaks[gemm]

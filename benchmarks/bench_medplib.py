@@ -58,9 +58,8 @@ import machine  # noqa: E402
 from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 16
-# GEMM dtype of the prefill's linears per weight type (int8 needs AVX-512 VNNI; else bf16 panels), and the
-# (M, K, N) shapes of oneDNN's peak: the 626-row prefill's MLP and attention projections.
-GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
+# (M, K, N) shapes of oneDNN's peak the prefill is set against (dtype: machine.gemm_dtype of the weights):
+# the 626-row prefill's MLP and attention projections.
 PEAK_SHAPES = ((626, 4096, 11008), (626, 4096, 4096))
 SEG = 32000
 QUESTION = "Please segment the liver in this image."
@@ -387,15 +386,6 @@ def _short_forward(model) -> None:
     _C.medplib_forward(model._handle, _C.medplib_cache_new(model._handle, 256), head)
 
 
-def gemm_dtype(dtype: str) -> str:
-    from medground import _C
-
-    chosen = GEMM_DTYPE[dtype]
-    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
-        return "bf16"
-    return chosen
-
-
 def run_gguf_parts(path: str, threads: int, gemm: str | None = None) -> dict:
     """Load, CLIP / SAM-Med2D encode (cold and warm), prefill of the segment prompt, decode. With gemm
     (a dtype), oneDNN's GEMM peak of that dtype is probed just before and after the prefill."""
@@ -681,7 +671,7 @@ def main_gguf(args, cfg: dict) -> int:
             # (as bench_bird does): a variant that ran on a half-evicted file timed the disk
             entry[f"{kind}_cache_read_s"] = machine.read_into_page_cache(path, evict=list(files.values()))
             parts = run_child("gguf-parts", path, cfg, args.threads, args.lock,
-                              dict(gemm=gemm_dtype(dtype)) if args.full else None)
+                              dict(gemm=machine.gemm_dtype(dtype)) if args.full else None)
             if parts is None:
                 return 1
             parts["bandwidth_probe_gb_s"] = probe["read_gb_s"] if probe else None

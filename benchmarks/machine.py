@@ -90,6 +90,21 @@ def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3
     return max(result["plain_gflops"], result["blocked_gflops"])
 
 
+# The GEMM a model's many-row linears (encode, prefill) run as, per weight type.
+GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
+
+
+def gemm_dtype(weight_dtype: str) -> str:
+    """The dtype of oneDNN peak to set medground's encode / prefill against for these weights: int8 for
+    q8_0 / q4_0 where the CPU has AVX-512 VNNI (the int8 GEMM), else bf16 (dequantized bf16 panels)."""
+    from medground import _C
+
+    chosen = GEMM_DTYPE[weight_dtype]
+    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
+        return "bf16"
+    return chosen
+
+
 def gemm_peaks(shapes, threads: int, dtypes=("f32", "bf16", "int8")) -> dict:
     """Best oneDNN GFLOP/s per dtype over (M, K, N) shapes."""
     return {d: max(gemm_peak(m, n, k, d, threads) for m, k, n in shapes) for d in dtypes}

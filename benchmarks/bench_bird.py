@@ -190,13 +190,6 @@ def peak_probe() -> float | None:
 PROBE = {"dtype": None, "threads": 1}  # set by child() from --gemm-dtype
 
 
-def bracket_fractions(rates: list[float], probes: list[float]) -> list[float]:
-    """Pass i's rate over the mean of the probes just before (probes[i]) and after (probes[i + 1]) it."""
-    if len(probes) != len(rates) + 1:
-        raise ValueError(f"{len(rates)} passes need {len(rates) + 1} bracketing probes, not {len(probes)}")
-    return [rate / (0.5 * (probes[i] + probes[i + 1])) for i, rate in enumerate(rates)]
-
-
 def run_torch(path: str, cfg: dict, threads: int) -> dict:
     import torch
     from safetensors.torch import load_file
@@ -496,7 +489,7 @@ def main() -> int:
         bracket = ""
         if "decode_bracket_probes_gb_s" in r:  # each pass against the mean of the probes just before and after it
             b = r["decode_bracket_probes_gb_s"]
-            r["decode_bracket_fractions"] = bracket_fractions(
+            r["decode_bracket_fractions"] = machine.bracket_fractions(
                 [tok * bytes_per_token / 1e9 for tok in r["decode_passes_tok_s"]], b)  # GB/s read
             bracket = (f"; passes against their bracketing probes: "
                        f"{', '.join(f'{100 * f:.0f}%' for f in r['decode_bracket_fractions'])} "
@@ -515,7 +508,7 @@ def main() -> int:
         for part, flops in (("encode", enc_flops), ("prefill", pre_flops)):
             b = r.get(f"{part}_bracket_peaks") or []
             if len(b) == len(r[f"{part}_passes_s"]) + 1:  # each pass against the mean of the peaks around it
-                r[f"{part}_bracket_fractions"] = bracket_fractions(
+                r[f"{part}_bracket_fractions"] = machine.bracket_fractions(
                     [flops / s / 1e9 for s in r[f"{part}_passes_s"]], b)  # GFLOP/s
                 print(f"{'':22s} {part} passes {', '.join(f'{s:.2f}' for s in r[f'{part}_passes_s'])} s against "
                       f"their bracketing {gemm} peaks: "

@@ -682,7 +682,7 @@ def main_gguf(args, cfg: dict) -> int:
             peak_note = ""
             if parts.get("prefill_bracket_peaks"):  # the prefill against the mean of the peaks around it
                 b = parts["prefill_bracket_peaks"]
-                parts["prefill_peak_fraction"] = parts["prefill_gflop_s"] / (0.5 * (b[0] + b[1]))
+                parts["prefill_peak_fraction"] = machine.bracket_fractions([parts["prefill_gflop_s"]], b)[0]
                 peak_note = (f", {100 * parts['prefill_peak_fraction']:.0f}% of the {parts['gemm_dtype']} GEMM "
                              f"peaks around it ({b[0]:.0f}, {b[1]:.0f})")
             entry[kind] = parts

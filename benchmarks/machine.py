@@ -90,6 +90,14 @@ def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3
     return max(result["plain_gflops"], result["blocked_gflops"])
 
 
+def bracket_fractions(rates: list[float], probes: list[float]) -> list[float]:
+    """Pass i's rate over the mean of the probes taken just before (probes[i]) and after (probes[i + 1])
+    it: this VM's speed wanders within minutes, so a pass is set against the probes that bracket it."""
+    if len(probes) != len(rates) + 1:
+        raise ValueError(f"{len(rates)} passes need {len(rates) + 1} bracketing probes, not {len(probes)}")
+    return [rate / (0.5 * (probes[i] + probes[i + 1])) for i, rate in enumerate(rates)]
+
+
 # The GEMM a model's many-row linears (encode, prefill) run as, per weight type.
 GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
 

@@ -1,6 +1,6 @@
-"""benchmarks/bench_bird.py's pass bookkeeping: the faster pass counts, and each pass is set against
-the probes taken just before and after it (read bandwidth around decode, the GEMM peak around encode and
-prefill)."""
+"""The benchmarks' pass bookkeeping (benchmarks/bench_bird.py, machine.py): the faster pass counts, and
+each pass is set against the probes taken just before and after it (read bandwidth around decode, the
+GEMM peak around encode and prefill)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import bench_bird as bb  # noqa: E402
+import machine  # noqa: E402
 
 
 def test_bracket_fractions_use_the_mean_of_the_probes_around_each_pass():
-    assert bb.bracket_fractions([10.0, 20.0], [10.0, 30.0, 10.0]) == [0.5, 1.0]
-    assert bb.bracket_fractions([], [7.0]) == []
+    assert machine.bracket_fractions([10.0, 20.0], [10.0, 30.0, 10.0]) == [0.5, 1.0]
+    assert machine.bracket_fractions([], [7.0]) == []
     with pytest.raises(ValueError, match="2 passes need 3 bracketing probes, not 2"):
-        bb.bracket_fractions([1.0, 2.0], [1.0, 2.0])
+        machine.bracket_fractions([1.0, 2.0], [1.0, 2.0])
 
 
 def test_timed_passes_probe_before_the_first_pass_and_after_every_pass():

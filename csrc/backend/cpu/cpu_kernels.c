@@ -950,6 +950,13 @@ MG_AVX512_VNNI MG_INLINE __m512 mg_q8_0_vnni_group(const mg_q8_prep *g, const ui
     return mg_q8_0_vnni_row(p, qidx, sidx, corr, dx, _mm512_load_si512(g->qs), acc);
 }
 
+/* Two groups (144 bytes) of a q4_0 row, MG_Q4_PREFETCH_BYTES ahead; q8_0 none. */
+MG_INLINE void mg_q4_0_prefetch(const uint8_t *p) {
+    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
+    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
+}
+MG_INLINE void mg_no_prefetch(const uint8_t *p) { (void)p; }
+
 /* One row over n_groups groups: the groups' part of the dot. Two
  * accumulators, so consecutive groups do not wait on one FMA chain. */
 MG_AVX512_VNNI static float mg_q4_0_vnni_groups(const mg_q4_prep *g, int64_t n_groups, const uint8_t *w) {
@@ -958,8 +965,7 @@ MG_AVX512_VNNI static float mg_q4_0_vnni_groups(const mg_q4_prep *g, int64_t n_g
     int64_t i = 0;
     for (; i + 2 <= n_groups; i += 2) {
         const uint8_t *p = w + i * 72;
-        _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
-        _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
+        mg_q4_0_prefetch(p);
         acc0 = mg_q4_0_vnni_group(g + i, p, qidx, sidx, acc0);
         acc1 = mg_q4_0_vnni_group(g + i + 1, p + 72, qidx, sidx, acc1);
     }
@@ -1023,13 +1029,6 @@ MG_AVX512_VNNI MG_INLINE void mg_q8_0_vnni_pair(const mg_q8_prep *g, const uint8
     *acc0 = mg_q8_0_vnni_row(p0, qidx, sidx, corr, dx, xq, *acc0);
     *acc1 = mg_q8_0_vnni_row(p1, qidx, sidx, corr, dx, xq, *acc1);
 }
-
-/* Two groups (144 bytes) of a q4_0 row, MG_Q4_PREFETCH_BYTES ahead; q8_0 none. */
-MG_INLINE void mg_q4_0_prefetch(const uint8_t *p) {
-    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES, _MM_HINT_T2);
-    _mm_prefetch((const char *)p + MG_Q4_PREFETCH_BYTES + 72, _MM_HINT_T2);
-}
-MG_INLINE void mg_no_prefetch(const uint8_t *p) { (void)p; }
 
 MG_VNNI_GROUPS2(mg_q4_0_vnni_groups2, mg_q4_prep, 72, mg_q4_quant_words, mg_q4_scale_words, mg_q4_0_vnni_pair,
                 mg_q4_0_prefetch)

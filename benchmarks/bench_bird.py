@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
+import machine  # noqa: E402
 from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 32
@@ -141,7 +142,6 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
     cache, token = state["cache"], int(np.argmax(state["logits"][0]))
     # The read bandwidth re-probed just before and after every pass: this VM's bandwidth wanders by a third
     # within minutes, so a pass is also set against the probes that bracket it (not only the run's best).
-    import machine
 
     passes, probes = [], [machine.bandwidth(threads, 1 << 24)["read_gb_s"]]
     for _ in range(DECODE_PASSES):  # the cache grows by 32 a pass: attention is a tiny part of a step
@@ -153,7 +153,7 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
         probes.append(machine.bandwidth(threads, 1 << 24)["read_gb_s"])
     return dict(load_s=load_s, **parts_result(encode, prefill_passes, len(ids)),
                 decode_tok_s=max(passes), decode_passes_tok_s=passes, decode_bracket_probes_gb_s=probes,
-                peak_rss_gb=peak_rss_gb())
+                peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
 
 
 def timed_passes(fn, n: int, probe=None) -> dict:
@@ -182,7 +182,6 @@ def peak_probe() -> float | None:
     asked for bracketing probes (full size)."""
     if not PROBE["dtype"]:
         return None
-    import machine
 
     return machine.gemm_peaks(PEAK_SHAPES, PROBE["threads"], dtypes=(PROBE["dtype"],))[PROBE["dtype"]]
 
@@ -203,7 +202,7 @@ def run_torch(path: str, cfg: dict, threads: int) -> dict:
     size = cfg["visual"]["image_size"]
     pixels = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
     model.encode_image(pixels)  # warm-up (oneDNN builds its kernels per shape)
-    return dict(load_s=load_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb())
+    return dict(load_s=load_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
 
 
 def time_torch_parts(model, cfg: dict, pixels) -> dict:
@@ -308,7 +307,7 @@ def run_medground_ground(path: str, threads: int) -> dict:
     model.ground(ground_image(), GROUND_PHRASE, max_new_tokens=GROUND_TOKENS, progress=False)
     ground_s = time.perf_counter() - t0
     prompt_tokens = len(model.build_prompt(model.templates["ground"].format(phrase=GROUND_PHRASE)))
-    return dict(load_s=load_s, ground_s=ground_s, prompt_tokens=prompt_tokens, peak_rss_gb=peak_rss_gb())
+    return dict(load_s=load_s, ground_s=ground_s, prompt_tokens=prompt_tokens, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
 
 
 def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
@@ -333,7 +332,7 @@ def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
     ground_s = time.perf_counter() - t0
     size = cfg["visual"]["image_size"]
     pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32))
-    return dict(load_s=load_s, ground_s=ground_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb())
+    return dict(load_s=load_s, ground_s=ground_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
 
 
 def ground_prompt_ids(path: str) -> list[int]:
@@ -427,7 +426,6 @@ def main() -> int:
     if args.variant:
         return child(args)
 
-    import machine
 
     cfg = full_config() if args.full else quarter_config()
     bandwidth = machine.bandwidth(args.threads, 1 << 24)["read_gb_s"]
@@ -480,7 +478,8 @@ def main() -> int:
         results[f"{variant}:{dtype}"] = r
         if variant == "medground-ground":
             print(f"{variant:16s} {dtype:5s} ground() {r['ground_s']:.1f} s ({r['prompt_tokens']} prompt tokens, "
-                  f"{GROUND_TOKENS} new)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s")
+                  f"{GROUND_TOKENS} new)  peak RSS {r['peak_rss_gb']:.2f} GB  load {r['load_s']:.1f} s"
+                  f"{machine.mapped_2mb_note(r)}")
             continue
         bytes_per_token = n_params * BYTES_PER_ELEMENT[dtype]
         roofline = bandwidth * 1e9 / bytes_per_token
@@ -502,7 +501,7 @@ def main() -> int:
         print(f"{variant:16s} {dtype:5s} encode {r['encode_s']:.3f} s  prefill {r['prefill_tok_s']:8.1f} tok/s  "
               f"decode {r['decode_tok_s']:7.2f} tok/s ({100 * r['decode_roofline_fraction']:.0f}% of "
               f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s{bracket})  peak RSS {r['peak_rss_gb']:.2f} GB  "
-              f"load {r['load_s']:.1f} s{extra}")
+              f"load {r['load_s']:.1f} s{extra}{machine.mapped_2mb_note(r)}")
         print(f"{'':22s} encode {r['encode_gflops']:.0f} / prefill {r['prefill_gflops']:.0f} GFLOP/s: "
               f"{r['encode_gflops'] / peaks[gemm]:.0%} / {r['prefill_gflops'] / peaks[gemm]:.0%} of the {gemm} GEMM peak")
         for part, flops in (("encode", enc_flops), ("prefill", pre_flops)):

@@ -280,7 +280,7 @@ def run_llamacpp(path: str, ids: list[int], steps: int, threads: int, n_ctx: int
             tokens.append(int(np.argmax(logits)))
         dec.append(steps / (time.perf_counter() - t0))
     out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
-               decode_runs=dec, peak_rss_gb=peak_rss_gb(), tokens=tokens, n_vocab=n_vocab,
+               decode_runs=dec, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path), tokens=tokens, n_vocab=n_vocab,
                version=L.__version__, system_info=L.llama_print_system_info().decode())
     if keep_logits:
         out["prefill_logits"] = first.tolist()
@@ -320,7 +320,7 @@ def run_medground(path: str, ids: list[int], steps: int, threads: int, keep_logi
         dec.append(steps / (time.perf_counter() - t0))
         del cache
     out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
-               decode_runs=dec, peak_rss_gb=peak_rss_gb(), tokens=tokens)
+               decode_runs=dec, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path), tokens=tokens)
     if keep_logits:
         out["prefill_logits"] = first.tolist()
     return out
@@ -494,7 +494,7 @@ def bench(birds: list[tuple[str, pathlib.Path]], threads_list: list[int], work: 
                     rows[engine] = r
                     print(f"  {label:5s} {threads}T {engine:10s} prefill {r['prefill_tok_s']:8.2f} tok/s  "
                           f"decode {r['decode_tok_s']:6.2f} tok/s  peak RSS {r['peak_rss_gb']:.2f} GB  "
-                          f"load {r['load_s']:.1f} s", flush=True)
+                          f"load {r['load_s']:.1f} s{machine.mapped_2mb_note(r)}", flush=True)
                 a, b = rows["medground"], rows["llama.cpp"]
                 print(f"  {label:5s} {threads}T medground / llama.cpp: prefill {a['prefill_tok_s'] / b['prefill_tok_s']:.2f}x"
                       f"  decode {a['decode_tok_s'] / b['decode_tok_s']:.2f}x  peak RSS "

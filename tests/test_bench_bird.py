@@ -52,3 +52,33 @@ def test_parts_result_keeps_every_pass_and_counts_the_faster():
     assert r["encode_bracket_peaks"] == [1.0, 2.0, 3.0]
     assert r["prefill_tok_s"] == 150.0 and r["prefill_passes_s"] == [4.0, 2.0]
     assert r["prefill_bracket_peaks"] == []
+
+
+def test_weights_2mb_reads_this_process_mappings_of_the_file_or_folder(tmp_path):
+    import mmap
+
+    import numpy as np
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(np.random.default_rng(0).integers(0, 255, 6 << 20, dtype=np.uint8).tobytes())
+    assert machine.weights_2mb(str(path)) == {"weights_2mb": None}  # not mapped by this process
+    with open(path, "rb") as f:
+        view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    pages = np.frombuffer(view, dtype=np.uint8)
+    assert int(pages[::4096].astype(np.int64).sum()) >= 0  # every page faulted in
+    file_share = machine.weights_2mb(str(path))["weights_2mb"]
+    folder_share = machine.weights_2mb(str(tmp_path))["weights_2mb"]
+    del pages
+    view.close()
+    assert file_share is not None and 0.0 <= file_share <= 1.0 and folder_share == file_share
+    assert machine.mapped_2mb_note({"weights_2mb": file_share}).startswith("  weights 2 MB-mapped ")
+    assert machine.mapped_2mb_note({"weights_2mb": None}) == ""
+
+
+def test_read_into_page_cache_records_the_share_mapped_with_2mb_entries(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(256)) * (24 << 12))  # 6 MB
+    seconds = machine.read_into_page_cache(str(path))
+    share = machine.PAGE_CACHE_HUGE[str(path)]
+    assert seconds >= 0.0 and (share is None or 0.0 <= share <= 1.0)
+    assert path.read_bytes()[:512] == bytes(range(256)) * 2  # the file itself is untouched

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,41 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------ file mapping */
+
+/* Weight files are mapped at a 2 MB boundary and advised as huge pages, so
+ * the kernel can map the page cache's 2 MB folios with one page-table entry
+ * each and, when the file is not cached yet, reads it in as such folios
+ * (MADV_HUGEPAGE makes its fault-time readahead 2 MB at a time). The
+ * streaming weight reads of decode then walk 2 MB pages instead of 4 KB
+ * ones: at full BiRD q4_0 size on Zen 4, 2 threads, decode reads 7.3-8.5
+ * tok/s from a PMD-mapped file and 5.3-6.9 from the same file cached in
+ * 4 KB folios. Kernels or filesystems without this ignore the advice. */
+#define MG_MAP_ALIGN ((size_t)2 << 20)
+
+static void *mg_map_aligned(int fd, size_t size) {
+    const long page_size = sysconf(_SC_PAGESIZE);
+    const size_t page = page_size > 0 ? (size_t)page_size : 4096;
+    if (size < 2 * MG_MAP_ALIGN || MG_MAP_ALIGN % page != 0) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* reserve 2 MB more address space than the file needs, place the file
+     * at the reservation's first 2 MB boundary, release the rest */
+    const size_t mapped = (size + page - 1) / page * page, reserved = mapped + MG_MAP_ALIGN;
+    uint8_t *span = mmap(NULL, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (span == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    uint8_t *at = (uint8_t *)(((uintptr_t)span + MG_MAP_ALIGN - 1) & ~(uintptr_t)(MG_MAP_ALIGN - 1));
+    void *data = mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (data == MAP_FAILED) {
+        const int saved = errno;
+        munmap(span, reserved);
+        errno = saved;
+        return MAP_FAILED;
+    }
+    if (at > span) munmap(span, (size_t)(at - span));
+    if (span + reserved > at + mapped) munmap(at + mapped, (size_t)(span + reserved - (at + mapped)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(data, size, MADV_HUGEPAGE);
+#endif
+    return data;
+}
 
 mg_status mg_mapped_file_open(const char *path, mg_mapped_file **out) {
     *out = NULL;
@@ -37,7 +73,7 @@ mg_status mg_mapped_file_open(const char *path, mg_mapped_file **out) {
         close(fd);
         return mg_error(MG_ERR_FORMAT, "%s: the file is empty", path);
     }
-    void *data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *data = mg_map_aligned(fd, (size_t)st.st_size);
     int mmap_errno = errno;
     close(fd); /* the mapping keeps the file alive */
     if (data == MAP_FAILED) return mg_error(MG_ERR_IO, "%s: mmap failed: %s", path, strerror(mmap_errno));

@@ -28,9 +28,10 @@
  * each and, when the file is not cached yet, reads it in as such folios
  * (MADV_HUGEPAGE makes its fault-time readahead 2 MB at a time). The
  * streaming weight reads of decode then walk 2 MB pages instead of 4 KB
- * ones: at full BiRD q4_0 size on Zen 4, 2 threads, decode reads 7.3-8.5
- * tok/s from a PMD-mapped file and 5.3-6.9 from the same file cached in
- * 4 KB folios. Kernels or filesystems without this ignore the advice. */
+ * ones: at full BiRD q4_0 size on Zen 4, 2 threads, decode read 7.2-8.8
+ * tok/s from a PMD-mapped file and 5.3-7.5 from the same file cached in
+ * 4 KB folios, faster in each of 10 alternating pairs. Kernels or
+ * filesystems without this ignore the advice. */
 #define MG_MAP_ALIGN ((size_t)2 << 20)
 
 static void *mg_map_aligned(int fd, size_t size) {

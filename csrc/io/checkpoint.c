@@ -37,7 +37,8 @@
 static void *mg_map_aligned(int fd, size_t size) {
     const long page_size = sysconf(_SC_PAGESIZE);
     const size_t page = page_size > 0 ? (size_t)page_size : 4096;
-    if (size < 2 * MG_MAP_ALIGN || MG_MAP_ALIGN % page != 0) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (size < 2 * MG_MAP_ALIGN || MG_MAP_ALIGN % page != 0)
+        return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0); /* small files: no 2 MB page to gain */
     /* reserve 2 MB more address space than the file needs, place the file
      * at the reservation's first 2 MB boundary, release the rest */
     const size_t mapped = (size + page - 1) / page * page, reserved = mapped + MG_MAP_ALIGN;

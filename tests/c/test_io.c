@@ -612,7 +612,8 @@ static int count_mappings(void) {
  * 2 MB folios can be mapped whole) with every byte readable, and neither
  * the reservation around the mapping nor the mapping outlives release. */
 static void test_mapped_file_alignment(void) {
-    static const size_t sizes[] = {1, 4095, 4096, (4u << 20) - 1, 4u << 20, (4u << 20) + 4097, (6u << 20) + 1};
+    static const size_t sizes[] = {1, 4095, 4096, (4u << 20) - 1, 4u << 20, (4u << 20) + 4097,
+                                   (6u << 20) + 1};
     char path[400];
     snprintf(path, sizeof path, "%s/mapped.bin", tmp_dir);
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {

@@ -20,6 +20,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The writer's stdio buffer: its writes are whole multiples of this, at multiples of it. */
+#define MG_GGUF_WRITE_BUFFER ((size_t)8 << 20)
+
 #define MG_GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian u32 */
 #define MG_GGUF_DEFAULT_ALIGNMENT 32
 #define MG_GGUF_MAX_DIMS 4
@@ -469,6 +472,7 @@ typedef struct {
 
 struct mg_gguf_writer {
     FILE *file;
+    char *buffer; /* the file's stdio buffer, MG_GGUF_WRITE_BUFFER bytes (freed after fclose) */
     char *path;
     uint8_t *kv; /* serialised key/values */
     size_t kv_size, kv_capacity;
@@ -550,6 +554,14 @@ mg_status mg_gguf_writer_open(const char *path, mg_gguf_writer **out) {
         free(w);
         return status;
     }
+    /* whole 8 MB writes at multiples of 8 MB (see mg_gguf_write_large);
+     * glibc ignores the size unless given the buffer. Without memory for
+     * it, stdio's own buffer writes the same bytes in smaller pieces. */
+    w->buffer = malloc(MG_GGUF_WRITE_BUFFER);
+    if (w->buffer && setvbuf(w->file, w->buffer, _IOFBF, MG_GGUF_WRITE_BUFFER) != 0) {
+        free(w->buffer);
+        w->buffer = NULL;
+    }
     *out = w;
     return MG_OK;
 }
@@ -557,6 +569,7 @@ mg_status mg_gguf_writer_open(const char *path, mg_gguf_writer **out) {
 void mg_gguf_writer_destroy(mg_gguf_writer *w) {
     if (!w) return;
     if (w->file) fclose(w->file);
+    free(w->buffer); /* after fclose, which flushes from it */
     if (!w->finished) unlink(w->path); /* never leave a half-written file that looks valid */
     for (int64_t i = 0; i < w->n_keys; i++) free(w->keys[i]);
     for (int64_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
@@ -802,38 +815,35 @@ static void mg_gguf_gather(const mg_tensor *src, uint8_t *dst) {
 #define MG_MADV_POPULATE_READ 22 /* Linux >= 5.14; older kernels return EINVAL, which is ignored */
 #endif
 
-/* Large writes: straight to the descriptor in 8 MB pieces (stdio is
- * flushed first), with the kernel told to read the source ahead. For a
- * tensor inside a mapped checkpoint this runs at `cp` speed; without the
- * advice, faulting the mapping in 4 KB at a time halves the throughput. */
+/* Large writes go through the file's stdio buffer in 8 MB pieces, with the
+ * kernel told to read the source ahead and to map each piece's pages in
+ * one call: for a tensor inside a mapped checkpoint this runs at `cp`
+ * speed, where faulting the mapping in 4 KB at a time (inside write())
+ * halves the throughput. The buffer is MG_GGUF_WRITE_BUFFER bytes and the
+ * writer never seeks or flushes early, so every write() the C library
+ * makes covers whole 8 MB of the file at a multiple of 8 MB: the page
+ * cache then holds the fresh file in whole 2 MB folios, which a model
+ * loaded from it maps with 2 MB pages (io/checkpoint.c). Writes at the
+ * tensors' own offsets left a quarter of a file in smaller folios. */
 static mg_status mg_gguf_write_large(mg_gguf_writer *w, const void *data, size_t n) {
     if (n < ((size_t)1 << 20)) return mg_gguf_fwrite(w, data, n);
-    if (fflush(w->file) != 0) return mg_error(MG_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
-    int fd = fileno(w->file);
-    const size_t chunk = (size_t)8 << 20;
+    const size_t chunk = MG_GGUF_WRITE_BUFFER;
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t page_mask = (uintptr_t)(page > 0 ? page : 4096) - 1;
     const uint8_t *p = data;
-    size_t done = 0;
-    while (done < n) {
-        /* advise the next chunk while this one is written (errors are
+    for (size_t done = 0; done < n;) {
+        const size_t want = n - done < chunk ? n - done : chunk;
+        /* advise the next piece while this one is written (errors are
          * harmless: the memory may not be a file mapping) */
-        size_t ahead = done + chunk < n ? (n - done - chunk < chunk ? n - done - chunk : chunk) : 0;
+        const size_t ahead = n - done - want < chunk ? n - done - want : chunk;
         if (ahead) {
-            uintptr_t start = (uintptr_t)(p + done + chunk) & ~page_mask;
-            (void)madvise((void *)start, ahead + ((uintptr_t)(p + done + chunk) - start), MADV_WILLNEED);
+            uintptr_t start = (uintptr_t)(p + done + want) & ~page_mask;
+            (void)madvise((void *)start, ahead + ((uintptr_t)(p + done + want) - start), MADV_WILLNEED);
         }
-        size_t want = n - done < chunk ? n - done : chunk;
-        /* map this chunk's pages in one call: page faults taken inside
-         * write() are served one page at a time and halve the throughput */
         uintptr_t start = (uintptr_t)(p + done) & ~page_mask;
         (void)madvise((void *)start, want + ((uintptr_t)(p + done) - start), MG_MADV_POPULATE_READ);
-        ssize_t wrote = write(fd, p + done, want);
-        if (wrote < 0) {
-            if (errno == EINTR) continue;
-            return mg_error(MG_ERR_IO, "%s: write failed: %s", w->path, strerror(errno));
-        }
-        done += (size_t)wrote;
+        MG_TRY(mg_gguf_fwrite(w, p + done, want));
+        done += want;
     }
     return MG_OK;
 }

@@ -38,7 +38,7 @@ def _drop_from_page_cache(path: str) -> None:
         os.close(fd)
 
 
-def _read_mapped(path: str) -> float | None:
+def read_through_2mb_mapping(path: str) -> float | None:
     """Fault every page of `path` in through a mapping advised MADV_HUGEPAGE (pages not cached yet are read
     ahead as 2 MB folios, as medground's loader does) and return the fraction of it the kernel mapped with
     2 MB entries (FilePmdMapped in smaps), or None where smaps does not say."""
@@ -123,10 +123,10 @@ def read_into_page_cache(path: str, evict: tuple[str, ...] | list[str] = ()) -> 
             finally:
                 os.close(fd)
     t0 = time.perf_counter()
-    huge = _read_mapped(path)
+    huge = read_through_2mb_mapping(path)
     if huge is not None and huge < 0.9:
         _drop_from_page_cache(path)
-        huge = _read_mapped(path)
+        huge = read_through_2mb_mapping(path)
     PAGE_CACHE_HUGE[path] = huge
     return time.perf_counter() - t0
 

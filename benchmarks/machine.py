@@ -80,7 +80,7 @@ def weights_2mb(path: str) -> dict:
     """Of the pages of `path` (a file, or the files of a folder) this process has mapped, the fraction
     mapped with 2 MB page-table entries (FilePmdMapped over Rss of its mappings in smaps; None when it maps
     none or smaps does not say), for a result's record: decode streams the weights, and reads 4 KB-mapped
-    ones 15-20 % slower here. Weights quantized at load live in anonymous memory and are not counted."""
+    ones 8-18 % slower here. Weights quantized at load live in anonymous memory and are not counted."""
     import re
 
     real = os.path.realpath(path)
@@ -111,10 +111,10 @@ def read_into_page_cache(path: str, evict: tuple[str, ...] | list[str] = ()) -> 
     forward times the disk, after asking the kernel to drop the files in `evict` from it: the full-size
     files of one run (35 GB) do not fit this machine's RAM together, and kswapd reclaiming them while a
     variant decodes slowed that decode by up to a third. The file is read through a huge-page mapping;
-    when the cache already held it in small folios (a file written piecewise, or read with small reads),
-    so that under nine tenths of it can be mapped with 2 MB entries, it is dropped and read again, since decode
-    from 4 KB-mapped weights ran 15-20 % slower here. The fraction mapped with 2 MB entries is left in
-    PAGE_CACHE_HUGE[path]. Returns the seconds the read took."""
+    when the cache already held it in small folios (read with small reads, say), so that under nine
+    tenths of it maps with 2 MB entries, it is dropped and read again: decode from 4 KB-mapped weights
+    ran 8-18 % slower here. The share mapped with 2 MB entries is left in PAGE_CACHE_HUGE[path].
+    Returns the seconds the read took."""
     for other in evict:
         if os.path.abspath(other) != os.path.abspath(path) and os.path.isfile(other):
             fd = os.open(other, os.O_RDONLY)

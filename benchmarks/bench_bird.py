@@ -43,7 +43,6 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
 import machine  # noqa: E402
-from machine import peak_rss_gb  # noqa: E402
 
 DECODE_STEPS = 32
 DECODE_PASSES = 2  # decode tokens/s: the faster of two passes of DECODE_STEPS (another process can take a core)
@@ -142,7 +141,6 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
     cache, token = state["cache"], int(np.argmax(state["logits"][0]))
     # The read bandwidth re-probed just before and after every pass: this VM's bandwidth wanders by a third
     # within minutes, so a pass is also set against the probes that bracket it (not only the run's best).
-
     passes, probes = [], [machine.bandwidth(threads, 1 << 24)["read_gb_s"]]
     for _ in range(DECODE_PASSES):  # the cache grows by 32 a pass: attention is a tiny part of a step
         t0 = time.perf_counter()
@@ -153,7 +151,7 @@ def run_medground(path: str, dtype: str, cfg: dict, threads: int) -> dict:
         probes.append(machine.bandwidth(threads, 1 << 24)["read_gb_s"])
     return dict(load_s=load_s, **parts_result(encode, prefill_passes, len(ids)),
                 decode_tok_s=max(passes), decode_passes_tok_s=passes, decode_bracket_probes_gb_s=probes,
-                peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+                **machine.memory_record(path))
 
 
 def timed_passes(fn, n: int, probe=None) -> dict:
@@ -182,7 +180,6 @@ def peak_probe() -> float | None:
     asked for bracketing probes (full size)."""
     if not PROBE["dtype"]:
         return None
-
     return machine.gemm_peaks(PEAK_SHAPES, PROBE["threads"], dtypes=(PROBE["dtype"],))[PROBE["dtype"]]
 
 
@@ -202,7 +199,7 @@ def run_torch(path: str, cfg: dict, threads: int) -> dict:
     size = cfg["visual"]["image_size"]
     pixels = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0))
     model.encode_image(pixels)  # warm-up (oneDNN builds its kernels per shape)
-    return dict(load_s=load_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+    return dict(load_s=load_s, **time_torch_parts(model, cfg, pixels), **machine.memory_record(path))
 
 
 def time_torch_parts(model, cfg: dict, pixels) -> dict:
@@ -307,7 +304,7 @@ def run_medground_ground(path: str, threads: int) -> dict:
     model.ground(ground_image(), GROUND_PHRASE, max_new_tokens=GROUND_TOKENS, progress=False)
     ground_s = time.perf_counter() - t0
     prompt_tokens = len(model.build_prompt(model.templates["ground"].format(phrase=GROUND_PHRASE)))
-    return dict(load_s=load_s, ground_s=ground_s, prompt_tokens=prompt_tokens, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+    return dict(load_s=load_s, ground_s=ground_s, prompt_tokens=prompt_tokens, **machine.memory_record(path))
 
 
 def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
@@ -332,7 +329,7 @@ def run_torch_full(path: str, cfg: dict, threads: int) -> dict:
     ground_s = time.perf_counter() - t0
     size = cfg["visual"]["image_size"]
     pixels = torch.from_numpy(np.random.default_rng(0).standard_normal((3, size, size)).astype(np.float32))
-    return dict(load_s=load_s, ground_s=ground_s, **time_torch_parts(model, cfg, pixels), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+    return dict(load_s=load_s, ground_s=ground_s, **time_torch_parts(model, cfg, pixels), **machine.memory_record(path))
 
 
 def ground_prompt_ids(path: str) -> list[int]:
@@ -425,7 +422,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.variant:
         return child(args)
-
 
     cfg = full_config() if args.full else quarter_config()
     bandwidth = machine.bandwidth(args.threads, 1 << 24)["read_gb_s"]

@@ -53,7 +53,6 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
 import machine  # noqa: E402
-from machine import peak_rss_gb  # noqa: E402
 
 PROMPT_TOKENS = 300
 DECODE_STEPS = 32
@@ -280,7 +279,7 @@ def run_llamacpp(path: str, ids: list[int], steps: int, threads: int, n_ctx: int
             tokens.append(int(np.argmax(logits)))
         dec.append(steps / (time.perf_counter() - t0))
     out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
-               decode_runs=dec, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path), tokens=tokens, n_vocab=n_vocab,
+               decode_runs=dec, **machine.memory_record(path), tokens=tokens, n_vocab=n_vocab,
                version=L.__version__, system_info=L.llama_print_system_info().decode())
     if keep_logits:
         out["prefill_logits"] = first.tolist()
@@ -320,7 +319,7 @@ def run_medground(path: str, ids: list[int], steps: int, threads: int, keep_logi
         dec.append(steps / (time.perf_counter() - t0))
         del cache
     out = dict(load_s=load_s, prefill_tok_s=max(prefill), decode_tok_s=max(dec), prefill_runs=prefill,
-               decode_runs=dec, peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path), tokens=tokens)
+               decode_runs=dec, **machine.memory_record(path), tokens=tokens)
     if keep_logits:
         out["prefill_logits"] = first.tolist()
     return out

@@ -145,7 +145,7 @@ def run_medground(path: str, dtype: str, threads: int) -> dict:
     n_prefill = len(ids) - 1 + model.info["image_tokens"]
     return dict(load_s=load_s, segment_s=segment_s, found=mask.found, encode_s=encode_s,
                 prefill_tok_s=n_prefill / prefill_s, decode_tok_s=DECODE_STEPS / decode_s,
-                peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+                **machine.memory_record(path))
 
 
 def run_torch(cfg: dict, threads: int) -> dict:
@@ -437,7 +437,7 @@ def run_gguf_parts(path: str, threads: int, gemm: str | None = None) -> dict:
     decode_s = time.perf_counter() - t0
     out.update(n_prefill=n_prefill, prefill_s=prefill_s, prefill_tok_s=n_prefill / prefill_s,
                decode_s=decode_s, decode_tok_s=DECODE_STEPS / decode_s, first_token=first,
-               finite=bool(np.isfinite(logits).all()), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+               finite=bool(np.isfinite(logits).all()), **machine.memory_record(path))
     return out
 
 
@@ -462,7 +462,7 @@ def run_gguf_segment(path: str, threads: int) -> dict:
         mask = model.segment(image, "liver", max_new_tokens=DECODE_STEPS)
         runs.append(time.perf_counter() - t0)
     return dict(load_s=load_s, segment_s=min(runs), segment_runs_s=runs, found=mask.found, text=mask.text[:80],
-                mask_pixels=int(mask.array.sum()), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+                mask_pixels=int(mask.array.sum()), **machine.memory_record(path))
 
 
 def torch_from_gguf(path: str, cfg: dict, n_experts: int):
@@ -603,7 +603,7 @@ def run_torch_gguf(path: str, cfg: dict, n_experts: int, threads: int) -> dict:
     out.update(n_prefill=n, prefill_s=prefill_s, prefill_tok_s=n / prefill_s, decode_s=decode_s,
                decode_tok_s=DECODE_STEPS / decode_s, first_token=first, segment_s=segment_s, segment_runs_s=runs,
                found=SEG in tokens,
-               mask_pixels=int(mask.sum()), peak_rss_gb=peak_rss_gb(), **machine.weights_2mb(path))
+               mask_pixels=int(mask.sum()), **machine.memory_record(path))
     return out
 
 

@@ -76,10 +76,10 @@ def _smaps_blocks() -> list[str]:
         return re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps.read())
 
 
-def weights_2mb(path: str) -> dict:
+def weights_2mb(path: str) -> float | None:
     """Of the pages of `path` (a file, or the files of a folder) this process has mapped, the fraction
     mapped with 2 MB page-table entries (FilePmdMapped over Rss of its mappings in smaps; None when it maps
-    none or smaps does not say), for a result's record: decode streams the weights, and reads 4 KB-mapped
+    none or smaps does not say), for a result's record (memory_record): decode streams the weights, and reads 4 KB-mapped
     ones 8-18 % slower here. Weights quantized at load live in anonymous memory and are not counted."""
     import re
 
@@ -94,7 +94,12 @@ def weights_2mb(path: str) -> dict:
             m = re.search(r"^FilePmdMapped:\s+(\d+) kB", block, re.M)
             if r and m:
                 rss, pmd = rss + int(r.group(1)), pmd + int(m.group(1))
-    return dict(weights_2mb=pmd / rss if rss else None)
+    return pmd / rss if rss else None
+
+
+def memory_record(path: str) -> dict:
+    """A child's memory figures for its result record: peak RSS and the weights' 2 MB-mapped share."""
+    return dict(peak_rss_gb=peak_rss_gb(), weights_2mb=weights_2mb(path))
 
 
 def mapped_2mb_note(r: dict) -> str:

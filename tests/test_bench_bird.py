@@ -61,16 +61,18 @@ def test_weights_2mb_reads_this_process_mappings_of_the_file_or_folder(tmp_path)
 
     path = tmp_path / "weights.bin"
     path.write_bytes(np.random.default_rng(0).integers(0, 255, 6 << 20, dtype=np.uint8).tobytes())
-    assert machine.weights_2mb(str(path)) == {"weights_2mb": None}  # not mapped by this process
+    assert machine.weights_2mb(str(path)) is None  # not mapped by this process
     with open(path, "rb") as f:
         view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
     pages = np.frombuffer(view, dtype=np.uint8)
     assert int(pages[::4096].astype(np.int64).sum()) >= 0  # every page faulted in
-    file_share = machine.weights_2mb(str(path))["weights_2mb"]
-    folder_share = machine.weights_2mb(str(tmp_path))["weights_2mb"]
+    file_share = machine.weights_2mb(str(path))
+    folder_share = machine.weights_2mb(str(tmp_path))
+    record = machine.memory_record(str(path))
     del pages
     view.close()
     assert file_share is not None and 0.0 <= file_share <= 1.0 and folder_share == file_share
+    assert record["weights_2mb"] == file_share and record["peak_rss_gb"] > 0.0
     assert machine.mapped_2mb_note({"weights_2mb": file_share}).startswith("  weights 2 MB-mapped ")
     assert machine.mapped_2mb_note({"weights_2mb": None}) == ""
 

@@ -75,7 +75,7 @@ def image() -> np.ndarray:
 # to q8_0 blocks (amax/127 steps: up to 4e-3 per element, ~1e-2 chained);
 # q4_0 weights meet the same q8_0 activations.
 TOL = {"f32": 1e-4, "bf16": 3e-2, "q8_0": 5e-2, "q4_0": 5e-2}
-# With AVX-512 VNNI the q8_0/q4_0 prefill and vision linears (beyond 4 rows)
+# With AVX-512 VNNI the q8_0/q4_0 prefill and vision linears (beyond 2 rows)
 # are the int8 GEMM, which quantises activations to q8_0 like the decode
 # GEMVs (and llama.cpp) instead of rounding them to bf16: a uniform error of
 # up to amax/254 per element, ~0.5% of a Gaussian block's rms against bf16's

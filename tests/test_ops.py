@@ -159,7 +159,7 @@ def test_linear_bf16_decode_levels(level, M, rng, monkeypatch):
 
 
 def runs_int8_gemm():
-    """AVX-512 VNNI CPUs run the q8_0/q4_0 linear beyond 4 rows as an int8 GEMM (cpu_qgemm.c) with the
+    """AVX-512 VNNI CPUs run the q8_0/q4_0 linear beyond 2 rows as an int8 GEMM (cpu_qgemm.c) with the
     decode kernels' semantics (activations quantized to q8_0) instead of bf16 weight panels."""
     return _C.op_kernel_info()["isa"] in ("avx512_vnni", "avx512_bf16")
 
@@ -183,7 +183,7 @@ def test_linear_quantized_matches_gguf_dequantized(provider, qdtype, M, rng):
             assert_gemm_close(ours, x, w_deq)
         return
     # Decode path, up to 16 rows (llama.cpp's vec_dot_q*_q8_0), and with AVX-512 VNNI the int8 GEMM
-    # beyond 4 rows, whatever the BLAS provider: activations are quantized to
+    # beyond 2 rows, whatever the BLAS provider: activations are quantized to
     # q8_0 blocks too, then integer dots are scaled by d_x * d_w. Against
     # x and w both dequantized by gguf this is exact up to f32 rounding:
     x_deq = gguf_dequantized(x, "q8_0")
@@ -219,13 +219,15 @@ def test_linear_kernel_isa_levels_agree_with_reference(isa, qdtype, rng):
 def test_linear_quantized_decode_tails_rows_and_threads(isa, qdtype, n_blocks, rng):
     """The many-row decode kernels: block counts around their 2- and 4-block
     steps (tails), runs of rows longer than one L2 run (32) split across two
-    threads, several activation rows and a bias (4: more go to the int8 GEMM with AVX-512 VNNI)."""
-    K, N, M = 32 * n_blocks, 101, 4
-    x = rng.standard_normal((M, K)).astype(np.float32) * 3.0
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    b = rng.standard_normal(N).astype(np.float32)
-    ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
-    assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
+    threads, several activation rows and a bias (2 rows; and 4, which go to the int8 GEMM where the
+    CPU has AVX-512 VNNI)."""
+    K, N = 32 * n_blocks, 101
+    for M in (2, 4):
+        x = rng.standard_normal((M, K)).astype(np.float32) * 3.0
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        ours = _C.op_linear(x, w, b, weight_dtype=qdtype) - b
+        assert_gemm_close(ours, gguf_dequantized(x, "q8_0"), gguf_dequantized(w, qdtype), rtol=2e-5)
 
 
 @pytest.mark.parametrize("qdtype", ["q8_0", "q4_0"])

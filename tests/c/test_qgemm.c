@@ -5,8 +5,9 @@
  * summed in double. Each output must be within 2e-5 of the sum of its
  * terms' magnitudes (f32 accumulation of up to a few hundred blocks) of
  * it, with the reference's infinities and NaNs (infinite scales). Shapes
- * with tails in M (the 6-row tiles), N (the 32-column tiles and 16-column
- * vectors), K (one to 257 blocks: across the 128-block K pieces), padded
+ * with tails in M (a last tile of 1 to 5 of the 6 rows), N (the 32-column
+ * tiles and 16-column vectors), K (one to 257 blocks: across the 128-block
+ * K pieces), padded
  * weight rows (row stride above the row size), saturated quants (+-127
  * activations, q8_0 -128 / +127, q4_0 nibbles 0 and 15), subnormal and
  * infinite f16 scales; every buffer exactly sized so AddressSanitizer sees
@@ -204,7 +205,7 @@ int main(void) {
         CHECK_MESSAGE("needs AVX-512 VNNI");
         printf("test_qgemm: no AVX-512 VNNI (or MG_CPU_ISA caps it): kernel checks skipped\n");
     } else {
-        const int64_t Ms[] = {1, 5, 6, 7, 13, 17};
+        const int64_t Ms[] = {1, 2, 3, 4, 5, 6, 7, 13, 17}; /* every row count of a last tile */
         const int64_t Ns[] = {1, 15, 16, 17, 31, 33, 100};
         const int64_t Bs[] = {1, 2, 3, 5, 129, 130};
         for (int d = 0; d < 2; d++) {

@@ -34,12 +34,14 @@
  * at M = 32, 7.1 at M = 64). */
 #define MG_QGEMV_MAX_ROWS 16
 /* With AVX-512 VNNI the many-row q8_0/q4_0 linear is the int8 GEMM
- * (cpu_qgemm.c), whose fixed cost is packing the weight (~10 ms for a
- * DRAM-resident 4096 x 44032 on 2 threads): the GEMV wins up to 4 rows
- * (q8_0 / q4_0: 11.6 / 9.1 ms at M = 4 against 9.7-12.3 / 9.7-11.0), the
- * GEMM from 5 or 6 (M = 6: 16.5 / 12.8 ms GEMV, ~12 / 11 GEMM; M = 16: 41
- * / 31 against 15 / 14). */
-#define MG_QGEMV_MAX_ROWS_VNNI 4
+ * (cpu_qgemm.c). The GEMV's cost grows by a whole pass of dot products per
+ * row, the GEMM's by a fraction of one: a forward of M tokens through the
+ * full BiRD decoder (2 threads, Zen 4, read probes 46-51 GB/s) took, for M
+ * = 1 .. 5, q4_0 GEMV 84 / 152 / 212 / 273 ms, GEMM (from 2) 176 / 191 /
+ * 211 / 230 ms; q8_0 GEMV 155 / 238 / 321 / 406, GEMM 231 / 244 / 263 /
+ * 283. So the GEMV takes one and two rows (two of q8_0 are a tie), the
+ * GEMM three and more. */
+#define MG_QGEMV_MAX_ROWS_VNNI 2
 /* Bytes of one dequantized weight panel: f32 panels fit a large L2/L3
  * share; bf16 panels are larger, since oneDNN's bf16 matmul runs narrow
  * weights (N well below K) far below its peak: 512 x 4096 x 4096 took 48

@@ -290,8 +290,8 @@ typedef struct {
  * on store forwarding (22 % of the packing's samples). The next group's
  * rows are prefetched into L2 meanwhile, a few lines per block. Measured
  * on 6 x 4096 -> 44032 (2 threads, the weight in DRAM), packing and tile
- * together: q4_0 7.2-7.3 ms before these three changes, 6.9-7.0 with the
- * first two, 6.2-6.5 with all; q8_0 8.9-9.0, 8.3-8.5, 8.2-8.3. */
+ * together: q4_0 7.0-7.3 ms before these three changes, 6.8-7.0 with the
+ * first two, 6.2-6.5 with all; q8_0 8.9-9.3, 8.1-8.5, 8.2-8.3. */
 MG_QGEMM_VNNI MG_QGEMM_INLINE void mg_qgemm_pack16_as(const mg_qgemm_rows16 *r, int64_t b0, int64_t kb,
                                                       int64_t block_bytes, mg_dtype wtype, bool consecutive,
                                                       mg_qgemm_wblock *out, int v) {

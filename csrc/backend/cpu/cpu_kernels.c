@@ -868,13 +868,19 @@ static void mg_prep_q8_0(const mg_block_q8_0 *xq, int64_t n_blocks, void *out) {
 /* Software prefetch of the q4_0 loop into L2 (hint T2): the hardware
  * prefetchers alone left the one-row loop at ~12 GB/s from DRAM on Zen 4,
  * T0 (into L1) at ~19, T2 2 KiB ahead at ~24 GB/s on one thread. With two
- * rows' streams a thread (mg_q4_0_vnni_groups2), 1 KiB ahead reads more:
- * full-size q4_0 decode on 2 threads 7.1 against 6.3 tok/s (medians of 9
- * passes in alternating processes), one thread's 101 MB GEMV 19-22 against
- * 14-15 GB/s; 0.5 and 1.5 KiB were no better. q8_0, reading twice the
- * bytes per block, streams at the full rate without any (and is slower
- * with it). */
-#define MG_Q4_PREFETCH_BYTES 1024
+ * rows' streams a thread (mg_q4_0_vnni_groups2), 1 KiB ahead read more on
+ * Zen 4: full-size q4_0 decode on 2 threads 7.1 against 6.3 tok/s (medians
+ * of 9 passes in alternating processes), one thread's 101 MB GEMV 19-22
+ * against 14-15 GB/s; 0.5 and 1.5 KiB were no better. A Zen 5 host (CPU
+ * family 26, 45-58 GB/s read on 2 threads) keeps more bytes in flight, and
+ * there 4 KiB reads more: full-size q4_0 decode on one thread 131-156
+ * against 151-174 ms a step (6 passes each), on two a median of 95 against
+ * 113 ms (9 passes each; 3 KiB 100 ms), the 101 MB GEMV on one thread
+ * 28-39 against 24-29 GB/s. Past a row's end (rows are 2.3-6.2 KiB) they
+ * land in the rows its stream takes next.
+ * q8_0, reading twice the bytes per block, streams at the full rate
+ * without any (slower with it on Zen 4; 1-4 KiB no better on Zen 5). */
+#define MG_Q4_PREFETCH_BYTES 4096
 
 /* Word indices (vpermt2w / vpermw): the quants of four q4_0 blocks out of
  * their 72 bytes (A = bytes 0..63, B = 64..71) into the lane order above,

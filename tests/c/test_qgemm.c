@@ -7,10 +7,9 @@
  * it, with the reference's infinities and NaNs (infinite scales). Shapes
  * with tails in M (a last tile of 1 to 5 of the 6 rows), N (the 32-column
  * tiles and 16-column vectors), K (one to 257 blocks: across the 128-block
- * K pieces), padded
- * weight rows (row stride above the row size), saturated quants (+-127
- * activations, q8_0 -128 / +127, q4_0 nibbles 0 and 15), subnormal and
- * infinite f16 scales; every buffer exactly sized so AddressSanitizer sees
+ * K pieces), padded weight rows (row stride above the row size),
+ * saturated quants (+-127 activations, q8_0 -128 / +127, q4_0 nibbles 0
+ * and 15), subnormal and infinite f16 scales; every buffer exactly sized so AddressSanitizer sees
  * overruns. Skipped (passing) on CPUs without AVX-512 VNNI. */
 #include "mg_test.h"
 

@@ -85,8 +85,11 @@ TOL = {"f32": 1e-4, "bf16": 3e-2, "q8_0": 5e-2, "q4_0": 5e-2}
 # prefill, where bf16-rounded prefill gave 0.022 / 0.030 and 0.028 / 0.024.
 # That the int8 GEMM computes exactly those semantics is checked op by op in
 # test_ops.py (against gguf-dequantised x and w, rtol 2e-5).
+# The decode GEMVs quantise activations to q8_0 on every ISA (AVX2 and scalar
+# too), so decode steps after a prefill carry that error whatever the prefill took.
+TOL_INT8 = 1e-1
 if _C.op_kernel_info()["isa"] in ("avx512_vnni", "avx512_bf16"):
-    TOL.update({"q8_0": 1e-1, "q4_0": 1e-1})
+    TOL.update({"q8_0": TOL_INT8, "q4_0": TOL_INT8})
 FORMATS = {
     "safetensors": "f32", "bin": "f32", "gguf-f32": "f32",
     "bin-bf16": "bf16", "safetensors-bf16": "bf16", "gguf-bf16": "bf16", "gguf-q8_0": "q8_0",
@@ -208,10 +211,14 @@ def test_kv_cache_holds_f16_for_rounded_weights(runs, fmt):
     # The prefill reads this step's K/V back from the cache, so the f16 rounding shows: 7e-4 relative
     # on the f32 model; where the kernels round activations (bf16 GEMMs, q8_0-quantised activations of
     # the int8 GEMM) that perturbation moves their rounding too: 6e-3 (bf16), 2-3e-2 (q8_0 / q4_0),
-    # under a third of each format's own distance to the reference (TOL).
+    # under a third of each format's own distance to the reference (TOL). The decode steps of q8_0 /
+    # q4_0 take the int8 GEMVs on every ISA, so theirs is a third of TOL_INT8 even where the prefill
+    # rounded to bf16 (AVX2 hosts: 2.2e-2 measured on a Zen 3 for the q8_0 steps).
     bound = 2e-3 if FORMATS[fmt] == "f32" else TOL[FORMATS[fmt]] / 3
-    assert 0 < rel_err(out["f16"][0], out["f32"][0]) <= bound
-    assert 0 < rel_err(out["f16"][1], out["f32"][1]) <= bound
+    step_bound = TOL_INT8 / 3 if FORMATS[fmt] in ("q8_0", "q4_0") else bound
+    prefill_err, step_err = rel_err(out["f16"][0], out["f32"][0]), rel_err(out["f16"][1], out["f32"][1])
+    assert 0 < prefill_err <= bound, prefill_err
+    assert 0 < step_err <= step_bound, step_err
     with pytest.raises(medground.DTypeError, match=r"kv cache: element type bf16 \(expected f32 or f16\)"):
         _C.bird_kv_cache_new(r["handle"], 8, "bf16")
     with pytest.raises(medground.DTypeError, match="unknown dtype 'f8'"):

@@ -458,8 +458,11 @@ def main() -> int:
     print(f"model: {'full' if args.full else 'quarter'}; LM matrix elements per decode step {n_params / 1e6:.0f} M; "
           f"{args.threads} threads; read bandwidth {bandwidth:.1f} GB/s; prompt {len(prompt(cfg))} tokens; "
           f"{DECODE_STEPS} decode steps")
-    print(f"oneDNN GEMM peak (best of {len(PEAK_SHAPES)} shapes): f32 {peaks['f32']:.0f}, bf16 {peaks['bf16']:.0f} "
-          f"GFLOP/s, int8 {peaks['int8']:.0f} GOP/s; work: encode {enc_flops / 1e12:.2f} TFLOP, "
+    # PyTorch's bf16 runs are set against the bf16 peak, or the f32 one where oneDNN has no bf16 matmul here
+    torch_bf16_gemm = "bf16" if peaks["bf16"] else "f32"
+    print(f"oneDNN GEMM peak (best of {len(PEAK_SHAPES)} shapes): f32 {machine.peak_text(peaks['f32'])}, bf16 "
+          f"{machine.peak_text(peaks['bf16'])} GFLOP/s, int8 {machine.peak_text(peaks['int8'])} GOP/s; "
+          f"work: encode {enc_flops / 1e12:.2f} TFLOP, "
           f"prefill {pre_flops / 1e12:.2f} TFLOP")
     results = {}
     probes = [bandwidth]
@@ -473,7 +476,7 @@ def main() -> int:
         command = [sys.executable, __file__, "--variant", variant, "--path", path, "--config", json.dumps(cfg),
                    "--threads", str(args.threads)]
         if args.full and variant != "medground-ground":
-            command += ["--gemm-dtype", "bf16" if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)]
+            command += ["--gemm-dtype", torch_bf16_gemm if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)]
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if done.returncode or line is None:
@@ -500,7 +503,7 @@ def main() -> int:
             bracket = (f"; passes against their bracketing probes: "
                        f"{', '.join(f'{100 * f:.0f}%' for f in r['decode_bracket_fractions'])} "
                        f"(probes {', '.join(f'{v:.1f}' for v in b)} GB/s)")
-        gemm = "bf16" if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)
+        gemm = torch_bf16_gemm if variant.startswith("torch-bf16") else machine.gemm_dtype(dtype)
         r["encode_gflops"] = enc_flops / r["encode_s"] / 1e9
         r["prefill_gflops"] = pre_flops * r["prefill_tok_s"] / len(prompt(cfg)) / 1e9
         r["gemm_dtype"], r["gemm_peak_gflops"] = gemm, peaks[gemm]
@@ -510,7 +513,8 @@ def main() -> int:
               f"{roofline:.1f} tok/s roofline at {bandwidth:.1f} GB/s{bracket})  peak RSS {r['peak_rss_gb']:.2f} GB  "
               f"load {r['load_s']:.1f} s{extra}{machine.mapped_2mb_note(r)}")
         print(f"{'':22s} encode {r['encode_gflops']:.0f} / prefill {r['prefill_gflops']:.0f} GFLOP/s: "
-              f"{r['encode_gflops'] / peaks[gemm]:.0%} / {r['prefill_gflops'] / peaks[gemm]:.0%} of the {gemm} GEMM peak")
+              f"{machine.of_peak(r['encode_gflops'], peaks[gemm])} / {machine.of_peak(r['prefill_gflops'], peaks[gemm])} "
+              f"of the {gemm} GEMM peak")
         for part, flops in (("encode", enc_flops), ("prefill", pre_flops)):
             b = r.get(f"{part}_bracket_peaks") or []
             if len(b) == len(r[f"{part}_passes_s"]) + 1:  # each pass against the mean of the peaks around it

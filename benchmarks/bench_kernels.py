@@ -193,9 +193,9 @@ def main() -> int:
                 print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.2f} {rate:8.1f} {rate / bandwidth:11.0%}")
         if args.only in (None, "gemm"):
             native_bf16 = _C.op_kernel_info()["native_bf16_gemm"]
-            peaks = {d: max(gemm_peak(m, n, k, d, threads) for m, k, n in GEMM_SHAPES) for d in ("f32", "bf16")}
-            print(f"GEMM peak (oneDNN matmul, best of {len(GEMM_SHAPES)} shapes): f32 {peaks['f32']:.0f} GFLOP/s, "
-                  f"bf16 {peaks['bf16']:.0f} GFLOP/s")
+            peaks = machine.gemm_peaks(GEMM_SHAPES, threads, dtypes=("f32", "bf16"))
+            print(f"GEMM peak (oneDNN matmul, best of {len(GEMM_SHAPES)} shapes): f32 {machine.peak_text(peaks['f32'])} "
+                  f"GFLOP/s, bf16 {machine.peak_text(peaks['bf16'])} GFLOP/s")
             for m, k, n in GEMM_SHAPES:
                 flops = 2 * m * n * k
                 w_gemm = (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float32)
@@ -205,14 +205,14 @@ def main() -> int:
                     _, seconds = _C.op_linear_timed(x_gemm, w_gemm, weight_dtype=dtype, repeats=max(2, repeats // 2))
                     runs_in = "bf16" if dtype != "f32" and native_bf16 else "f32"
                     rate = flops / seconds / 1e9
-                    print(f"  medground {dtype:<15} {seconds * 1e3:8.1f} {rate:8.0f} {rate / peaks[runs_in]:8.0%}"
+                    print(f"  medground {dtype:<15} {seconds * 1e3:8.1f} {rate:8.0f} {machine.of_peak(rate, peaks[runs_in]):>8}"
                           f"  (of the {runs_in} peak)")
                 for dtype, torch_dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
                     w = torch.from_numpy(w_gemm).to(torch_dtype)
                     x = torch.from_numpy(x_gemm).to(torch_dtype)
                     seconds = torch_best(lambda: F.linear(x, w), max(2, repeats // 2))
                     rate = flops / seconds / 1e9
-                    print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.1f} {rate:8.0f} {rate / peaks[dtype]:8.0%}")
+                    print(f"  PyTorch {dtype:<17} {seconds * 1e3:8.1f} {rate:8.0f} {machine.of_peak(rate, peaks[dtype]):>8}")
             gelu_x = (rng.standard_normal((1024, 2048)) * 3).astype(np.float32)
             print(f"{'GELU (erf) 1024 x 2048':<26} {'ns/elem':>8}")
             for level in ("scalar", None):

@@ -5,7 +5,8 @@
  * OMP_NUM_THREADS threads. B is timed twice: as a row-major [N, K] weight
  * read transposed (the layout mg_linear hands oneDNN) and in oneDNN's own
  * blocked layout, reordered once beforehand (the kernel's best case).
- * Prints one JSON object. Built by benchmarks/machine.py:
+ * Prints one JSON object ("unsupported": true where this CPU's oneDNN has no
+ * matmul of the dtype, as bf16 below AVX-512). Built by benchmarks/machine.py:
  *   gcc -O2 gemm_peak.c -ldnnl -o gemm_peak; gemm_peak M N K f32|bf16|int8 repeats */
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -44,7 +45,9 @@ static double time_matmul(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_data_
     dnnl_matmul_desc_t desc;
     CHECK(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md));
     dnnl_primitive_desc_t pd;
-    CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL));
+    const dnnl_status_t created = dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL);
+    if (created == dnnl_unimplemented) return -1.0; /* no kernel for this dtype on this CPU */
+    CHECK(created);
     const dnnl_memory_desc_t *b_used = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_t matmul;
     CHECK(dnnl_primitive_create(&matmul, pd));
@@ -112,6 +115,13 @@ int main(int argc, char **argv) {
     CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
     double plain = time_matmul(engine, stream, type, M, N, K, 0, repeats);
+    if (plain < 0) { /* e.g. bf16 below AVX-512: oneDNN 2.x has no such matmul */
+        printf("{\"M\": %ld, \"N\": %ld, \"K\": %ld, \"dtype\": \"%s\", \"unsupported\": true}\n", M, N, K,
+               argv[4]);
+        dnnl_stream_destroy(stream);
+        dnnl_engine_destroy(engine);
+        return 0;
+    }
     double blocked = time_matmul(engine, stream, type, M, N, K, 1, repeats);
     double flops = 2.0 * M * N * K;
     printf("{\"M\": %ld, \"N\": %ld, \"K\": %ld, \"dtype\": \"%s\", \"plain_gflops\": %.1f, "

@@ -162,10 +162,10 @@ def gemm_gflops(size: int = 1024, threads: int | None = None) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3) -> float:
+def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3) -> float | None:
     """oneDNN's best matmul GFLOP/s (GOP/s for int8) at this shape, plain or pre-reordered weights
     (benchmarks/gemm_peak.c): dtype f32, bf16, or int8 (u8 x s8 -> s32, the vpdpbusd GEMM with no
-    per-block scaling)."""
+    per-block scaling). None where this CPU's oneDNN has no matmul of the dtype (bf16 below AVX-512)."""
     binary = pathlib.Path(tempfile.gettempdir()) / "medground_gemm_peak"
     source = HERE / "gemm_peak.c"
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
@@ -174,6 +174,8 @@ def gemm_peak(m: int, n: int, k: int, dtype: str, threads: int, repeats: int = 3
     out = subprocess.run([str(binary), str(m), str(n), str(k), dtype, str(repeats)], check=True,
                          capture_output=True, text=True, env=env)
     result = json.loads(out.stdout)
+    if result.get("unsupported"):
+        return None
     return max(result["plain_gflops"], result["blocked_gflops"])
 
 
@@ -185,24 +187,42 @@ def bracket_fractions(rates: list[float], probes: list[float]) -> list[float]:
     return [rate / (0.5 * (probes[i] + probes[i + 1])) for i, rate in enumerate(rates)]
 
 
-# The GEMM a model's many-row linears (encode, prefill) run as, per weight type.
-GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "q8_0": "int8", "q4_0": "int8"}
+# The GEMM a model's many-row linears (encode, prefill) run as, per weight type, on a CPU with AVX-512
+# VNNI and BF16 (f16 weights always go to f32 panels).
+GEMM_DTYPE = {"f32": "f32", "bf16": "bf16", "f16": "f32", "q8_0": "int8", "q4_0": "int8"}
 
 
 def gemm_dtype(weight_dtype: str) -> str:
-    """The dtype of oneDNN peak to set medground's encode / prefill against for these weights: int8 for
-    q8_0 / q4_0 where the CPU has AVX-512 VNNI (the int8 GEMM), else bf16 (dequantized bf16 panels)."""
+    """The dtype of oneDNN peak to set medground's encode / prefill against for these weights, as
+    mg_linear chooses: int8 for q8_0 / q4_0 where the CPU has AVX-512 VNNI (the int8 GEMM), else bf16
+    where it has a native bf16 GEMM (bf16 weights, dequantized bf16 panels), else f32 (f32 panels)."""
     from medground import _C
 
+    info = _C.op_kernel_info()
     chosen = GEMM_DTYPE[weight_dtype]
-    if chosen == "int8" and _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
-        return "bf16"
+    if chosen == "int8" and info["isa"] not in ("avx512_vnni", "avx512_bf16"):
+        chosen = "bf16"
+    if chosen == "bf16" and not info["native_bf16_gemm"]:
+        chosen = "f32"
     return chosen
 
 
 def gemm_peaks(shapes, threads: int, dtypes=("f32", "bf16", "int8")) -> dict:
-    """Best oneDNN GFLOP/s per dtype over (M, K, N) shapes."""
-    return {d: max(gemm_peak(m, n, k, d, threads) for m, k, n in shapes) for d in dtypes}
+    """Best oneDNN GFLOP/s per dtype over (M, K, N) shapes; None for a dtype this CPU's oneDNN lacks."""
+    peaks = {}
+    for d in dtypes:
+        rates = [gemm_peak(m, n, k, d, threads) for m, k, n in shapes]
+        peaks[d] = None if None in rates else max(rates)
+    return peaks
+
+
+def of_peak(rate: float, peak: float | None) -> str:
+    """rate as a percentage of peak, or n/a where the peak could not be measured."""
+    return "n/a" if not peak else f"{rate / peak:.0%}"
+
+
+def peak_text(peak: float | None) -> str:
+    return "n/a (no oneDNN kernel on this CPU)" if peak is None else f"{peak:.0f}"
 
 
 def describe(quick: bool = True) -> dict:

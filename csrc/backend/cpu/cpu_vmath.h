@@ -1,5 +1,6 @@
-/* Vector math shared by the CPU kernels (AVX-512). Each function is inlined
- * into its caller, whose target must include AVX-512 F/BW/VL/DQ. */
+/* Vector math shared by the CPU kernels (AVX-512, and AVX2 + FMA). Each
+ * function is inlined into its caller, whose target must include AVX-512
+ * F/BW/VL/DQ (MG_VMATH_AVX512) or AVX2 and FMA (MG_VMATH_AVX2). */
 #ifndef MG_CPU_VMATH_H
 #define MG_CPU_VMATH_H
 
@@ -90,6 +91,41 @@ MG_VMATH_AVX512 __m512 mg_sigmoid_mul512(__m512 x, __m512 alpha) {
     const __mmask16 overflow = _mm512_cmp_ps_mask(t, _mm512_set1_ps(88.72283935546875f), _CMP_GT_OQ);
     const __m512 e = _mm512_mask_mov_ps(mg_exp512(t), overflow, _mm512_set1_ps(__builtin_inff()));
     return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* ---- the same with 8-float vectors (AVX2 + FMA) */
+#define MG_VMATH_AVX2 static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+/* e^x as mg_exp512: the same reduction and polynomial; 2^n (n in [-126,
+ * 128]) as the product of two powers of two built in the exponent field,
+ * each of n / 2 and the rest, so both stay normal. */
+MG_VMATH_AVX2 __m256 mg_exp256(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(ni, 1), bias = _mm256_set1_epi32(127);
+    const __m256 two_a = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+    const __m256 two_b = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
+    return _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(y, two_a), two_b));
+}
+
+/* x / (1 + e^(-alpha x)) as mg_sigmoid_mul512. */
+MG_VMATH_AVX2 __m256 mg_sigmoid_mul256(__m256 x, __m256 alpha) {
+    const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), alpha), x);
+    const __m256 overflow = _mm256_cmp_ps(t, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
+    const __m256 e = _mm256_blendv_ps(mg_exp256(t), _mm256_set1_ps(__builtin_inff()), overflow);
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 #endif
 

@@ -753,6 +753,27 @@ def test_attention_tiles_masked_blocks_and_rows_seeing_nothing(threads, rng):
     np.testing.assert_allclose(causal[seen:], ref[seen:], rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("tq,tk,hq,hkv,d,dv", [(8, 8, 1, 1, 16, 8), (13, 75, 2, 1, 41, 41), (40, 90, 2, 2, 104, 104),
+                                             (130, 200, 1, 1, 64, 160), (70, 70, 3, 3, 40, 24)])
+def test_attention_tiles_every_isa(isa, tq, tk, hq, hkv, d, dv, rng):
+    """The tiled path of each ISA level (AVX2: 6-row score and P V blocks of
+    16 keys / columns, masked last columns; AVX-512: 4 rows x 64): rows off
+    the 6- and 4-row steps, head dims off 8 and 16, a block of 64 keys cut
+    short, causal, and a mask hiding keys (-inf) with a row seeing none."""
+    q = rng.standard_normal((tq, hq, d)).astype(np.float32)
+    k = rng.standard_normal((tk, hkv, d)).astype(np.float32)
+    v = rng.standard_normal((tk, hkv, dv)).astype(np.float32)
+    np.testing.assert_allclose(_C.op_attention(q, k, v), sdpa(q, k, v), rtol=1e-5, atol=2e-6)
+    causal = _C.op_attention(q, k, v, causal=True)
+    np.testing.assert_allclose(causal, sdpa(q, k, v, bottom_right_causal(tq, tk)), rtol=1e-5, atol=2e-6)
+    mask = np.where(rng.random((hq, tq, tk)) < 0.3, -np.inf, rng.standard_normal((hq, tq, tk))).astype(np.float32)
+    mask[:, 0, :] = -np.inf  # row 0 sees no key: zeros
+    mask[:, 1:, 0] = 0.0
+    ours = _C.op_attention(q, k, v, mask=mask)
+    assert np.all(ours[0] == 0.0)
+    np.testing.assert_allclose(ours[1:], sdpa(q, k, v, torch.from_numpy(mask))[1:], rtol=1e-5, atol=2e-6)
+
+
 def test_attention_one_query_over_key_chunks(threads, rng):
     """Decode (one query row): keys split into chunks of 256 run on both
     threads and are merged; scores shifted so the running max moves across

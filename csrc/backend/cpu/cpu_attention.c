@@ -204,8 +204,8 @@ MG_AVX512_FA MG_FA_INLINE __mmask16 mg_fa_lanes(int64_t left) {
 
 /* A tiled task's rows q0 .. q0 + nq of head h: output rows zeroed, running
  * max / sum reset; returns the keys the task's last row may see. */
-MG_AVX512_FA MG_FA_INLINE int64_t mg_fa_rows_begin(const mg_attention_job *job, int64_t h, int64_t q0, int64_t nq,
-                                                   float **orows, float *row_max, float *row_sum) {
+MG_FA_INLINE int64_t mg_fa_rows_begin(const mg_attention_job *job, int64_t h, int64_t q0, int64_t nq,
+                                      float **orows, float *row_max, float *row_sum) {
     for (int64_t i = 0; i < nq; i++) {
         orows[i] = job->out + ((q0 + i) * job->Hq + h) * job->Dv;
         memset(orows[i], 0, (size_t)job->Dv * sizeof(float));
@@ -222,7 +222,7 @@ MG_AVX512_FA MG_FA_INLINE int64_t mg_fa_rows_begin(const mg_attention_job *job, 
 
 /* Divides each output row by its sum; rows with no visible key keep zeros
  * (PyTorch would give NaN). */
-MG_AVX512_FA MG_FA_INLINE void mg_fa_rows_finish(int64_t nq, int64_t Dv, float *const *orows, const float *row_sum) {
+MG_FA_INLINE void mg_fa_rows_finish(int64_t nq, int64_t Dv, float *const *orows, const float *row_sum) {
     for (int64_t i = 0; i < nq; i++) {
         if (row_sum[i] <= 0.0f) continue;
         const float inv = 1.0f / row_sum[i];
@@ -328,6 +328,190 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
                 MG_FA_PV_NV(4, nv, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
             for (; i < nq; i++)
                 MG_FA_PV_NV(1, nv, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0, cmask);
+        }
+    }
+    mg_fa_rows_finish(nq, Dv, orows, row_sum);
+}
+
+/* ---------------------------------------------------- blocked AVX2 path
+ *
+ * The tiles above with 8-float vectors and sixteen registers: scores as a
+ * 6-row x 16-key register block per quarter of the key block (q broadcast,
+ * FMA against two K^T vectors), the softmax with mg_exp256, P V as 6 rows
+ * x 16 columns of FMAs per V row; the last columns of a row (Dv not a
+ * multiple of 16) through masked loads and stores. The packed K^T, the
+ * score tile and the statistics lie as in the AVX-512 path. */
+#define MG_AVX2_FA __attribute__((target("avx2,fma,f16c")))
+#define MG_FA2_ROWS 6
+
+/* S[r][0..BK) = q_r . K^T for R rows (R = MG_FA2_ROWS or 1). */
+MG_AVX2_FA MG_FA_INLINE void mg_fa2_scores(const int R, const float *const *qrows, const float *kt, int64_t D,
+                                           float *s) {
+    for (int c = 0; c < MG_FA_BK; c += 16) {
+        __m256 acc[MG_FA2_ROWS][2];
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const float *kd = kt + d * MG_FA_BK + c;
+            const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8);
+#pragma GCC unroll 6
+            for (int r = 0; r < R; r++) {
+                const __m256 qv = _mm256_broadcast_ss(qrows[r] + d);
+                acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+            }
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            _mm256_store_ps(s + r * MG_FA_BK + c, acc[r][0]);
+            _mm256_store_ps(s + r * MG_FA_BK + c + 8, acc[r][1]);
+        }
+    }
+}
+
+/* o_r[c0 .. c0 + 8 NV) = o_r * corr_r + sum_j p_r[j] v_j for R rows and NV
+ * (1, 2) vectors of 8 columns; MASKED (a literal, like R and NV) takes the
+ * row's last columns through cmask. */
+MG_AVX2_FA MG_FA_INLINE void mg_fa2_pv(const int R, const int NV, const int MASKED, float *const *orows,
+                                       const float *corr, const float *p, const uint8_t *v, int64_t v_stride,
+                                       int64_t nk, int64_t c0, const __m256i cmask[2]) {
+    __m256 acc[MG_FA2_ROWS][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        const __m256 c = _mm256_set1_ps(corr[r]);
+        for (int k = 0; k < NV; k++) {
+            const float *o = orows[r] + c0 + 8 * k;
+            acc[r][k] = _mm256_mul_ps(MASKED ? _mm256_maskload_ps(o, cmask[k]) : _mm256_loadu_ps(o), c);
+        }
+    }
+    for (int64_t j = 0; j < nk; j++) {
+        const float *vj = (const float *)(v + j * v_stride) + c0;
+        __m256 vv[2];
+        for (int k = 0; k < NV; k++) vv[k] = MASKED ? _mm256_maskload_ps(vj + 8 * k, cmask[k]) : _mm256_loadu_ps(vj + 8 * k);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const __m256 pv = _mm256_broadcast_ss(p + r * MG_FA_BK + j);
+            for (int k = 0; k < NV; k++) acc[r][k] = _mm256_fmadd_ps(pv, vv[k], acc[r][k]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < NV; k++) {
+            float *o = orows[r] + c0 + 8 * k;
+            if (MASKED) _mm256_maskstore_ps(o, cmask[k], acc[r][k]);
+            else _mm256_storeu_ps(o, acc[r][k]);
+        }
+}
+
+/* The 16 columns at c0 for rows i .. i + R: full vectors, or masked ones for the row's last columns. */
+#define MG_FA2_PV_COLUMNS(R, left, ...)                                         \
+    do {                                                                        \
+        if ((left) >= 16) mg_fa2_pv(R, 2, 0, __VA_ARGS__);                     \
+        else if ((left) == 8) mg_fa2_pv(R, 1, 0, __VA_ARGS__);                 \
+        else if ((left) > 8) mg_fa2_pv(R, 2, 1, __VA_ARGS__);                  \
+        else mg_fa2_pv(R, 1, 1, __VA_ARGS__);                                  \
+    } while (0)
+
+MG_AVX2_FA static float mg_fa2_hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+MG_AVX2_FA static float mg_fa2_hsum(__m256 v) {
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* mg_fa_softmax_row with 8-float vectors. */
+MG_AVX2_FA MG_FA_INLINE void mg_fa2_softmax_row(const mg_attention_job *job, int64_t h, int64_t query, int64_t k0,
+                                                int64_t nk, float *si, float *row_max, float *row_sum, float *corr) {
+    int64_t visible = nk;
+    const int64_t limit = query + (job->Tk - job->Tq) + 1 - k0; /* query sees keys j <= query + offset */
+    if (job->causal && limit < visible) visible = limit;
+    if (visible < 0) visible = 0;
+    if (job->scale != 1.0f) {
+        const __m256 vscale = _mm256_set1_ps(job->scale);
+        for (int c = 0; c < MG_FA_BK; c += 8) _mm256_store_ps(si + c, _mm256_mul_ps(_mm256_load_ps(si + c), vscale));
+    }
+    if (job->mask) {
+        const uint8_t *mrow = job->mask + h * job->mask_strides[0] + query * job->mask_strides[1];
+        for (int64_t j = 0; j < visible; j++) {
+            float add;
+            memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
+            si[j] += add;
+        }
+    }
+    for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+    __m256 vmax = _mm256_load_ps(si);
+    for (int c = 8; c < MG_FA_BK; c += 8) vmax = _mm256_max_ps(vmax, _mm256_load_ps(si + c));
+    const float block_max = mg_fa2_hmax(vmax);
+    const float old_max = *row_max;
+    const float new_max = block_max > old_max ? block_max : old_max;
+    if (new_max == -INFINITY) { /* nothing visible yet: P = 0, O stays 0 */
+        *corr = 1.0f;
+        memset(si, 0, MG_FA_BK * sizeof(float));
+        return;
+    }
+    *corr = old_max == -INFINITY ? 0.0f : expf(old_max - new_max);
+    const __m256 vm = _mm256_set1_ps(new_max);
+    __m256 vsum = _mm256_setzero_ps();
+    for (int c = 0; c < MG_FA_BK; c += 8) {
+        const __m256 pc = mg_exp256(_mm256_sub_ps(_mm256_load_ps(si + c), vm));
+        _mm256_store_ps(si + c, pc);
+        vsum = _mm256_add_ps(vsum, pc);
+    }
+    *row_sum = *row_sum * *corr + mg_fa2_hsum(vsum);
+    *row_max = new_max;
+}
+
+MG_AVX2_FA static void mg_attention_task_blocked_avx2(void *raw, int64_t task, int thread_index) {
+    const mg_attention_job *job = raw;
+    const int64_t h = task / job->n_query_blocks;
+    const int64_t q0 = (task % job->n_query_blocks) * MG_FA_BQ;
+    const int64_t q1 = q0 + MG_FA_BQ < job->Tq ? q0 + MG_FA_BQ : job->Tq;
+    const int64_t nq = q1 - q0, hk = h / job->group, D = job->D, Dv = job->Dv;
+    float *kt = job->scratch + (int64_t)thread_index * job->scratch_per_thread; /* 64-byte aligned */
+    float *s = kt + D * MG_FA_BK;
+    float *row_max = s + MG_FA_BQ * MG_FA_BK, *row_sum = row_max + MG_FA_BQ, *corr = row_sum + MG_FA_BQ;
+    const float *qrows[MG_FA_BQ];
+    float *orows[MG_FA_BQ];
+    for (int64_t i = 0; i < nq; i++)
+        qrows[i] = (const float *)(job->q + (q0 + i) * job->q_strides[0] + h * job->q_strides[1]);
+    const int64_t key_end = mg_fa_rows_begin(job, h, q0, nq, orows, row_max, row_sum);
+    for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
+        const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
+        /* K^T of this block, zero past nk. */
+        for (int64_t j = 0; j < MG_FA_BK; j++) {
+            if (j < nk) {
+                const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
+                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = kj[d];
+            } else {
+                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = 0.0f;
+            }
+        }
+        int64_t i = 0;
+        for (; i + MG_FA2_ROWS <= nq; i += MG_FA2_ROWS) mg_fa2_scores(MG_FA2_ROWS, qrows + i, kt, D, s + i * MG_FA_BK);
+        for (; i < nq; i++) mg_fa2_scores(1, qrows + i, kt, D, s + i * MG_FA_BK);
+        for (i = 0; i < nq; i++)
+            mg_fa2_softmax_row(job, h, q0 + i, k0, nk, s + i * MG_FA_BK, row_max + i, row_sum + i, corr + i);
+        const uint8_t *vbase = job->v + k0 * job->v_strides[0] + hk * job->v_strides[1];
+        for (int64_t c0 = 0; c0 < Dv; c0 += 16) {
+            const int64_t left = Dv - c0;
+            __m256i cmask[2];
+            for (int k = 0; k < 2; k++) { /* lanes l with 8 k + l < left */
+                const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                cmask[k] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left - 8 * k)), lane);
+            }
+            for (i = 0; i + MG_FA2_ROWS <= nq; i += MG_FA2_ROWS)
+                MG_FA2_PV_COLUMNS(MG_FA2_ROWS, left, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk,
+                                  c0, cmask);
+            for (; i < nq; i++)
+                MG_FA2_PV_COLUMNS(1, left, orows + i, corr + i, s + i * MG_FA_BK, vbase, job->v_strides[0], nk, c0,
+                                  cmask);
         }
     }
     mg_fa_rows_finish(nq, Dv, orows, row_sum);
@@ -764,7 +948,7 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
     /* The blocked tiles pay for packing K once several query rows share it. */
     bool blocked = false, bf16 = false;
 #if defined(__x86_64__)
-    blocked = mg_cpu_context_isa(ctx) >= MG_ISA_AVX512 && Tq >= 8;
+    blocked = mg_cpu_context_isa(ctx) >= MG_ISA_AVX2 && Tq >= 8;
     bf16 = blocked && mg_context_fpmath_bf16(ctx) && mg_cpu_context_isa(ctx) >= MG_ISA_AVX512_BF16 &&
            D <= MG_FA16_MAX_D;
 #endif
@@ -804,7 +988,7 @@ mg_status mg_cpu_attention(mg_context *ctx, const mg_tensor *q, const mg_tensor 
         int64_t rows_per_task = MG_ATTN_QUERY_BLOCK;
 #if defined(__x86_64__)
         if (blocked) {
-            task = mg_attention_task_blocked;
+            task = mg_cpu_context_isa(ctx) >= MG_ISA_AVX512 ? mg_attention_task_blocked : mg_attention_task_blocked_avx2;
             rows_per_task = MG_FA_BQ;
         }
 #endif

@@ -75,7 +75,8 @@ def qgemm_rows(threads: int, rng, repeats: int) -> None:
     from medground import _C
 
     if _C.op_kernel_info()["isa"] not in ("avx512_vnni", "avx512_bf16"):
-        print("int8 GEMM: this CPU has no AVX-512 VNNI (the q8_0/q4_0 prefill runs the bf16 panels)")
+        panels = "bf16" if _C.op_kernel_info()["native_bf16_gemm"] else "f32"
+        print(f"int8 GEMM: this CPU has no AVX-512 VNNI (the q8_0/q4_0 prefill runs dequantized {panels} panels)")
         return
     print(f"{'int8 GEMM (q8_0/q4_0)':<26} {'int8':>8} {'panels':>8} {'bf16 pk':>8} {'int8 pk':>8} {'int8/':>7} "
           f"{'int8/':>7} {'int8/':>7}")

@@ -202,6 +202,38 @@ MG_AVX512_FA MG_FA_INLINE __mmask16 mg_fa_lanes(int64_t left) {
     return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 
+/* K^T of the key block at k0 (nk keys of kv head hk) as D rows of MG_FA_BK, zero past nk. */
+MG_FA_INLINE void mg_fa_pack_kt(const mg_attention_job *job, int64_t hk, int64_t k0, int64_t nk, float *kt) {
+    const int64_t D = job->D;
+    for (int64_t j = 0; j < MG_FA_BK; j++) {
+        if (j < nk) {
+            const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
+            for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = kj[d];
+        } else {
+            for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = 0.0f;
+        }
+    }
+}
+
+/* A scaled score row's mask and limits: plus the mask over the keys the
+ * query may see (causal: j <= query + Tk - Tq), -inf past them and past nk. */
+MG_FA_INLINE void mg_fa_mask_row(const mg_attention_job *job, int64_t h, int64_t query, int64_t k0, int64_t nk,
+                                 float *si) {
+    int64_t visible = nk;
+    const int64_t limit = query + (job->Tk - job->Tq) + 1 - k0;
+    if (job->causal && limit < visible) visible = limit;
+    if (visible < 0) visible = 0;
+    if (job->mask) {
+        const uint8_t *mrow = job->mask + h * job->mask_strides[0] + query * job->mask_strides[1];
+        for (int64_t j = 0; j < visible; j++) {
+            float add;
+            memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
+            si[j] += add;
+        }
+    }
+    for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+}
+
 /* A tiled task's rows q0 .. q0 + nq of head h: output rows zeroed, running
  * max / sum reset; returns the keys the task's last row may see. */
 MG_FA_INLINE int64_t mg_fa_rows_begin(const mg_attention_job *job, int64_t h, int64_t q0, int64_t nq,
@@ -239,23 +271,11 @@ MG_FA_INLINE void mg_fa_rows_finish(int64_t nq, int64_t Dv, float *const *orows,
 MG_AVX512_FA MG_FA_INLINE void mg_fa_softmax_row(const mg_attention_job *job, int64_t h, int64_t query, int64_t k0,
                                                  int64_t nk, float scale, float *si, float *row_max, float *row_sum,
                                                  float *corr) {
-    int64_t visible = nk;
-    const int64_t limit = query + (job->Tk - job->Tq) + 1 - k0; /* query sees keys j <= query + offset */
-    if (job->causal && limit < visible) visible = limit;
-    if (visible < 0) visible = 0;
     if (scale != 1.0f) {
         const __m512 vscale = _mm512_set1_ps(scale);
         for (int c = 0; c < MG_FA_BK; c += 16) _mm512_store_ps(si + c, _mm512_mul_ps(_mm512_load_ps(si + c), vscale));
     }
-    if (job->mask) {
-        const uint8_t *mrow = job->mask + h * job->mask_strides[0] + query * job->mask_strides[1];
-        for (int64_t j = 0; j < visible; j++) {
-            float add;
-            memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
-            si[j] += add;
-        }
-    }
-    for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+    mg_fa_mask_row(job, h, query, k0, nk, si);
     __m512 vmax = _mm512_load_ps(si);
     for (int c = 16; c < MG_FA_BK; c += 16) vmax = _mm512_max_ps(vmax, _mm512_load_ps(si + c));
     const float block_max = _mm512_reduce_max_ps(vmax);
@@ -305,15 +325,7 @@ MG_AVX512_FA static void mg_attention_task_blocked(void *raw, int64_t task, int 
     const int64_t key_end = mg_fa_rows_begin(job, h, q0, nq, orows, row_max, row_sum);
     for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
         const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
-        /* K^T of this block, zero past nk. */
-        for (int64_t j = 0; j < MG_FA_BK; j++) {
-            if (j < nk) {
-                const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
-                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = kj[d];
-            } else {
-                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = 0.0f;
-            }
-        }
+        mg_fa_pack_kt(job, hk, k0, nk, kt);
         int64_t i = 0;
         for (; i + 4 <= nq; i += 4) mg_fa_scores(4, qrows + i, kt, D, s + i * MG_FA_BK);
         for (; i < nq; i++) mg_fa_scores(1, qrows + i, kt, D, s + i * MG_FA_BK);
@@ -429,23 +441,11 @@ MG_AVX2_FA static float mg_fa2_hsum(__m256 v) {
 /* mg_fa_softmax_row with 8-float vectors. */
 MG_AVX2_FA MG_FA_INLINE void mg_fa2_softmax_row(const mg_attention_job *job, int64_t h, int64_t query, int64_t k0,
                                                 int64_t nk, float *si, float *row_max, float *row_sum, float *corr) {
-    int64_t visible = nk;
-    const int64_t limit = query + (job->Tk - job->Tq) + 1 - k0; /* query sees keys j <= query + offset */
-    if (job->causal && limit < visible) visible = limit;
-    if (visible < 0) visible = 0;
     if (job->scale != 1.0f) {
         const __m256 vscale = _mm256_set1_ps(job->scale);
         for (int c = 0; c < MG_FA_BK; c += 8) _mm256_store_ps(si + c, _mm256_mul_ps(_mm256_load_ps(si + c), vscale));
     }
-    if (job->mask) {
-        const uint8_t *mrow = job->mask + h * job->mask_strides[0] + query * job->mask_strides[1];
-        for (int64_t j = 0; j < visible; j++) {
-            float add;
-            memcpy(&add, mrow + (k0 + j) * job->mask_strides[2], 4);
-            si[j] += add;
-        }
-    }
-    for (int64_t j = visible; j < MG_FA_BK; j++) si[j] = -INFINITY;
+    mg_fa_mask_row(job, h, query, k0, nk, si);
     __m256 vmax = _mm256_load_ps(si);
     for (int c = 8; c < MG_FA_BK; c += 8) vmax = _mm256_max_ps(vmax, _mm256_load_ps(si + c));
     const float block_max = mg_fa2_hmax(vmax);
@@ -484,15 +484,7 @@ MG_AVX2_FA static void mg_attention_task_blocked_avx2(void *raw, int64_t task, i
     const int64_t key_end = mg_fa_rows_begin(job, h, q0, nq, orows, row_max, row_sum);
     for (int64_t k0 = 0; k0 < key_end; k0 += MG_FA_BK) {
         const int64_t nk = key_end - k0 < MG_FA_BK ? key_end - k0 : MG_FA_BK;
-        /* K^T of this block, zero past nk. */
-        for (int64_t j = 0; j < MG_FA_BK; j++) {
-            if (j < nk) {
-                const float *kj = (const float *)(job->k + (k0 + j) * job->k_strides[0] + hk * job->k_strides[1]);
-                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = kj[d];
-            } else {
-                for (int64_t d = 0; d < D; d++) kt[d * MG_FA_BK + j] = 0.0f;
-            }
-        }
+        mg_fa_pack_kt(job, hk, k0, nk, kt);
         int64_t i = 0;
         for (; i + MG_FA2_ROWS <= nq; i += MG_FA2_ROWS) mg_fa2_scores(MG_FA2_ROWS, qrows + i, kt, D, s + i * MG_FA_BK);
         for (; i < nq; i++) mg_fa2_scores(1, qrows + i, kt, D, s + i * MG_FA_BK);
